@@ -1,0 +1,131 @@
+"""The MarketStore interface: candles keyed by (symbol, timeframe, timestamp).
+
+Writes are upserts in one transaction: re-importing the same candles changes nothing, and a
+failed or killed import leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from trademl.data.candles import validate_candles
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError
+
+# Rows sent to the database per statement inside the one transaction of a write.
+DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What the store holds for one (symbol, timeframe)."""
+
+    symbol: str
+    timeframe: str
+    rows: int
+    first: pd.Timestamp
+    last: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Candles to write under one (symbol, timeframe)."""
+
+    candles: pd.DataFrame
+    symbol: str
+    timeframe: str
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What a write did to one series."""
+
+    symbol: str
+    timeframe: str
+    inserted: int
+    updated: int
+    unchanged: int
+
+    @property
+    def changed(self) -> bool:
+        """Whether the write changed the store."""
+        return bool(self.inserted or self.updated)
+
+
+class MarketStore(ABC):
+    """Where candles live. Use :func:`trademl.data.stores.open_store` to get one."""
+
+    url: str
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+    def write(self, candles: pd.DataFrame, symbol: str, timeframe: str) -> WriteReport:
+        """Upsert ``candles`` under (``symbol``, ``timeframe``) in one transaction."""
+        return self.write_many([Batch(candles, symbol, timeframe)])[0]
+
+    def write_many(self, batches: Sequence[Batch]) -> list[WriteReport]:
+        """Upsert several series in ONE transaction: all of them land, or none.
+
+        Every batch is validated before the transaction opens, so bad input never reaches
+        the store.
+        """
+        checked = []
+        for batch in batches:
+            symbol = _check_symbol(batch.symbol)
+            timeframe = Timeframe.parse(batch.timeframe).name
+            source = f"{symbol} {timeframe}"
+            validate_candles(batch.candles, source=batch.candles.attrs.get("source", source))
+            checked.append(Batch(batch.candles, symbol, timeframe))
+        if not checked:
+            return []
+        return self._write_batches(checked)
+
+    @abstractmethod
+    def _write_batches(self, batches: Sequence[Batch]) -> list[WriteReport]:
+        """Write validated batches in one transaction."""
+
+    @abstractmethod
+    def read(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Candles with ``start <= timestamp < end``, as a validated Candles frame (maybe empty)."""
+
+    @abstractmethod
+    def list_series(self) -> list[SeriesInfo]:
+        """Every (symbol, timeframe) held, with row counts and spans, sorted."""
+
+    @abstractmethod
+    def delete(self, symbol: str, timeframe: str) -> int:
+        """Remove a series; returns the number of rows removed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def series_info(self, symbol: str, timeframe: str) -> SeriesInfo | None:
+        """The :class:`SeriesInfo` of one series, or None when it is not stored."""
+        name = Timeframe.parse(timeframe).name
+        for info in self.list_series():
+            if info.symbol == symbol and info.timeframe == name:
+                return info
+        return None
+
+    def __enter__(self) -> MarketStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_symbol(symbol: str) -> str:
+    cleaned = symbol.strip() if isinstance(symbol, str) else ""
+    if not cleaned or len(cleaned) > 64 or any(c.isspace() for c in cleaned):
+        raise ConfigError(f"symbol {symbol!r} is not valid: 1-64 characters without spaces")
+    return cleaned

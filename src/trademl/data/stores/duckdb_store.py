@@ -1,0 +1,149 @@
+"""The embedded default store: one DuckDB file under TRADEML_HOME."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from loguru import logger
+
+from trademl.data.candles import COLUMNS, empty_candles, make_candles, with_meta
+from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
+from trademl.data.timeframes import Timeframe
+from trademl.errors import StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candles (
+    symbol VARCHAR NOT NULL,
+    timeframe VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    open DOUBLE NOT NULL,
+    high DOUBLE NOT NULL,
+    low DOUBLE NOT NULL,
+    close DOUBLE NOT NULL,
+    volume DOUBLE NOT NULL,
+    PRIMARY KEY (symbol, timeframe, ts)
+)
+"""
+_DIFFERS = " OR ".join(f"s.{c} IS DISTINCT FROM c.{c}" for c in COLUMNS)
+_SET = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> None:
+    # DuckDB 2 streams results: drain each statement before the next one on this connection.
+    con.execute(sql, params).fetchall()
+
+
+class DuckDBStore(MarketStore):
+    """Candles in a DuckDB file (``duckdb:///path/to/market.duckdb``)."""
+
+    def __init__(self, path: str | Path, *, chunk_rows: int | None = None) -> None:
+        self.path = Path(path)
+        self.url = f"duckdb:///{self.path.as_posix()}"
+        if chunk_rows:
+            self.chunk_rows = chunk_rows
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.Error as error:
+            raise StoreError(f"cannot open DuckDB store {self.path}: {error}") from error
+        _run(self._con, "SET TimeZone = 'UTC'")
+        _run(self._con, _SCHEMA)
+
+    def _write_batches(self, batches: Sequence[Batch]) -> list[WriteReport]:
+        con = self._con
+        reports = []
+        _run(con, "BEGIN TRANSACTION")
+        try:
+            for batch in batches:
+                reports.append(self._upsert(batch))
+            _run(con, "COMMIT")
+        except BaseException:
+            _run(con, "ROLLBACK")
+            raise
+        return reports
+
+    def _upsert(self, batch: Batch) -> WriteReport:
+        con = self._con
+        total = len(batch.candles)
+        inserted = updated = 0
+        for start in range(0, total, self.chunk_rows):
+            chunk = batch.candles.iloc[start : start + self.chunk_rows]
+            staging = chunk.reset_index().rename(columns={"timestamp": "ts"})
+            staging.insert(0, "timeframe", batch.timeframe)
+            staging.insert(0, "symbol", batch.symbol)
+            con.register("staging", staging)
+            try:
+                row = con.execute(
+                    "SELECT count(*) FILTER (WHERE c.ts IS NULL), "
+                    f"count(*) FILTER (WHERE c.ts IS NOT NULL AND ({_DIFFERS})) "
+                    "FROM staging s LEFT JOIN candles c "
+                    "ON c.symbol = s.symbol AND c.timeframe = s.timeframe AND c.ts = s.ts"
+                ).fetchall()[0]
+                new, changed = int(row[0]), int(row[1])
+                if new == len(staging):
+                    _run(con, "INSERT INTO candles SELECT * FROM staging")
+                elif new or changed:
+                    _run(
+                        con,
+                        "INSERT INTO candles SELECT * FROM staging "
+                        f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {_SET}"
+                    )
+            finally:
+                con.unregister("staging")
+            inserted += new
+            updated += changed
+            logger.debug(
+                "{} {}: chunk {}/{} staged", batch.symbol, batch.timeframe,
+                start // self.chunk_rows + 1, -(-total // self.chunk_rows),
+            )
+        return WriteReport(batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated)
+
+    def read(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Candles with ``start <= timestamp < end``."""
+        name = Timeframe.parse(timeframe).name
+        query = "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? AND timeframe = ?"
+        params: list[object] = [symbol, name]
+        if start is not None:
+            query += " AND ts >= ?"
+            params.append(start.to_pydatetime())
+        if end is not None:
+            query += " AND ts < ?"
+            params.append(end.to_pydatetime())
+        table = self._con.execute(query + " ORDER BY ts", params).fetchnumpy()
+        if len(table["ts"]) == 0:
+            return with_meta(empty_candles(), symbol=symbol, timeframe=name)
+        index = pd.DatetimeIndex(table["ts"])
+        return make_candles(index, *(table[c] for c in COLUMNS), symbol=symbol, timeframe=name)
+
+    def list_series(self) -> list[SeriesInfo]:
+        """Every stored series with its row count and span."""
+        rows = self._con.execute(
+            "SELECT symbol, timeframe, count(*), min(ts), max(ts) FROM candles "
+            "GROUP BY symbol, timeframe ORDER BY symbol, timeframe"
+        ).fetchall()
+        return [
+            SeriesInfo(s, tf, int(n), pd.Timestamp(first).tz_convert("UTC"), pd.Timestamp(last).tz_convert("UTC"))
+            for s, tf, n, first, last in rows
+        ]
+
+    def delete(self, symbol: str, timeframe: str) -> int:
+        """Remove one series."""
+        name = Timeframe.parse(timeframe).name
+        row = self._con.execute(
+            "SELECT count(*) FROM candles WHERE symbol = ? AND timeframe = ?", [symbol, name]
+        ).fetchall()[0]
+        _run(self._con, "DELETE FROM candles WHERE symbol = ? AND timeframe = ?", [symbol, name])
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self._con.close()
