@@ -48,3 +48,76 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def settings(home: Path) -> Settings:
     """Settings pointing at the per-test home."""
     return Settings(home=home)
+
+
+# -- real database servers ---------------------------------------------------------------------
+
+POSTGRES_ADMIN_URL = os.environ.get("TRADEML_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+MARIADB_ADMIN_URL = os.environ.get("TRADEML_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")
+
+
+def _service_missing(name: str, error: Exception) -> None:
+    message = f"{name} is not reachable: {error}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """Create a throw-away database on a real server; drop it afterwards."""
+    import sqlalchemy as sa
+
+    from trademl.data.stores.sql_store import normalise_url
+
+    url = sa.engine.make_url(normalise_url(admin_url))
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        _service_missing(url.get_backend_name(), error)
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            if url.get_backend_name() == "postgresql":
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                )
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on this machine's PostgreSQL for the test session."""
+    yield from _scratch_database(POSTGRES_ADMIN_URL, f"trademl_test_{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh database on this machine's MariaDB for the test session."""
+    yield from _scratch_database(MARIADB_ADMIN_URL, f"trademl_test_{os.getpid()}")
+
+
+STORE_BACKENDS = ["duckdb", "postgresql", "mariadb"]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One URL per backend; SQL backends get an emptied candles table for each test."""
+    backend = request.param
+    if backend == "duckdb":
+        yield f"duckdb:///{tmp_path / 'market.duckdb'}"
+        return
+    url = request.getfixturevalue("postgres_url" if backend == "postgresql" else "mariadb_url")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS candles")
+    engine.dispose()
+    yield url

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         default=None, description="Override a ccxt exchange's API root (testing, proxies)."
     )
     yahoo_url: str | None = Field(default=None, description="Override Yahoo Finance's API root (testing).")
+    store_chunk_rows: int = Field(
+        default=1_000_000, gt=0, description="Rows per statement inside one store transaction."
+    )
     http_timeout_s: float = Field(default=30.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
 

@@ -1,0 +1,41 @@
+# trademl — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
+export TRADEML_HOME ?= $(abspath .trademl-demo)
+
+.PHONY: install demo test test-all lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,test,exchanges]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/trademl demo
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m ''
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache

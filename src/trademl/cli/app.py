@@ -1,0 +1,76 @@
+"""The ``trademl`` command: global options, command groups, and the one place where
+TradeMLError becomes a one-line message and a non-zero exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trademl import __version__
+from trademl.cli import data as data_commands
+from trademl.cli import demo as demo_commands
+from trademl.config import get_settings, reload_settings
+from trademl.errors import TradeMLError
+from trademl.log import configure_logging
+
+app = typer.Typer(
+    name="trademl",
+    help="trademl: honest, causal, reproducible ML models from OHLCV candles.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_commands.app, name="data")
+app.command("demo")(demo_commands.demo)
+
+_errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"trademl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    home: Annotated[
+        Path | None, typer.Option("--home", help="State folder (overrides TRADEML_HOME).", show_default=False)
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="Log level on stderr (overrides TRADEML_LOG_LEVEL).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Global options, applied before any command runs."""
+    overrides: dict[str, object] = {}
+    if home is not None:
+        overrides["home"] = home.expanduser().resolve()
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    settings = reload_settings(**overrides) if overrides else get_settings()
+    configure_logging(settings.log_level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, mapping TradeMLError to a message and exit code."""
+    try:
+        app(args=argv, prog_name="trademl")
+    except TradeMLError as error:
+        _errors.print(f"[bold red]error:[/] {error}", markup=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        _errors.print("interrupted; the store is unchanged by the unfinished write")
+        sys.exit(130)
+    except BrokenPipeError:
+        # `trademl data show ... | head` closes stdout early; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)

@@ -1,0 +1,182 @@
+"""Polygon.io aggregates (``/v2/aggs``): stocks, crypto (``X:BTCUSD``) and forex (``C:EURUSD``).
+
+Needs an API key (``TRADEML_POLYGON_API_KEY``). A response holds at most ``limit`` bars and
+points at the rest with ``next_url``, which is followed (with the key added) until absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trademl.config import Settings
+from trademl.data.candles import make_candles, validate_candles, with_meta
+from trademl.data.sources.base import SOURCES, Source, clip_range, parse_time
+from trademl.data.sources.http import HttpClient
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError, NotFoundError, SourceError
+
+DEFAULT_START = pd.Timestamp("2000-01-01", tz="UTC")
+"""Start of a fetch given none (older than any Polygon plan's history)."""
+
+_TIMESPANS: tuple[tuple[str, int], ...] = (
+    ("week", 604_800),
+    ("day", 86_400),
+    ("hour", 3_600),
+    ("minute", 60),
+)
+_OK_STATUSES = {"OK", "DELAYED"}
+_PAGE_LIMIT = 50_000
+
+
+def polygon_range(timeframe: Timeframe) -> tuple[int, str]:
+    """Polygon's ``(multiplier, timespan)`` of ``timeframe``: ``4h`` → ``(4, 'hour')``.
+
+    Examples
+    --------
+    >>> polygon_range(Timeframe.parse("15m"))
+    (15, 'minute')
+    """
+    for timespan, seconds in _TIMESPANS:
+        if timeframe.seconds % seconds == 0:
+            return timeframe.seconds // seconds, timespan
+    raise ConfigError(
+        f"timeframe {timeframe.name!r} is shorter than a minute; Polygon aggregates are served "
+        "in minutes, hours, days and weeks"
+    )
+
+
+class PolygonSource:
+    """Candles from Polygon's aggregates endpoint.
+
+    Parameters
+    ----------
+    settings:
+        ``polygon_url``, ``polygon_api_key`` and the ``http_*`` knobs.
+    now:
+        The default end of a fetch (tests pin it); defaults to the UTC time.
+
+    Raises
+    ------
+    ConfigError
+        When no API key is set.
+    """
+
+    name = "polygon"
+
+    def __init__(
+        self, settings: Settings, *, now: Callable[[], pd.Timestamp] | None = None
+    ) -> None:
+        key = settings.polygon_api_key.get_secret_value() if settings.polygon_api_key else ""
+        if not key.strip():
+            raise ConfigError(
+                "the polygon source needs an API key: set TRADEML_POLYGON_API_KEY "
+                "(environment or .env)"
+            )
+        self.settings = settings
+        self.root = settings.polygon_url.rstrip("/")
+        self._key = key.strip()
+        self._now = now or (lambda: pd.Timestamp.now(tz="UTC"))
+
+    def fetch(
+        self,
+        symbol: str,
+        timeframe: Timeframe | str,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Candles of ticker ``symbol`` with ``start <= timestamp < end``, validated.
+
+        Raises
+        ------
+        NotFoundError
+            When Polygon returns no bars for the ticker in the range.
+        SourceError
+            On an error status or a network failure (the API key is never in the message).
+        """
+        timeframe = Timeframe.parse(timeframe)
+        multiplier, timespan = polygon_range(timeframe)
+        ticker = symbol.strip().upper()
+        first = parse_time(start, argument="start") or DEFAULT_START
+        stop = parse_time(end, argument="end") or self._now()
+        if first >= stop:
+            raise ConfigError(f"start {first} must be before end {stop}")
+        # Millisecond bounds keep intraday ranges exact; Polygon's `to` is inclusive.
+        url = (
+            f"{self.root}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/"
+            f"{_ms(first)}/{_ms(stop) - 1}"
+        )
+        params: dict[str, Any] = {"adjusted": "true", "sort": "asc", "limit": _PAGE_LIMIT}
+        try:
+            bars = self._all_pages(url, params, ticker)
+        except SourceError as error:
+            message = str(error)
+            if self._key in message:
+                raise SourceError(message.replace(self._key, "***")) from None
+            raise
+        frame = clip_range(_to_candles(bars, ticker), first, stop)
+        if frame.empty:
+            raise NotFoundError(
+                f"Polygon has no {timeframe.name} bars for {ticker!r} between {first} and {stop}; "
+                "check the ticker (AAPL, X:BTCUSD, C:EURUSD) and your plan's history"
+            )
+        with_meta(frame, symbol=ticker, timeframe=timeframe.name)
+        return validate_candles(frame, source=f"polygon:{ticker}")
+
+    def _all_pages(self, url: str, params: dict[str, Any], ticker: str) -> list[dict[str, Any]]:
+        bars: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        with HttpClient(self.settings) as client:
+            next_url: str | None = url
+            while next_url is not None:
+                if next_url in seen:
+                    raise SourceError(f"polygon {ticker}: next_url repeats itself ({next_url})")
+                seen.add(next_url)
+                page = client.get_json(next_url, {**params, "apiKey": self._key})
+                bars += _page_results(page, ticker)
+                next_url = page.get("next_url") or None
+                # next_url carries the query (cursor included); only the key is added to it.
+                params = {}
+        return bars
+
+
+def _page_results(page: Any, ticker: str) -> list[dict[str, Any]]:
+    """The bars of one response; :class:`SourceError` on an error status."""
+    if not isinstance(page, dict):
+        raise SourceError(f"polygon {ticker}: expected a JSON object, got {type(page).__name__}")
+    status = str(page.get("status", ""))
+    if status not in _OK_STATUSES:
+        detail = page.get("error") or page.get("message") or "no detail given"
+        raise SourceError(f"polygon {ticker}: status {status or 'missing'}: {detail}")
+    results = page.get("results") or []
+    if not isinstance(results, list):
+        raise SourceError(f"polygon {ticker}: 'results' is not a list")
+    return results
+
+
+def _to_candles(bars: list[dict[str, Any]], ticker: str) -> pd.DataFrame:
+    """Candles from Polygon bars (``t`` in ms, ``o h l c v``), sorted and deduplicated."""
+    try:
+        columns = {key: np.array([bar[key] for bar in bars], dtype=np.float64) for key in "ohlcv"}
+        stamps = np.array([bar["t"] for bar in bars], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SourceError(f"polygon {ticker}: malformed bar ({error!r})") from error
+    index = pd.DatetimeIndex((stamps * 1_000_000).astype("datetime64[ns]")).tz_localize("UTC")
+    frame = make_candles(index, *columns.values())
+    frame = frame.sort_index(kind="stable")
+    return frame[~frame.index.duplicated(keep="first")]
+
+
+def _ms(stamp: pd.Timestamp) -> int:
+    return int(stamp.value // 1_000_000)
+
+
+@SOURCES.register("polygon")
+def polygon_source(settings: Settings, argument: str | None = None) -> Source:
+    """Factory of ``polygon`` (takes no argument)."""
+    if argument:
+        raise ConfigError(f"source 'polygon' takes no ':{argument}' part")
+    return PolygonSource(settings)
