@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trademl import __version__
 from trademl.cli import data as data_commands
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="trademl")
     except TradeMLError as error:
-        _errors.print(f"[bold red]error:[/] {error}", markup=True)
+        _errors.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         _errors.print("interrupted; the store is unchanged by the unfinished write")

@@ -21,7 +21,7 @@ from trademl.data.timeframes import Timeframe
 
 app = typer.Typer(help="Market data: import, ingest, inspect, resample and export candles.", no_args_is_help=True)
 # Piped output is not a terminal: give tables room rather than Rich's 80-column default.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 _TIME = "%Y-%m-%d %H:%M"
 
 
@@ -158,14 +158,14 @@ def validate_command(
     """Check files against the Candles contract without storing them; report gaps."""
     files = library.candle_files(path)
     loaded = library.load_files(files, timeframe=timeframe, tz=tz)
-    table = Table(title="valid")
+    table = Table(title=f"{len(loaded)} valid file(s) in {path}")
     for column in ("file", "rows", "first", "last", "missing bars", "largest gap"):
         table.add_column(column)
     for file, batch in loaded:
         report = gap_report(batch.candles.index, batch.timeframe)
         largest = report.largest(1)
         table.add_row(
-            str(file), f"{len(batch.candles):,}", batch.candles.index[0].strftime(_TIME),
+            str(file.relative_to(path)) if path.is_dir() else file.name, f"{len(batch.candles):,}", batch.candles.index[0].strftime(_TIME),
             batch.candles.index[-1].strftime(_TIME), _gaps_text(report),
             f"{largest[0].missing_bars} bars from {largest[0].start.strftime(_TIME)}" if largest else "-",
         )

@@ -34,7 +34,8 @@ def source_text(data_dir: Path) -> pd.DataFrame:
 def source_candles(data_dir: Path) -> pd.DataFrame:
     """The same rows parsed as numbers: what the source must return."""
     frame = pd.read_csv(data_dir / "crypto" / "BTCUSDT_1h.csv", index_col="timestamp")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="timestamp")
+    stamps = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="timestamp")
+    frame.index = stamps.as_unit("ns")
     return frame.astype("float64")
 
 
@@ -43,8 +44,8 @@ def kline_csv(rows: pd.DataFrame, *, unit: str = "ms", header: bool = False) -> 
     scale = 1_000 if unit == "us" else 1
     lines = ["open_time,open,high,low,close,volume,close_time,quote_volume,count,"
              "taker_buy_volume,taker_buy_quote_volume,ignore"] if header else []  # fmt: skip
-    for stamp, row in rows.iterrows():
-        open_ms = pd.Timestamp(stamp).value // 1_000_000
+    for stamp, row in zip(rows.index, rows.to_dict("records"), strict=True):
+        open_ms = stamp.value // 1_000_000
         quote = float(row["close"]) * float(row["volume"])
         lines.append(
             f"{open_ms * scale},{row['open']},{row['high']},{row['low']},{row['close']},"
@@ -54,11 +55,11 @@ def kline_csv(rows: pd.DataFrame, *, unit: str = "ms", header: bool = False) -> 
     return ("\n".join(lines) + "\n").encode()
 
 
-def kline_zip(name: str, rows: pd.DataFrame, **options: object) -> bytes:
+def kline_zip(name: str, rows: pd.DataFrame, *, unit: str = "ms", header: bool = False) -> bytes:
     """A zip holding ``<name>.csv`` like the archive's."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"{name}.csv", kline_csv(rows, **options))  # type: ignore[arg-type]
+        archive.writestr(f"{name}.csv", kline_csv(rows, unit=unit, header=header))
     return buffer.getvalue()
 
 
@@ -70,21 +71,27 @@ class Archive:
     rows: pd.DataFrame
 
     def publish(
-        self, period: str, label: str, *, checksum_of: bytes | None = None, **options: object
-    ) -> str:
+        self,
+        period: str,
+        label: str,
+        *,
+        unit: str = "ms",
+        header: bool = False,
+        checksum_of: bytes | None = None,
+    ) -> None:
+        """Serve the zip of one month or day and its CHECKSUM (of ``checksum_of`` if given)."""
         name = f"BTCUSDT-1h-{label}"
         start = pd.Timestamp(label, tz="UTC")
         stop = start + (pd.DateOffset(months=1) if period == "monthly" else pd.Timedelta(days=1))
-        body = kline_zip(
-            name, self.rows[(self.rows.index >= start) & (self.rows.index < stop)], **options
-        )
+        rows = self.rows[(self.rows.index >= start) & (self.rows.index < stop)]
+        body = kline_zip(name, rows, unit=unit, header=header)
         digest = hashlib.sha256(body if checksum_of is None else checksum_of).hexdigest()
         path = f"{ROOT}/{period}/klines/BTCUSDT/1h/{name}.zip"
         self.server.routes[path] = Reply(body=body)
         self.server.routes[f"{path}.CHECKSUM"] = Reply(body=f"{digest}  {name}.zip\n".encode())
-        return path
 
     def archive_requests(self) -> list[str]:
+        """Paths asked of the archive so far, in order."""
         return [path for path in self.server.requests if path.startswith(ROOT)]
 
 
@@ -143,9 +150,9 @@ def test_microsecond_and_header_files_read_like_millisecond_ones(
         (source_text.index >= utc("2024-07-05")) & (source_text.index < utc("2024-07-06"))
     ]
     frames = []
-    for index, options in enumerate([{}, {"unit": "us"}, {"header": True, "unit": "us"}]):
-        path = tmp_path / f"{index}.zip"
-        path.write_bytes(kline_zip("BTCUSDT-1h-2024-07-05", rows, **options))
+    for unit, header in [("ms", False), ("us", False), ("us", True)]:
+        path = tmp_path / f"{unit}-{header}.zip"
+        path.write_bytes(kline_zip("BTCUSDT-1h-2024-07-05", rows, unit=unit, header=header))
         frames.append(read_kline_zip(path))
     assert len(frames[0]) == 24
     assert frames[0].index[0] == utc("2024-07-05")

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 import pytest
-
 from tests.support.httpserver import Handler, LocalServer, Reply, local_http_server
+
 from trademl.config import Settings
 from trademl.data.sources import get_source
 from trademl.data.sources.ccxt_source import CcxtSource, rehost
@@ -35,7 +35,12 @@ SPOT_MARKET = {
     "isMarginTradingAllowed": False,
     "permissions": ["SPOT"],
     "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
+        {
+            "filterType": "PRICE_FILTER",
+            "minPrice": "0.01",
+            "maxPrice": "1000000",
+            "tickSize": "0.01",
+        },
         {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
     ],
 }
@@ -49,7 +54,9 @@ def _json(payload: object, status: int = 200) -> Reply:
 def btc(data_dir: Path) -> pd.DataFrame:
     """The real BTCUSDT 1h rows, indexed by bar start (UTC)."""
     frame = pd.read_csv(data_dir / "crypto" / "BTCUSDT_1h.csv")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp")
+    frame.index = pd.DatetimeIndex(
+        pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp"
+    )
     return frame.astype("float64")
 
 
@@ -84,9 +91,10 @@ def binance(rows: pd.DataFrame, *, live_bar: bool = False, failures: int = 0) ->
             chosen = np.flatnonzero((times >= start) & (times <= end))[:limit]
             klines = [
                 [int(times[i]), *(repr(float(v)) for v in values[i]), int(times[i]) + HOUR_MS - 1]
-                + ["0", 1, "0", "0", "0"]
                 for i in chosen
             ]
+            for kline in klines:
+                kline.extend(["0", 1, "0", "0", "0"])  # quote volume, trades, taker volumes
             return _json(klines)
         return Reply(404, b"not found")
 
@@ -156,7 +164,9 @@ def test_page_size_and_exchange_id_symbols(
     assert {p["limit"][0] for p in pages} == {"100"}
 
 
-def test_clips_to_unaligned_bounds(btc: pd.DataFrame, server: LocalServer, settings: Settings) -> None:
+def test_clips_to_unaligned_bounds(
+    btc: pd.DataFrame, server: LocalServer, settings: Settings
+) -> None:
     start = btc.index[40_000] + pd.Timedelta(minutes=30)
     end = btc.index[40_010] + pd.Timedelta(minutes=30)
     source = get_source("ccxt:binance", _settings(settings, server))
@@ -178,7 +188,9 @@ def test_runs_to_the_present_and_drops_the_open_bar(btc: pd.DataFrame, settings:
     assert len(_klines(server)) == 1
 
 
-def test_stops_at_the_end_of_the_data(btc: pd.DataFrame, server: LocalServer, settings: Settings) -> None:
+def test_stops_at_the_end_of_the_data(
+    btc: pd.DataFrame, server: LocalServer, settings: Settings
+) -> None:
     source = get_source("ccxt:binance", _settings(settings, server))
 
     frame = source.fetch("BTC/USDT", H1, btc.index[-3])
@@ -190,7 +202,9 @@ def test_stops_at_the_end_of_the_data(btc: pd.DataFrame, server: LocalServer, se
 def test_retries_network_errors(btc: pd.DataFrame, settings: Settings) -> None:
     start, end = btc.index[50_000], btc.index[50_010]
     with local_http_server(binance(btc, failures=2)) as server:
-        source = CcxtSource(_settings(settings, server, http_retries=2), "binance", retry_delay_s=0.01)
+        source = CcxtSource(
+            _settings(settings, server, http_retries=2), "binance", retry_delay_s=0.01
+        )
         frame = source.fetch("BTC/USDT", H1, start, end)
     _assert_rows(frame, _expected(btc, start, end))
     assert len(_klines(server)) == 3
@@ -198,25 +212,40 @@ def test_retries_network_errors(btc: pd.DataFrame, settings: Settings) -> None:
 
 def test_gives_up_after_the_retries(btc: pd.DataFrame, settings: Settings) -> None:
     with local_http_server(binance(btc, failures=10)) as server:
-        source = CcxtSource(_settings(settings, server, http_retries=1), "binance", retry_delay_s=0.01)
-        with pytest.raises(SourceError, match=r"ccxt:binance: fetching 1h candles of BTC/USDT failed after 2"):
+        source = CcxtSource(
+            _settings(settings, server, http_retries=1), "binance", retry_delay_s=0.01
+        )
+        with pytest.raises(
+            SourceError, match=r"ccxt:binance: fetching 1h candles of BTC/USDT failed after 2"
+        ):
             source.fetch("BTC/USDT", H1, btc.index[0], btc.index[10])
 
 
-def test_no_candles_in_range_is_an_error(btc: pd.DataFrame, server: LocalServer, settings: Settings) -> None:
+def test_no_candles_in_range_is_an_error(
+    btc: pd.DataFrame, server: LocalServer, settings: Settings
+) -> None:
     source = get_source("ccxt:binance", _settings(settings, server))
     with pytest.raises(SourceError, match=r"no closed 1h candles of BTC/USDT"):
-        source.fetch("BTC/USDT", H1, pd.Timestamp("2010-01-01", tz="UTC"), pd.Timestamp("2010-01-02", tz="UTC"))
+        source.fetch(
+            "BTC/USDT",
+            H1,
+            pd.Timestamp("2010-01-01", tz="UTC"),
+            pd.Timestamp("2010-01-02", tz="UTC"),
+        )
 
 
 def test_unsupported_timeframe(settings: Settings) -> None:
     source = get_source("ccxt:binance", settings)
-    with pytest.raises(ConfigError, match=r"timeframe '10m' is not offered by binance; supported: 1s, 1m, 3m"):
+    with pytest.raises(
+        ConfigError, match=r"timeframe '10m' is not offered by binance; supported: 1s, 1m, 3m"
+    ):
         source.fetch("BTC/USDT", Timeframe.parse("10m"))
 
 
 def test_unknown_exchange(settings: Settings) -> None:
-    with pytest.raises(ConfigError, match=r"unknown ccxt exchange 'binanse'; did you mean 'binance'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown ccxt exchange 'binanse'; did you mean 'binance'"
+    ):
         get_source("ccxt:binanse", settings)
 
 
@@ -227,7 +256,9 @@ def test_exchange_must_be_named(settings: Settings) -> None:
 
 def test_bad_symbol(server: LocalServer, settings: Settings) -> None:
     source = get_source("ccxt:binance", _settings(settings, server))
-    with pytest.raises(ConfigError, match=r"ccxt:binance: unknown symbol 'BTC/USDX'; did you mean 'BTC/USDT'"):
+    with pytest.raises(
+        ConfigError, match=r"ccxt:binance: unknown symbol 'BTC/USDX'; did you mean 'BTC/USDT'"
+    ):
         source.fetch("BTC/USDX", H1)
     assert _klines(server) == []
 

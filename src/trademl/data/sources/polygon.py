@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd
@@ -130,17 +131,19 @@ class PolygonSource:
         bars: list[dict[str, Any]] = []
         seen: set[str] = set()
         with HttpClient(self.settings) as client:
-            next_url: str | None = url
-            while next_url is not None:
+            while True:
+                page = client.get_json(url, {**params, "apiKey": self._key})
+                bars += _page_results(page, ticker)
+                next_url = page.get("next_url")
+                if not next_url:
+                    return bars
                 if next_url in seen:
                     raise SourceError(f"polygon {ticker}: next_url repeats itself ({next_url})")
                 seen.add(next_url)
-                page = client.get_json(next_url, {**params, "apiKey": self._key})
-                bars += _page_results(page, ticker)
-                next_url = page.get("next_url") or None
-                # next_url carries the query (cursor included); only the key is added to it.
-                params = {}
-        return bars
+                # httpx replaces a URL's query by `params`: next_url's query (the cursor) is
+                # passed as params, with the key added to it.
+                url, _, query = str(next_url).partition("?")
+                params = dict(parse_qsl(query))
 
 
 def _page_results(page: Any, ticker: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,6 +61,18 @@ def _import_yfinance() -> Any:
 def reroute(url: str, root: str) -> str:
     """``url`` with its scheme and host replaced by those of ``root`` (whose path is prefixed).
 
+    Parameters
+    ----------
+    url:
+        An absolute URL, such as one of Yahoo's.
+    root:
+        The replacement root, such as ``http://127.0.0.1:8080``.
+
+    Returns
+    -------
+    str
+        The rewritten URL, with the path and query of ``url``.
+
     Examples
     --------
     >>> reroute("https://fc.yahoo.com/x?a=1", "http://127.0.0.1:9")
@@ -75,7 +88,19 @@ def rerouting_session(root: str) -> Any:
     """A ``requests`` session that sends every request to ``root``, keeping path and query.
 
     yfinance accepts such a session; this one points all of its Yahoo hosts
-    (``fc.yahoo.com``, ``query1``/``query2.finance.yahoo.com``...) at ``root``.
+    (``fc.yahoo.com``, ``query1``/``query2.finance.yahoo.com``...) at ``root``. yfinance keeps
+    the last session it was given (and its crumb) process-wide, so a process should not mix
+    rerouted and real Yahoo requests.
+
+    Parameters
+    ----------
+    root:
+        The replacement root, such as ``http://127.0.0.1:8080``.
+
+    Returns
+    -------
+    requests.Session
+        A session whose every request goes to ``root``.
     """
     import requests  # a yfinance dependency, so only needed with it
 
@@ -173,7 +198,10 @@ class YahooSource:
         url = self.settings.yahoo_url
         session = rerouting_session(url) if url else None
         ticker = yfinance.Ticker(symbol, session=session)
-        with _yfinance_errors() as errors:
+        with _yfinance_errors() as errors, warnings.catch_warnings():
+            # yfinance's own pandas deprecations are not the caller's to fix.
+            for category in (DeprecationWarning, FutureWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"yfinance(\.|$)")
             frame = ticker.history(
                 interval=interval,
                 auto_adjust=False,

@@ -1,0 +1,5 @@
+"""``python -m trademl`` runs the CLI."""
+
+from trademl.cli.app import main
+
+main()
