@@ -52,7 +52,9 @@ def settings(home: Path) -> Settings:
 
 # -- real database servers ---------------------------------------------------------------------
 
-POSTGRES_ADMIN_URL = os.environ.get("TRADEML_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TRADEML_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 MARIADB_ADMIN_URL = os.environ.get("TRADEML_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")
 
 

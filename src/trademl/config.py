@@ -32,18 +32,25 @@ class Settings(BaseSettings):
         description="Market store: a SQLAlchemy URL (postgresql://, mysql+pymysql://) or "
         "duckdb:///path; default DuckDB under home.",
     )
-    test_data: Path = Field(default=Path("../shared/data"), description="Real market data for tests and demos.")
+    test_data: Path = Field(
+        default=Path("../shared/data"), description="Real market data for tests and demos."
+    )
     log_level: str = Field(default="INFO", description="loguru level for stderr logs.")
     binance_data_url: str = Field(
-        default="https://data.binance.vision", description="Root of the Binance public data archive."
+        default="https://data.binance.vision",
+        description="Root of the Binance public data archive.",
     )
-    binance_market: str = Field(default="spot", description="Binance archive market: spot, futures/um, futures/cm.")
+    binance_market: str = Field(
+        default="spot", description="Binance archive market: spot, futures/um, futures/cm."
+    )
     polygon_url: str = Field(default="https://api.polygon.io", description="Polygon REST root.")
     polygon_api_key: SecretStr | None = Field(default=None, description="Polygon API key.")
     ccxt_api_url: str | None = Field(
         default=None, description="Override a ccxt exchange's API root (testing, proxies)."
     )
-    yahoo_url: str | None = Field(default=None, description="Override Yahoo Finance's API root (testing).")
+    yahoo_url: str | None = Field(
+        default=None, description="Override Yahoo Finance's API root (testing)."
+    )
     store_chunk_rows: int = Field(
         default=1_000_000, gt=0, description="Rows per statement inside one store transaction."
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from trademl.config import Settings
+from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.ingest import ImportResult, import_path, ingest, open_default_store, read_series
 from trademl.data.resample import resample_candles
@@ -50,11 +51,22 @@ def run_demo(settings: Settings, *, download_start: str = "2024-01-01") -> DemoS
         else:
             origin = "binance public archives"
             imported = ingest(
-                "binance", store, settings, symbol=DEMO_SYMBOL, timeframe=DEMO_TIMEFRAME,
+                "binance",
+                store,
+                settings,
+                symbol=DEMO_SYMBOL,
+                timeframe=DEMO_TIMEFRAME,
                 start=pd.Timestamp(download_start, tz="UTC"),
             )
         candles = read_series(store, DEMO_SYMBOL, DEMO_TIMEFRAME)
         store_url = settings.market_store_url
     daily = resample_candles(candles, DEMO_TIMEFRAME, "1d").candles
     returns = daily["close"].pct_change().dropna()
-    return DemoSummary(origin, store_url, imported, candles, gap_report(candles.index, DEMO_TIMEFRAME), returns)
+    return DemoSummary(
+        origin,
+        store_url,
+        imported,
+        candles,
+        gap_report(candle_index(candles), DEMO_TIMEFRAME),
+        returns,
+    )

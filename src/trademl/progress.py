@@ -28,7 +28,9 @@ class Advance(Protocol):
 
 
 @contextmanager
-def progress_bar(description: str, total: float | None, *, unit: str = "items") -> Iterator[Advance]:
+def progress_bar(
+    description: str, total: float | None, *, unit: str = "items"
+) -> Iterator[Advance]:
     """A transient Rich progress bar on stderr; yields a function advancing it.
 
     ``unit="bytes"`` shows sizes and transfer speed.

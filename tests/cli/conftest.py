@@ -20,7 +20,7 @@ class Outcome:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:  # noqa: ARG001
+def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:
     def run(*args: str) -> Outcome:
         capsys.readouterr()
         try:

@@ -16,18 +16,40 @@ HEADER = "timestamp,open,high,low,close,volume\n"
 GOOD = "2024-01-01T00:00:00Z,100,101,99,100.5,10\n2024-01-01T01:00:00Z,100.5,102,100,101.5,11\n"
 
 CASES = {
-    "missing column": ("timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n", None, "missing_column"),
-    "non-numeric cell": (HEADER + GOOD + "2024-01-01T02:00:00Z,101,1o3,100,102,5\n", 3, "not_numeric"),
-    "ohlc violation": (HEADER + GOOD + "2024-01-01T02:00:00Z,101,103,101.5,102,5\n", 3, "ohlc_consistency"),
-    "duplicate timestamp": (HEADER + GOOD + "2024-01-01T01:00:00Z,101,103,100,102,5\n", 3, "duplicate_timestamp"),
-    "unsorted timestamp": (HEADER + GOOD + "2023-12-31T23:00:00Z,101,103,100,102,5\n", 3, "unsorted_timestamp"),
+    "missing column": (
+        "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n",
+        None,
+        "missing_column",
+    ),
+    "non-numeric cell": (
+        HEADER + GOOD + "2024-01-01T02:00:00Z,101,1o3,100,102,5\n",
+        3,
+        "not_numeric",
+    ),
+    "ohlc violation": (
+        HEADER + GOOD + "2024-01-01T02:00:00Z,101,103,101.5,102,5\n",
+        3,
+        "ohlc_consistency",
+    ),
+    "duplicate timestamp": (
+        HEADER + GOOD + "2024-01-01T01:00:00Z,101,103,100,102,5\n",
+        3,
+        "duplicate_timestamp",
+    ),
+    "unsorted timestamp": (
+        HEADER + GOOD + "2023-12-31T23:00:00Z,101,103,100,102,5\n",
+        3,
+        "unsorted_timestamp",
+    ),
     "empty file": ("", None, "empty"),
 }
 
 
 def snapshot() -> dict[tuple[str, str], pd.DataFrame]:
     with open_default_store(get_settings()) as store:
-        return {(s.symbol, s.timeframe): store.read(s.symbol, s.timeframe) for s in store.list_series()}
+        return {
+            (s.symbol, s.timeframe): store.read(s.symbol, s.timeframe) for s in store.list_series()
+        }
 
 
 def assert_unchanged(before: dict[tuple[str, str], pd.DataFrame]) -> None:
@@ -60,7 +82,9 @@ def test_bad_file(cli, tmp_path: Path, seeded, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["non-numeric cell", "ohlc violation"])
-def test_one_bad_file_in_a_folder_writes_nothing(cli, tmp_path: Path, data_dir: Path, seeded, case: str) -> None:
+def test_one_bad_file_in_a_folder_writes_nothing(
+    cli, tmp_path: Path, data_dir: Path, seeded, case: str
+) -> None:
     folder = tmp_path / "batch"
     folder.mkdir()
     for name in ("BTCUSDT_1h.csv", "ETHUSDT_1h.csv"):

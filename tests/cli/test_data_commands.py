@@ -33,7 +33,12 @@ def test_import_every_shared_file_then_list(cli, data_dir: Path) -> None:
         first = pd.Timestamp(raw["timestamp"].iloc[0]).strftime("%Y-%m-%d %H:%M")
         last = pd.Timestamp(raw["timestamp"].iloc[-1]).strftime("%Y-%m-%d %H:%M")
         line = next(
-            (ln for ln in listing.stdout.splitlines() if f" {symbol} " in ln and f" {timeframe} " in ln), None
+            (
+                ln
+                for ln in listing.stdout.splitlines()
+                if f" {symbol} " in ln and f" {timeframe} " in ln
+            ),
+            None,
         )
         assert line is not None, f"{symbol} {timeframe} missing from:\n{listing.stdout}"
         assert f"{len(raw):,}" in line and first in line and last in line, line
@@ -44,14 +49,27 @@ def test_import_every_shared_file_then_list(cli, data_dir: Path) -> None:
 
 def test_show_csv_and_json_write_only_data(cli, data_dir: Path) -> None:
     assert cli("data", "import", data_dir / "crypto" / "BTCUSDT_1m.csv").code == 0
-    shown = cli("data", "show", "BTCUSDT", "1m", "--start", "2024-04-03", "--end", "2024-04-03T01:00", "--format", "csv")
+    shown = cli(
+        "data",
+        "show",
+        "BTCUSDT",
+        "1m",
+        "--start",
+        "2024-04-03",
+        "--end",
+        "2024-04-03T01:00",
+        "--format",
+        "csv",
+    )
     assert shown.code == 0
     assert shown.stdout.splitlines()[0] == "timestamp,open,high,low,close,volume"
     piped = pd.read_csv(io.StringIO(shown.stdout))
     assert len(piped) == 60
     assert piped["timestamp"].iloc[0] == "2024-04-03T00:00:00Z"
     source = pd.read_csv(data_dir / "crypto" / "BTCUSDT_1m.csv").set_index("timestamp")
-    assert np.array_equal(piped.set_index("timestamp").to_numpy(), source.loc[piped["timestamp"]].to_numpy())
+    assert np.array_equal(
+        piped.set_index("timestamp").to_numpy(), source.loc[piped["timestamp"]].to_numpy()
+    )
     as_json = cli("data", "show", "BTCUSDT", "1m", "--end", "2024-04-02T00:05", "--format", "json")
     records = json.loads(as_json.stdout)
     assert [r["timestamp"] for r in records][-1] == "2024-04-02T00:04:00Z"
@@ -80,7 +98,9 @@ def test_export_then_reimport_elsewhere_is_identical(cli, data_dir: Path, tmp_pa
         assert cli("--home", tmp_path / name.replace(".", "-"), "data", "import", out).code == 0
         with open_default_store(get_settings()) as store:
             copy = store.read("EURUSD", "1h")
-        pd.testing.assert_frame_equal(copy, read_candle_file(data_dir / "fx" / "EURUSD_1h.csv"), check_freq=False)
+        pd.testing.assert_frame_equal(
+            copy, read_candle_file(data_dir / "fx" / "EURUSD_1h.csv"), check_freq=False
+        )
 
 
 def test_validate_and_gaps(cli, data_dir: Path) -> None:
@@ -106,13 +126,18 @@ def test_home_option_isolates_state(cli, data_dir: Path, tmp_path: Path) -> None
     [
         (("data", "show", "NOPE", "1h"), "no NOPE 1h candles in the store"),
         (("data", "show", "BTCUSDT", "7x"), "timeframe '7x' is not understood"),
-        (("data", "ingest", "nasdaq", "--symbol", "X", "--timeframe", "1h"), "unknown source 'nasdaq'"),
+        (
+            ("data", "ingest", "nasdaq", "--symbol", "X", "--timeframe", "1h"),
+            "unknown source 'nasdaq'",
+        ),
         (("data", "resample", "EURUSD", "1h", "30m"), "cannot resample 1h to 30m"),
         (("data", "show", "EURUSD", "1h", "--start", "soon"), "--start 'soon' is not a date"),
         (("data", "export", "EURUSD", "1h", "out.xlsx"), "must end in .csv, .csv.gz or .parquet"),
     ],
 )
-def test_user_errors_are_one_clear_line(cli, data_dir: Path, args: tuple[str, ...], message: str) -> None:
+def test_user_errors_are_one_clear_line(
+    cli, data_dir: Path, args: tuple[str, ...], message: str
+) -> None:
     assert cli("data", "import", data_dir / "fx" / "EURUSD_1h.csv").code == 0
     result = cli(*args)
     assert result.code != 0

@@ -18,7 +18,9 @@ from trademl.data.stores import open_store
 pytestmark = pytest.mark.integration
 
 
-def test_sigkill_mid_import_leaves_store_unchanged(store_url: str, data_dir: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_import_leaves_store_unchanged(
+    store_url: str, data_dir: Path, tmp_path: Path
+) -> None:
     seed = read_candle_file(data_dir / "fx" / "EURUSD_1h.csv")
     with open_store(store_url) as store:
         store.write(seed, "EURUSD", "1h")
@@ -27,7 +29,12 @@ def test_sigkill_mid_import_leaves_store_unchanged(store_url: str, data_dir: Pat
     # A large import: the real 5-minute files, linked under several symbols (~700k rows).
     folder = tmp_path / "big"
     folder.mkdir()
-    for alias, name in [("BTCA", "BTCUSDT"), ("ETHA", "ETHUSDT"), ("BTCB", "BTCUSDT"), ("ETHB", "ETHUSDT")]:
+    for alias, name in [
+        ("BTCA", "BTCUSDT"),
+        ("ETHA", "ETHUSDT"),
+        ("BTCB", "BTCUSDT"),
+        ("ETHB", "ETHUSDT"),
+    ]:
         (folder / f"{alias}_5m.csv.gz").symlink_to(data_dir / "crypto" / f"{name}_5m.csv.gz")
 
     env = {
@@ -39,7 +46,10 @@ def test_sigkill_mid_import_leaves_store_unchanged(store_url: str, data_dir: Pat
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "trademl", "data", "import", str(folder)],
-        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     assert process.stderr is not None
     seen = []

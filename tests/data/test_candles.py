@@ -38,12 +38,28 @@ def test_real_file_passes(data_dir) -> None:
         (lambda f: f.rename_axis("date"), "index_name", None),
         (lambda f: f.astype({"close": "float32"}), "not_float64", None),
         (lambda f: f.assign(close=f["close"].where(f.index != f.index[2], np.nan)), "nan_value", 3),
-        (lambda f: f.assign(volume=f["volume"].where(f.index != f.index[1], np.inf)), "nan_value", 2),
+        (
+            lambda f: f.assign(volume=f["volume"].where(f.index != f.index[1], np.inf)),
+            "nan_value",
+            2,
+        ),
         (lambda f: f.iloc[[0, 1, 1, 2]], "duplicate_timestamp", 3),
         (lambda f: f.iloc[[0, 2, 1, 3]], "unsorted_timestamp", 3),
-        (lambda f: f.assign(low=f["low"].where(f.index != f.index[3], 1000.0)), "ohlc_consistency", 4),
-        (lambda f: f.assign(high=f["high"].where(f.index != f.index[0], 1.0)), "ohlc_consistency", 1),
-        (lambda f: f.assign(volume=f["volume"].where(f.index != f.index[4], -1.0)), "negative_volume", 5),
+        (
+            lambda f: f.assign(low=f["low"].where(f.index != f.index[3], 1000.0)),
+            "ohlc_consistency",
+            4,
+        ),
+        (
+            lambda f: f.assign(high=f["high"].where(f.index != f.index[0], 1.0)),
+            "ohlc_consistency",
+            1,
+        ),
+        (
+            lambda f: f.assign(volume=f["volume"].where(f.index != f.index[4], -1.0)),
+            "negative_volume",
+            5,
+        ),
     ],
 )
 def test_each_rule_names_row_and_rule(mutate, rule: str, row: int | None) -> None:

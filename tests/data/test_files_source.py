@@ -28,9 +28,14 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("BTCUSDT_1h.csv", ("BTCUSDT", "1h")), ("BTCUSDT_5m.csv.gz", ("BTCUSDT", "5m")),
-     ("ES_F_15m.parquet", ("ES_F", "15m")), ("spy_60m.csv", ("spy", "1h")), ("prices.csv", None),
-     ("AAPL_daily.csv", None)],
+    [
+        ("BTCUSDT_1h.csv", ("BTCUSDT", "1h")),
+        ("BTCUSDT_5m.csv.gz", ("BTCUSDT", "5m")),
+        ("ES_F_15m.parquet", ("ES_F", "15m")),
+        ("spy_60m.csv", ("spy", "1h")),
+        ("prices.csv", None),
+        ("AAPL_daily.csv", None),
+    ],
 )
 def test_infer_symbol_and_timeframe_from_name(name: str, expected: tuple[str, str] | None) -> None:
     inferred = infer_name(Path(name))
@@ -65,11 +70,15 @@ def test_broker_style_headers_and_adj_close(tmp_path: Path) -> None:
     assert adjusted["volume"].tolist() == [100.0, 200.0]
 
 
-@pytest.mark.parametrize(("scale", "label"), [(1, "seconds"), (1000, "milliseconds"), (1_000_000, "micro")])
+@pytest.mark.parametrize(
+    ("scale", "label"), [(1, "seconds"), (1000, "milliseconds"), (1_000_000, "micro")]
+)
 def test_epoch_timestamps(tmp_path: Path, scale: int, label: str) -> None:
     base = 1_704_067_200  # 2024-01-01T00:00Z
     lines = [f"{(base + 3600 * i) * scale},1,2,0.5,1.5,3" for i in range(3)]
-    candles = read_candle_file(write(tmp_path, f"e_{label}.csv", "time,o,h,l,c,v\n" + "\n".join(lines)))
+    candles = read_candle_file(
+        write(tmp_path, f"e_{label}.csv", "time,o,h,l,c,v\n" + "\n".join(lines))
+    )
     assert candles.index[0] == pd.Timestamp("2024-01-01T00:00Z")
     assert candles.index[2] == pd.Timestamp("2024-01-01T02:00Z")
 
@@ -86,29 +95,75 @@ def test_naive_timestamps_read_in_given_zone(tmp_path: Path) -> None:
 
 
 def test_zone_aware_strings_are_converted(tmp_path: Path) -> None:
-    text = HEADER + "2024-01-01T01:00:00+01:00,1,2,0.5,1.5,3\n2024-01-01T02:00:00+01:00,1,2,0.5,1.5,3\n"
+    text = (
+        HEADER
+        + "2024-01-01T01:00:00+01:00,1,2,0.5,1.5,3\n2024-01-01T02:00:00+01:00,1,2,0.5,1.5,3\n"
+    )
     candles = read_candle_file(write(tmp_path, "z.csv", text))
     assert candles.index[0] == pd.Timestamp("2024-01-01T00:00Z")
 
 
 BAD_INPUTS = [
-    ("missing column", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n", "missing_column", None),
-    ("non-numeric", HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,abc,100,101.5,11\n", "not_numeric", 2),
-    ("empty cell", HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,102,,101.5,11\n", "nan_value", 2),
-    ("ohlc violation", HEADER + ROWS[0] + "\n" + ROWS[1] + "\n2024-01-01T02:00:00Z,101.5,103,102,101.8,12\n",
-     "ohlc_consistency", 3),
-    ("duplicate", HEADER + ROWS[0] + "\n" + ROWS[1] + "\n" + ROWS[1] + "\n", "duplicate_timestamp", 3),
-    ("unsorted", HEADER + ROWS[1] + "\n" + ROWS[0] + "\n" + ROWS[2] + "\n", "unsorted_timestamp", 2),
+    (
+        "missing column",
+        "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n",
+        "missing_column",
+        None,
+    ),
+    (
+        "non-numeric",
+        HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,abc,100,101.5,11\n",
+        "not_numeric",
+        2,
+    ),
+    (
+        "empty cell",
+        HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,102,,101.5,11\n",
+        "nan_value",
+        2,
+    ),
+    (
+        "ohlc violation",
+        HEADER + ROWS[0] + "\n" + ROWS[1] + "\n2024-01-01T02:00:00Z,101.5,103,102,101.8,12\n",
+        "ohlc_consistency",
+        3,
+    ),
+    (
+        "duplicate",
+        HEADER + ROWS[0] + "\n" + ROWS[1] + "\n" + ROWS[1] + "\n",
+        "duplicate_timestamp",
+        3,
+    ),
+    (
+        "unsorted",
+        HEADER + ROWS[1] + "\n" + ROWS[0] + "\n" + ROWS[2] + "\n",
+        "unsorted_timestamp",
+        2,
+    ),
     ("empty file", "", "empty", None),
     ("header only", HEADER, "empty", None),
     ("bad timestamp", HEADER + ROWS[0] + "\nyesterday,1,2,0.5,1.5,3\n", "bad_timestamp", 2),
-    ("negative volume", HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,102,100,101.5,-1\n", "negative_volume", 2),
-    ("off grid", HEADER + ROWS[0] + "\n2024-01-01T01:30:00Z,100.5,102,100,101.5,1\n", "off_grid", 2),
+    (
+        "negative volume",
+        HEADER + ROWS[0] + "\n2024-01-01T01:00:00Z,100.5,102,100,101.5,-1\n",
+        "negative_volume",
+        2,
+    ),
+    (
+        "off grid",
+        HEADER + ROWS[0] + "\n2024-01-01T01:30:00Z,100.5,102,100,101.5,1\n",
+        "off_grid",
+        2,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "rule", "row"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input_names_file_row_and_rule(tmp_path: Path, case: str, text: str, rule: str, row: int | None) -> None:
+@pytest.mark.parametrize(
+    ("case", "text", "rule", "row"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_input_names_file_row_and_rule(
+    tmp_path: Path, case: str, text: str, rule: str, row: int | None
+) -> None:
     path = write(tmp_path, "BAD_1h.csv", text)
     with pytest.raises(DataValidationError) as caught:
         read_candle_file(path)

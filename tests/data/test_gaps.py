@@ -10,7 +10,10 @@ def test_counts_and_locates_gaps() -> None:
     idx = pd.date_range("2024-01-01", periods=10, freq="1h", tz="UTC").delete([3, 4, 7])
     report = gap_report(idx, "1h")
     assert (report.expected_bars, report.present_bars, report.missing_bars) == (10, 7, 3)
-    assert [(g.start.hour, g.end.hour, g.missing_bars) for g in report.gaps] == [(3, 4, 2), (7, 7, 1)]
+    assert [(g.start.hour, g.end.hour, g.missing_bars) for g in report.gaps] == [
+        (3, 4, 2),
+        (7, 7, 1),
+    ]
     assert report.largest(1)[0].missing_bars == 2
 
 

@@ -22,7 +22,9 @@ def _minutes(n: int, start: str = "2024-01-01") -> pd.DataFrame:
 
 @pytest.mark.parametrize("base", ["5m", "15m"])
 def test_real_intraday_bars_add_up_to_the_real_hourly_file(data_dir: Path, base: str) -> None:
-    small = read_candle_file(data_dir / "crypto" / f"BTCUSDT_{base}.csv{'.gz' if base == '5m' else ''}")
+    small = read_candle_file(
+        data_dir / "crypto" / f"BTCUSDT_{base}.csv{'.gz' if base == '5m' else ''}"
+    )
     hourly = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
     result = resample_candles(small, base, "1h")
     # Compare only complete hours: an hour whose base bars are partly missing is reported instead.
@@ -49,12 +51,20 @@ def test_aggregation_rules_and_left_labels() -> None:
     bars = result.candles
     assert list(bars.index.strftime("%H:%M")) == ["00:00", "01:00"]
     first = bars.iloc[0]
-    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (99.5, 160, 99, 159, 60)
+    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (
+        99.5,
+        160,
+        99,
+        159,
+        60,
+    )
     assert result.incomplete_bars == 0 and result.dropped_unfinished is None
 
 
 def test_outage_bar_is_kept_and_reported() -> None:
-    minutes = _minutes(180).drop(pd.date_range("2024-01-01 01:10", "2024-01-01 01:49", freq="1min", tz="UTC"))
+    minutes = _minutes(180).drop(
+        pd.date_range("2024-01-01 01:10", "2024-01-01 01:49", freq="1min", tz="UTC")
+    )
     result = resample_candles(minutes, "1m", "1h")
     assert len(result.candles) == 3
     assert result.candles.loc["2024-01-01 01:00", "volume"] == 20

@@ -41,10 +41,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     home: Annotated[
-        Path | None, typer.Option("--home", help="State folder (overrides TRADEML_HOME).", show_default=False)
+        Path | None,
+        typer.Option("--home", help="State folder (overrides TRADEML_HOME).", show_default=False),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="Log level on stderr (overrides TRADEML_LOG_LEVEL).")
+        str | None,
+        typer.Option("--log-level", help="Log level on stderr (overrides TRADEML_LOG_LEVEL)."),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,17 +15,20 @@ from rich.table import Table
 
 from trademl.config import get_settings
 from trademl.data import ingest as library
+from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.sources.base import parse_time
 from trademl.data.timeframes import Timeframe
 
-app = typer.Typer(help="Market data: import, ingest, inspect, resample and export candles.", no_args_is_help=True)
+app = typer.Typer(
+    help="Market data: import, ingest, inspect, resample and export candles.", no_args_is_help=True
+)
 # Piped output is not a terminal: give tables room rather than Rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 _TIME = "%Y-%m-%d %H:%M"
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """Output formats of ``data show``."""
 
     table = "table"
@@ -35,7 +38,9 @@ class OutputFormat(str, Enum):
 
 SymbolArg = Annotated[str, typer.Argument(help="Symbol as stored, e.g. BTCUSDT.")]
 TimeframeArg = Annotated[str, typer.Argument(help="Timeframe, e.g. 1m, 15m, 1h, 4h, 1d, 1w.")]
-StartOpt = Annotated[str | None, typer.Option("--start", help="First bar (inclusive), e.g. 2024-01-01.")]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="First bar (inclusive), e.g. 2024-01-01.")
+]
 EndOpt = Annotated[str | None, typer.Option("--end", help="End (exclusive), e.g. 2024-02-01.")]
 
 
@@ -48,25 +53,50 @@ def _gaps_text(report: GapReport) -> str:
 @app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="A candle file or a folder of them.")],
-    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol (inferred from SYMBOL_TF.csv).")] = None,
-    timeframe: Annotated[str | None, typer.Option("--timeframe", help="Timeframe (inferred from SYMBOL_TF.csv).")] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Symbol (inferred from SYMBOL_TF.csv).")
+    ] = None,
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", help="Timeframe (inferred from SYMBOL_TF.csv).")
+    ] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of naive timestamps.")] = "UTC",
-    adjusted: Annotated[bool, typer.Option("--adjusted", help="Scale OHLC by the Adj Close column.")] = False,
+    adjusted: Annotated[
+        bool, typer.Option("--adjusted", help="Scale OHLC by the Adj Close column.")
+    ] = False,
 ) -> None:
     """Import CSV/Parquet candles into the store (all files in one transaction)."""
     if timeframe:
         Timeframe.parse(timeframe)
     settings = get_settings()
     with library.open_default_store(settings) as store:
-        results = library.import_path(path, store, symbol=symbol, timeframe=timeframe, tz=tz, adjusted=adjusted)
+        results = library.import_path(
+            path, store, symbol=symbol, timeframe=timeframe, tz=tz, adjusted=adjusted
+        )
     table = Table(title=f"imported into {settings.market_store_url}")
-    for column in ("symbol", "tf", "rows", "first (UTC)", "last (UTC)", "new", "updated", "missing bars"):
-        table.add_column(column, justify="right" if column in ("rows", "new", "updated") else "left")
+    for column in (
+        "symbol",
+        "tf",
+        "rows",
+        "first (UTC)",
+        "last (UTC)",
+        "new",
+        "updated",
+        "missing bars",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("rows", "new", "updated") else "left"
+        )
     for result in results:
         r = result.report
         table.add_row(
-            r.symbol, r.timeframe, f"{result.rows:,}", result.first.strftime(_TIME), result.last.strftime(_TIME),
-            f"{r.inserted:,}", f"{r.updated:,}", _gaps_text(result.gaps),
+            r.symbol,
+            r.timeframe,
+            f"{result.rows:,}",
+            result.first.strftime(_TIME),
+            result.last.strftime(_TIME),
+            f"{r.inserted:,}",
+            f"{r.updated:,}",
+            _gaps_text(result.gaps),
         )
     console.print(table)
 
@@ -74,7 +104,9 @@ def import_command(
 @app.command("ingest")
 def ingest_command(
     source: Annotated[str, typer.Argument(help="binance, ccxt:<exchange>, polygon or yahoo.")],
-    symbol: Annotated[str, typer.Option("--symbol", help="Symbol at the source, e.g. BTCUSDT, BTC/USDT, SPY.")],
+    symbol: Annotated[
+        str, typer.Option("--symbol", help="Symbol at the source, e.g. BTCUSDT, BTC/USDT, SPY.")
+    ],
     timeframe: Annotated[str, typer.Option("--timeframe", help="Timeframe, e.g. 1h.")],
     start: StartOpt = None,
     end: EndOpt = None,
@@ -84,7 +116,9 @@ def ingest_command(
     tf = Timeframe.parse(timeframe)
     first, last = parse_time(start, argument="--start"), parse_time(end, argument="--end")
     with library.open_default_store(settings) as store:
-        result = library.ingest(source, store, settings, symbol=symbol, timeframe=tf.name, start=first, end=last)
+        result = library.ingest(
+            source, store, settings, symbol=symbol, timeframe=tf.name, start=first, end=last
+        )
     r = result.report
     console.print(
         f"{source} {r.symbol} {r.timeframe}: {result.rows:,} bars from {result.first.strftime(_TIME)} "
@@ -100,7 +134,9 @@ def list_command() -> None:
     with library.open_default_store(settings) as store:
         series = store.list_series()
     if not series:
-        console.print(f"the store {settings.market_store_url} is empty; try 'trademl data import PATH'")
+        console.print(
+            f"the store {settings.market_store_url} is empty; try 'trademl data import PATH'"
+        )
         return
     table = Table(title=settings.market_store_url)
     for column in ("symbol", "tf", "rows", "first (UTC)", "last (UTC)", "missing bars"):
@@ -109,8 +145,12 @@ def list_command() -> None:
         step = Timeframe.parse(info.timeframe).delta
         expected = int((info.last - info.first) / step) + 1
         table.add_row(
-            info.symbol, info.timeframe, f"{info.rows:,}", info.first.strftime(_TIME),
-            info.last.strftime(_TIME), f"{expected - info.rows:,}",
+            info.symbol,
+            info.timeframe,
+            f"{info.rows:,}",
+            info.first.strftime(_TIME),
+            info.last.strftime(_TIME),
+            f"{expected - info.rows:,}",
         )
     console.print(table)
 
@@ -121,8 +161,12 @@ def show_command(
     timeframe: TimeframeArg,
     start: StartOpt = None,
     end: EndOpt = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table, or csv/json (data only, on stdout).")] = OutputFormat.table,
-    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows shown at each end (table format).")] = 10,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table, or csv/json (data only, on stdout).")
+    ] = OutputFormat.table,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="Rows shown at each end (table format).")
+    ] = 10,
 ) -> None:
     """Show stored candles; csv and json write only the data, so they can be piped."""
     tf = Timeframe.parse(timeframe)
@@ -141,18 +185,25 @@ def show_command(
     table.add_column("timestamp (UTC)")
     for column in ("open", "high", "low", "close", "volume"):
         table.add_column(column, justify="right")
-    shown = candles if len(candles) <= 2 * rows else pd.concat([candles.head(rows), candles.tail(rows)])
+    shown = (
+        candles if len(candles) <= 2 * rows else pd.concat([candles.head(rows), candles.tail(rows)])
+    )
     for position, (stamp, bar) in enumerate(shown.iterrows()):
         if len(candles) > 2 * rows and position == rows:
             table.add_row("…", "", "", "", "", "")
-        table.add_row(pd.Timestamp(stamp).strftime(_TIME), *(f"{bar[c]:.10g}" for c in ("open", "high", "low", "close", "volume")))
+        table.add_row(
+            pd.Timestamp(str(stamp)).strftime(_TIME),
+            *(f"{bar[c]:.10g}" for c in ("open", "high", "low", "close", "volume")),
+        )
     console.print(table)
 
 
 @app.command("validate")
 def validate_command(
     path: Annotated[Path, typer.Argument(help="A candle file or a folder of them.")],
-    timeframe: Annotated[str | None, typer.Option("--timeframe", help="Timeframe (inferred from SYMBOL_TF.csv).")] = None,
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", help="Timeframe (inferred from SYMBOL_TF.csv).")
+    ] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of naive timestamps.")] = "UTC",
 ) -> None:
     """Check files against the Candles contract without storing them; report gaps."""
@@ -162,12 +213,17 @@ def validate_command(
     for column in ("file", "rows", "first", "last", "missing bars", "largest gap"):
         table.add_column(column)
     for file, batch in loaded:
-        report = gap_report(batch.candles.index, batch.timeframe)
+        report = gap_report(candle_index(batch.candles), batch.timeframe)
         largest = report.largest(1)
         table.add_row(
-            str(file.relative_to(path)) if path.is_dir() else file.name, f"{len(batch.candles):,}", batch.candles.index[0].strftime(_TIME),
-            batch.candles.index[-1].strftime(_TIME), _gaps_text(report),
-            f"{largest[0].missing_bars} bars from {largest[0].start.strftime(_TIME)}" if largest else "-",
+            str(file.relative_to(path)) if path.is_dir() else file.name,
+            f"{len(batch.candles):,}",
+            batch.candles.index[0].strftime(_TIME),
+            batch.candles.index[-1].strftime(_TIME),
+            _gaps_text(report),
+            f"{largest[0].missing_bars} bars from {largest[0].start.strftime(_TIME)}"
+            if largest
+            else "-",
         )
     console.print(table)
 
@@ -176,25 +232,33 @@ def validate_command(
 def gaps_command(
     symbol: SymbolArg,
     timeframe: TimeframeArg,
-    top: Annotated[int, typer.Option("--top", min=1, help="How many of the largest gaps to list.")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="How many of the largest gaps to list.")
+    ] = 10,
 ) -> None:
     """Gap report of a stored series: expected vs present bars, and the largest holes."""
     with library.open_default_store(get_settings()) as store:
         candles = library.read_series(store, symbol, timeframe)
-    report = gap_report(candles.index, timeframe)
+    report = gap_report(candle_index(candles), timeframe)
     console.print(
         f"{symbol} {report.timeframe}: expected {report.expected_bars:,} bars, present "
         f"{report.present_bars:,}, missing {report.missing_bars:,} ({report.coverage:.4%} coverage)"
     )
     for gap in report.largest(top):
-        console.print(f"  {gap.start.strftime(_TIME)} → {gap.end.strftime(_TIME)}: {gap.missing_bars:,} bars")
+        console.print(
+            f"  {gap.start.strftime(_TIME)} → {gap.end.strftime(_TIME)}: {gap.missing_bars:,} bars"
+        )
 
 
 @app.command("resample")
 def resample_command(
     symbol: SymbolArg,
-    source_timeframe: Annotated[str, typer.Argument(metavar="FROM", help="Stored timeframe, e.g. 1m.")],
-    target_timeframe: Annotated[str, typer.Argument(metavar="TO", help="Higher timeframe, e.g. 1h.")],
+    source_timeframe: Annotated[
+        str, typer.Argument(metavar="FROM", help="Stored timeframe, e.g. 1m.")
+    ],
+    target_timeframe: Annotated[
+        str, typer.Argument(metavar="TO", help="Higher timeframe, e.g. 1h.")
+    ],
 ) -> None:
     """Aggregate a stored series to a higher timeframe and store the result."""
     with library.open_default_store(get_settings()) as store:
@@ -210,7 +274,9 @@ def resample_command(
             + ", ".join(t.strftime(_TIME) for t in result.incomplete.index[:3])
         )
     if result.dropped_unfinished is not None:
-        console.print(f"  dropped the unfinished last bar {result.dropped_unfinished.strftime(_TIME)}")
+        console.print(
+            f"  dropped the unfinished last bar {result.dropped_unfinished.strftime(_TIME)}"
+        )
 
 
 @app.command("export")

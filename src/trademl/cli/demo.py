@@ -23,7 +23,9 @@ def demo() -> None:
     console.print(f"source:  {summary.origin}")
     console.print(f"store:   {summary.store_url}")
     r = summary.imported.report
-    console.print(f"written: inserted {r.inserted:,}, updated {r.updated:,}, unchanged {r.unchanged:,}")
+    console.print(
+        f"written: inserted {r.inserted:,}, updated {r.updated:,}, unchanged {r.unchanged:,}"
+    )
     table = Table(title="BTCUSDT 1h")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -33,8 +35,16 @@ def demo() -> None:
         ("bars", f"{len(candles):,}"),
         ("first bar (UTC)", f"{candles.index[0]:%Y-%m-%d %H:%M}"),
         ("last bar (UTC)", f"{candles.index[-1]:%Y-%m-%d %H:%M}"),
-        ("missing bars", f"{report.missing_bars:,} in {len(report.gaps)} gaps ({report.coverage:.3%} coverage)"),
-        ("largest gap", f"{report.largest(1)[0].missing_bars} bars from {report.largest(1)[0].start:%Y-%m-%d %H:%M}" if report.gaps else "-"),
+        (
+            "missing bars",
+            f"{report.missing_bars:,} in {len(report.gaps)} gaps ({report.coverage:.3%} coverage)",
+        ),
+        (
+            "largest gap",
+            f"{report.largest(1)[0].missing_bars} bars from {report.largest(1)[0].start:%Y-%m-%d %H:%M}"
+            if report.gaps
+            else "-",
+        ),
         ("close first → last", f"{close.iloc[0]:,.2f} → {close.iloc[-1]:,.2f}"),
         ("close min / max", f"{close.min():,.2f} / {close.max():,.2f}"),
         ("daily return mean ± sd", f"{returns.mean():+.3%} ± {returns.std():.3%}"),

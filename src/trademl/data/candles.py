@@ -84,7 +84,11 @@ def validate_candles(
         raise fail(f"index must be a DatetimeIndex, got {type(index).__name__}", "index_type")
     if index.tz is None:
         raise fail("timestamps are naive; they must be UTC", "timezone")
-    if index[0].utcoffset() != pd.Timedelta(0) or str(index.tz) not in ("UTC", "Etc/UTC", "UTC+00:00"):
+    if index[0].utcoffset() != pd.Timedelta(0) or str(index.tz) not in (
+        "UTC",
+        "Etc/UTC",
+        "UTC+00:00",
+    ):
         raise fail(f"timestamps must be in UTC, got zone {index.tz}", "timezone")
     if index.name != INDEX_NAME:
         raise fail(f"index must be named {INDEX_NAME!r}, got {index.name!r}", "index_name")
@@ -114,7 +118,9 @@ def validate_candles(
         if (step <= 0).any():
             position = _first(step <= 0) + 1
             if step[position - 1] == 0:
-                raise fail(f"duplicate timestamp {_when(index, position)}", "duplicate_timestamp", position)
+                raise fail(
+                    f"duplicate timestamp {_when(index, position)}", "duplicate_timestamp", position
+                )
             raise fail(
                 f"timestamp {_when(index, position)} is earlier than the row before it "
                 f"({_when(index, position - 1)}); rows must be in increasing time order",
@@ -144,6 +150,16 @@ def validate_candles(
         p = _first(negative)
         raise fail(f"volume {volume[p]} is negative at {_when(index, p)}", "negative_volume", p)
     return frame
+
+
+def candle_index(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    """The ``DatetimeIndex`` of a Candles frame (typed as such)."""
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise DataValidationError(
+            f"index must be a DatetimeIndex, got {type(index).__name__}", rule="index_type"
+        )
+    return index
 
 
 def make_candles(

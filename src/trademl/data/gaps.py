@@ -39,7 +39,11 @@ class GapReport:
     @property
     def coverage(self) -> float:
         """Fraction of expected bars that are present (1.0 when there are no gaps)."""
-        return 1.0 if self.expected_bars == 0 else (self.present_bars - self.misaligned_bars) / self.expected_bars
+        return (
+            1.0
+            if self.expected_bars == 0
+            else (self.present_bars - self.misaligned_bars) / self.expected_bars
+        )
 
     def largest(self, n: int = 5) -> list[Gap]:
         """The ``n`` largest gaps, largest first."""

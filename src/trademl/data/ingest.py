@@ -13,7 +13,7 @@ import pandas as pd
 from loguru import logger
 
 from trademl.config import Settings
-from trademl.data.candles import validate_candles
+from trademl.data.candles import candle_index, validate_candles
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.resample import ResampleResult, resample_candles
 from trademl.data.sources.base import get_source
@@ -66,7 +66,9 @@ def load_files(
     """Read and validate every file before anything is written."""
     files = list(files)
     if symbol and len(files) > 1:
-        raise ConfigError("--symbol names one series; with a folder, name files SYMBOL_TIMEFRAME.csv")
+        raise ConfigError(
+            "--symbol names one series; with a folder, name files SYMBOL_TIMEFRAME.csv"
+        )
     loaded = []
     with progress_bar("reading", len(files), unit="files") as advance:
         for path in files:
@@ -97,7 +99,9 @@ def import_path(
 
     Every file is read and validated first; one bad file means nothing is written.
     """
-    loaded = load_files(candle_files(Path(path)), symbol=symbol, timeframe=timeframe, tz=tz, adjusted=adjusted)
+    loaded = load_files(
+        candle_files(Path(path)), symbol=symbol, timeframe=timeframe, tz=tz, adjusted=adjusted
+    )
     rows = sum(len(batch.candles) for _, batch in loaded)
     logger.info("writing {:,} rows of {} series to {}", rows, len(loaded), _display(store))
     reports = store.write_many([batch for _, batch in loaded])
@@ -164,7 +168,9 @@ def export_candles(candles: pd.DataFrame, path: str | Path) -> Path:
         if lower.endswith(".parquet"):
             candles.to_parquet(temp)
         else:
-            to_csv_frame(candles).to_csv(temp, index=False, compression="gzip" if lower.endswith(".gz") else None)
+            to_csv_frame(candles).to_csv(
+                temp, index=False, compression="gzip" if lower.endswith(".gz") else None
+            )
         os.replace(temp, target)
     finally:
         if os.path.exists(temp):
@@ -180,8 +186,10 @@ def to_csv_frame(candles: pd.DataFrame) -> pd.DataFrame:
 
 
 def _result(path: str, batch: Batch, report: WriteReport) -> ImportResult:
-    index = batch.candles.index
-    return ImportResult(path, report, len(index), index[0], index[-1], gap_report(index, batch.timeframe))
+    index = candle_index(batch.candles)
+    return ImportResult(
+        path, report, len(index), index[0], index[-1], gap_report(index, batch.timeframe)
+    )
 
 
 def _display(store: MarketStore) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trademl.data.candles import make_candles, validate_candles
+from trademl.data.candles import candle_index, make_candles, validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 
@@ -55,7 +55,7 @@ def resample_candles(
             f"timeframe made of whole {source.name} bars"
         )
     validate_candles(candles)
-    ns = candles.index.as_unit("ns").asi8
+    ns = candle_index(candles).as_unit("ns").asi8
     if (source.floor_ns(ns) != ns).any():
         bad = int(np.flatnonzero(source.floor_ns(ns) != ns)[0])
         raise ConfigError(

@@ -81,7 +81,9 @@ class Timeframe:
             )
         seconds = count * _UNIT_SECONDS[unit]
         if seconds > _UNIT_SECONDS["w"] and seconds % _UNIT_SECONDS["w"]:
-            raise UnknownTimeframeError(f"timeframe {value!r}: bars longer than a week must be whole weeks")
+            raise UnknownTimeframeError(
+                f"timeframe {value!r}: bars longer than a week must be whole weeks"
+            )
         return cls(seconds)
 
     @property
@@ -117,9 +119,9 @@ class Timeframe:
     def floor(self, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
         """Start of the bar containing each timestamp (UTC)."""
         ns = index.as_unit("ns").asi8
-        return pd.DatetimeIndex(self.floor_ns(ns).astype("datetime64[ns]"), name=index.name).tz_localize(
-            "UTC"
-        )
+        return pd.DatetimeIndex(
+            self.floor_ns(ns).astype("datetime64[ns]"), name=index.name
+        ).tz_localize("UTC")
 
     def divides(self, other: Timeframe) -> bool:
         """Whether bars of ``other`` are made of whole bars of this timeframe."""

@@ -165,3 +165,27 @@ def test_a_next_url_loop_is_an_error(server: LocalServer, candles: pd.DataFrame)
     with pytest.raises(SourceError, match="next_url repeats itself"):
         make_source(server).fetch("X:BTCUSD", "1h", START, END)
     assert len(server.requests) == 2
+
+
+def test_daily_stock_bars_are_labelled_with_the_session_date(
+    server: LocalServer, data_dir: Path
+) -> None:
+    # Polygon starts a stock's daily bar at New York midnight (04:00 or 05:00 UTC).
+    spy = pd.read_csv(data_dir / "equities" / "SPY_1d.csv", index_col="timestamp").iloc[-30:]
+    dates = pd.DatetimeIndex(pd.to_datetime(spy.index, utc=True))
+    ny_midnight = dates.tz_localize(None).tz_localize("America/New_York").tz_convert("UTC")
+    body = [
+        {
+            "t": stamp.value // 10**6,
+            "o": r.open,
+            "h": r.high,
+            "l": r.low,
+            "c": r.close,
+            "v": r.volume,
+        }
+        for stamp, r in zip(ny_midnight, spy.itertuples(), strict=True)
+    ]
+    server.handler = lambda path, query: json_reply({"status": "OK", "results": body})
+    got = make_source(server).fetch("SPY", "1d", dates[0], dates[-1] + pd.Timedelta(days=1))
+    assert got.index.equals(dates.as_unit("ns").rename("timestamp"))
+    assert got["close"].tolist() == spy["close"].tolist()

@@ -54,7 +54,9 @@ def test_reimport_changes_nothing(store: MarketStore, eth: pd.DataFrame) -> None
     assert_same(before, snapshot(store))
 
 
-def test_upsert_updates_changed_rows_and_adds_new_ones(store: MarketStore, eth: pd.DataFrame) -> None:
+def test_upsert_updates_changed_rows_and_adds_new_ones(
+    store: MarketStore, eth: pd.DataFrame
+) -> None:
     store.write(eth.iloc[:6_000], "ETHUSDT", "1h")
     revised = eth.iloc[5_000:7_000].copy()
     revised.iloc[10, revised.columns.get_loc("volume")] += 1.0
@@ -92,7 +94,9 @@ def test_invalid_batch_leaves_store_untouched(store: MarketStore, eth: pd.DataFr
     broken = eth.iloc[1_000:2_000].copy()
     broken.iloc[500, broken.columns.get_loc("low")] = 1e9
     with pytest.raises(DataValidationError, match="ohlc_consistency"):
-        store.write_many([Batch(eth.iloc[1_000:2_000], "ETHUSDT", "1h"), Batch(broken, "OTHER", "1h")])
+        store.write_many(
+            [Batch(eth.iloc[1_000:2_000], "ETHUSDT", "1h"), Batch(broken, "OTHER", "1h")]
+        )
     with pytest.raises(ConfigError, match="symbol"):
         store.write(eth, "BAD SYMBOL", "1h")
     assert_same(before, snapshot(store))
@@ -121,7 +125,9 @@ class FailingAfterFirstBatch:
         delattr(self.store, "_upsert")
 
 
-def test_failure_mid_transaction_rolls_everything_back(store: MarketStore, eth: pd.DataFrame) -> None:
+def test_failure_mid_transaction_rolls_everything_back(
+    store: MarketStore, eth: pd.DataFrame
+) -> None:
     store.write(eth.iloc[:1_000], "ETHUSDT", "1h")
     before = snapshot(store)
     with FailingAfterFirstBatch(store), pytest.raises(Exception, match="disk full"):

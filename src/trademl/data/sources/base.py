@@ -85,5 +85,7 @@ def parse_time(value: str | pd.Timestamp | None, *, argument: str = "time") -> p
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"{argument} {value!r} is not a date or time (expected e.g. 2024-01-31)") from error
+        raise ConfigError(
+            f"{argument} {value!r} is not a date or time (expected e.g. 2024-01-31)"
+        ) from error
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

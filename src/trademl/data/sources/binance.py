@@ -23,7 +23,7 @@ from loguru import logger
 from trademl.config import Settings
 from trademl.data.candles import empty_candles, make_candles, validate_candles, with_meta
 from trademl.data.sources.base import SOURCES, Source, clip_range, parse_time
-from trademl.data.sources.http import HttpClient, NotFound
+from trademl.data.sources.http import HttpClient, HttpNotFoundError
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, NotFoundError, SourceError
 from trademl.progress import Advance, progress_bar
@@ -285,7 +285,7 @@ class BinanceArchiveSource:
         try:
             checksum = _parse_checksum(client.get_text(f"{url}.CHECKSUM"), f"{url}.CHECKSUM")
             return client.download(url, target, sha256=checksum)
-        except NotFound:
+        except HttpNotFoundError:
             # Before a listing (or after a delisting) the archive simply has no file.
             logger.debug("binance archive has no {} (skipped)", name)
             if missing is not None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from trademl.data.candles import COLUMNS, INDEX_NAME, validate_candles, with_meta
+from trademl.data.candles import COLUMNS, INDEX_NAME, candle_index, validate_candles, with_meta
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError
 
@@ -28,7 +29,17 @@ SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _NAME_PATTERN = re.compile(r"^(?P<symbol>.+)_(?P<timeframe>\d+[A-Za-z]+)$")
 
 _HEADER_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "date", "datetime", "time", "open_time", "opentime", "date_time", "ts", "gmt_time"),
+    "timestamp": (
+        "timestamp",
+        "date",
+        "datetime",
+        "time",
+        "open_time",
+        "opentime",
+        "date_time",
+        "ts",
+        "gmt_time",
+    ),
     "open": ("open", "o", "open_price", "opening_price"),
     "high": ("high", "h", "high_price", "max"),
     "low": ("low", "l", "low_price", "min"),
@@ -111,7 +122,9 @@ def _read_raw(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataValidationError("no such file", source=source, rule="not_found") from None
     except (pd.errors.ParserError, OSError, ValueError) as error:
-        raise DataValidationError(f"cannot parse: {error}", source=source, rule="unreadable") from None
+        raise DataValidationError(
+            f"cannot parse: {error}", source=source, rule="unreadable"
+        ) from None
 
 
 def _parse_timestamps(values: pd.Series, tz: str, source: str) -> pd.DatetimeIndex:
@@ -121,18 +134,34 @@ def _parse_timestamps(values: pd.Series, tz: str, source: str) -> pd.DatetimeInd
         numbers = values.to_numpy(dtype=np.float64)
         if np.isnan(numbers).any():
             row = int(np.flatnonzero(np.isnan(numbers))[0]) + 1
-            raise DataValidationError("missing timestamp", source=source, row=row, rule="bad_timestamp")
+            raise DataValidationError(
+                "missing timestamp", source=source, row=row, rule="bad_timestamp"
+            )
         magnitude = np.nanmax(np.abs(numbers)) if len(numbers) else 0.0
-        # Epoch unit by magnitude: seconds reach 1e10 only in 2286.
-        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
-        return pd.DatetimeIndex(pd.to_datetime(values.to_numpy(), unit=unit, utc=True))
+        # Epoch unit by magnitude: seconds reach 1e11 only in the year 5138.
+        unit: Literal["s", "ms", "us", "ns"] = (
+            "s"
+            if magnitude < 1e11
+            else "ms"
+            if magnitude < 1e14
+            else "us"
+            if magnitude < 1e17
+            else "ns"
+        )
+        # Integers stay integers: float64 cannot hold epoch nanoseconds exactly.
+        exact = values if pd.api.types.is_integer_dtype(values) else pd.Series(numbers)
+        return pd.DatetimeIndex(pd.to_datetime(exact, unit=unit, utc=True))
     else:
         text = values.astype("string")
-        stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="ISO8601", utc=False))
+        stamps = pd.DatetimeIndex(
+            pd.to_datetime(text, errors="coerce", format="ISO8601", utc=False)
+        )
         bad = np.asarray(stamps.isna())
         if bad.any():
             # Mixed offsets or non-ISO spellings: let pandas try harder before refusing.
-            stamps = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", utc=True, format="mixed"))
+            stamps = pd.DatetimeIndex(
+                pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+            )
             bad = np.asarray(stamps.isna())
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -146,12 +175,16 @@ def _parse_timestamps(values: pd.Series, tz: str, source: str) -> pd.DatetimeInd
         try:
             zone = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"--tz {tz!r} is not a known time zone (e.g. UTC, America/New_York)") from None
+            raise ConfigError(
+                f"--tz {tz!r} is not a known time zone (e.g. UTC, America/New_York)"
+            ) from None
         try:
             stamps = stamps.tz_localize(zone, ambiguous="raise", nonexistent="raise")
         except (ValueError, TypeError) as error:
             raise DataValidationError(
-                f"naive timestamps cannot be read in zone {tz}: {error}", source=source, rule="bad_timestamp"
+                f"naive timestamps cannot be read in zone {tz}: {error}",
+                source=source,
+                rule="bad_timestamp",
             ) from None
     return stamps.tz_convert("UTC")
 
@@ -204,13 +237,17 @@ def read_candle_file(
     source = str(path)
     inferred = infer_name(path)
     symbol = symbol or (inferred.symbol if inferred else None)
-    timeframe = Timeframe.parse(timeframe).name if timeframe else (inferred.timeframe if inferred else None)
+    timeframe = (
+        Timeframe.parse(timeframe).name if timeframe else (inferred.timeframe if inferred else None)
+    )
     raw = _read_raw(path)
     if len(raw.columns) and len(raw) == 0:
         raise DataValidationError("the file has a header but no rows", source=source, rule="empty")
     mapping = _map_columns(list(raw.columns), source)
     by_target = {target: original for original, target in mapping.items()}
-    index = _parse_timestamps(raw[by_target["timestamp"]], tz, source).as_unit("ns").rename(INDEX_NAME)
+    index = (
+        _parse_timestamps(raw[by_target["timestamp"]], tz, source).as_unit("ns").rename(INDEX_NAME)
+    )
     columns = {c: _to_float(raw[by_target[c]], c, source) for c in COLUMNS}
     if adjusted:
         if "adj_close" not in by_target:
@@ -232,7 +269,7 @@ def read_candle_file(
 def check_on_grid(frame: pd.DataFrame, timeframe: str, *, source: str | None = None) -> None:
     """Refuse bars whose start is not on the ``timeframe`` grid (a wrong ``--timeframe``)."""
     tf = Timeframe.parse(timeframe)
-    ns = frame.index.as_unit("ns").asi8
+    ns = candle_index(frame).as_unit("ns").asi8
     off = tf.floor_ns(ns) != ns
     if off.any():
         row = int(np.flatnonzero(off)[0])

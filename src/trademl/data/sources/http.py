@@ -19,7 +19,7 @@ from trademl.progress import progress_bar
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-class NotFound(SourceError):
+class HttpNotFoundError(SourceError):
     """The server answered 404: the requested file or range does not exist."""
 
 
@@ -54,7 +54,7 @@ class HttpClient:
                     raise SourceError(f"GET {_redact(url)} failed: {error}") from error
             else:
                 if response.status_code == 404:
-                    raise NotFound(f"GET {_redact(url)}: 404 not found")
+                    raise HttpNotFoundError(f"GET {_redact(url)}: 404 not found")
                 if response.status_code not in _RETRY_STATUS or attempt == self.retries:
                     if response.is_error:
                         raise SourceError(
@@ -103,7 +103,7 @@ class HttpClient:
         try:
             with os.fdopen(handle, "wb") as out, self._client.stream("GET", url) as response:
                 if response.status_code == 404:
-                    raise NotFound(f"GET {_redact(url)}: 404 not found")
+                    raise HttpNotFoundError(f"GET {_redact(url)}: 404 not found")
                 if response.is_error:
                     raise SourceError(f"GET {_redact(url)}: HTTP {response.status_code}")
                 total = int(response.headers.get("Content-Length", 0)) or None
@@ -131,5 +131,8 @@ def _redact(url: str) -> str:
     parsed = httpx.URL(url)
     if not parsed.params:
         return url
-    params = {k: ("***" if "key" in k.lower() or "token" in k.lower() else v) for k, v in parsed.params.items()}
+    params = {
+        k: ("***" if "key" in k.lower() or "token" in k.lower() else v)
+        for k, v in parsed.params.items()
+    }
     return str(parsed.copy_with(params=params))

@@ -118,7 +118,7 @@ class PolygonSource:
             if self._key in message:
                 raise SourceError(message.replace(self._key, "***")) from None
             raise
-        frame = clip_range(_to_candles(bars, ticker), first, stop)
+        frame = clip_range(_session_dates(_to_candles(bars, ticker), timeframe), first, stop)
         if frame.empty:
             raise NotFoundError(
                 f"Polygon has no {timeframe.name} bars for {ticker!r} between {first} and {stop}; "
@@ -171,6 +171,20 @@ def _to_candles(bars: list[dict[str, Any]], ticker: str) -> pd.DataFrame:
     frame = make_candles(index, *columns.values())
     frame = frame.sort_index(kind="stable")
     return frame[~frame.index.duplicated(keep="first")]
+
+
+def _session_dates(frame: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
+    """Daily and weekly stock bars start at New York midnight: label them with the session date
+    at 00:00 UTC, as the equity files trademl ships with and the yahoo source do."""
+    if timeframe.seconds < 86_400 or frame.empty:
+        return frame
+    index = pd.DatetimeIndex(frame.index)
+    if (index == index.normalize()).all():
+        return frame  # already on UTC days (crypto, forex)
+    dates = index.tz_convert("America/New_York").tz_localize(None).normalize().tz_localize("UTC")
+    relabelled = frame.set_axis(dates.rename("timestamp").as_unit("ns"))
+    relabelled.attrs = dict(frame.attrs)
+    return relabelled[~relabelled.index.duplicated(keep="first")]
 
 
 def _ms(stamp: pd.Timestamp) -> int:

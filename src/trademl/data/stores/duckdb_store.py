@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 from loguru import logger
 
@@ -89,17 +90,22 @@ class DuckDBStore(MarketStore):
                     _run(
                         con,
                         "INSERT INTO candles SELECT * FROM staging "
-                        f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {_SET}"
+                        f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {_SET}",
                     )
             finally:
                 con.unregister("staging")
             inserted += new
             updated += changed
             logger.debug(
-                "{} {}: chunk {}/{} staged", batch.symbol, batch.timeframe,
-                start // self.chunk_rows + 1, -(-total // self.chunk_rows),
+                "{} {}: chunk {}/{} staged",
+                batch.symbol,
+                batch.timeframe,
+                start // self.chunk_rows + 1,
+                -(-total // self.chunk_rows),
             )
-        return WriteReport(batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated)
+        return WriteReport(
+            batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated
+        )
 
     def read(
         self,
@@ -122,7 +128,8 @@ class DuckDBStore(MarketStore):
         if len(table["ts"]) == 0:
             return with_meta(empty_candles(), symbol=symbol, timeframe=name)
         index = pd.DatetimeIndex(table["ts"])
-        return make_candles(index, *(table[c] for c in COLUMNS), symbol=symbol, timeframe=name)
+        arrays = [np.asarray(table[c], dtype=np.float64) for c in COLUMNS]
+        return make_candles(index, *arrays, symbol=symbol, timeframe=name)
 
     def list_series(self) -> list[SeriesInfo]:
         """Every stored series with its row count and span."""
@@ -131,7 +138,13 @@ class DuckDBStore(MarketStore):
             "GROUP BY symbol, timeframe ORDER BY symbol, timeframe"
         ).fetchall()
         return [
-            SeriesInfo(s, tf, int(n), pd.Timestamp(first).tz_convert("UTC"), pd.Timestamp(last).tz_convert("UTC"))
+            SeriesInfo(
+                s,
+                tf,
+                int(n),
+                pd.Timestamp(first).tz_convert("UTC"),
+                pd.Timestamp(last).tz_convert("UTC"),
+            )
             for s, tf, n, first, last in rows
         ]
 

@@ -20,7 +20,7 @@ from loguru import logger
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from trademl.data.candles import COLUMNS, empty_candles, make_candles, with_meta
+from trademl.data.candles import COLUMNS, candle_index, empty_candles, make_candles, with_meta
 from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, StoreError
@@ -36,7 +36,9 @@ def normalise_url(url: str) -> str:
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     if backend in ("mysql", "mariadb"):
         return parsed.set(drivername="mysql+pymysql").render_as_string(hide_password=False)
-    raise ConfigError(f"store URL {parsed!r}: unsupported database {backend!r} (use postgresql or mysql)")
+    raise ConfigError(
+        f"store URL {parsed!r}: unsupported database {backend!r} (use postgresql or mysql)"
+    )
 
 
 class SQLStore(MarketStore):
@@ -57,8 +59,12 @@ class SQLStore(MarketStore):
             if self._is_mysql
             else {"options": "-c timezone=UTC"}
         )
-        self._engine: Engine = sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
-        timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+        self._engine: Engine = sa.create_engine(
+            self.url, connect_args=connect_args, pool_pre_ping=True
+        )
+        timestamp = sa.DateTime(timezone=True).with_variant(
+            mysql.DATETIME(fsp=6), "mysql", "mariadb"
+        )
         self._table = sa.Table(
             table,
             sa.MetaData(),
@@ -70,7 +76,9 @@ class SQLStore(MarketStore):
         try:
             self._table.metadata.create_all(self._engine)
         except sa.exc.SQLAlchemyError as error:
-            raise StoreError(f"cannot open store {self.display_url}: {error.__class__.__name__}: {error.orig or error}") from error
+            raise StoreError(
+                f"cannot open store {self.display_url}: {error.__class__.__name__}: {getattr(error, 'orig', None) or error}"
+            ) from error
 
     @property
     def display_url(self) -> str:
@@ -84,7 +92,9 @@ class SQLStore(MarketStore):
             with self._engine.begin() as conn:
                 return [self._upsert(conn, batch) for batch in batches]
         except sa.exc.SQLAlchemyError as error:
-            raise StoreError(f"write to {self.display_url} failed, nothing was written: {error}") from error
+            raise StoreError(
+                f"write to {self.display_url} failed, nothing was written: {error}"
+            ) from error
 
     def _upsert(self, conn: Connection, batch: Batch) -> WriteReport:
         total = len(batch.candles)
@@ -95,22 +105,35 @@ class SQLStore(MarketStore):
             new, changed = self._count_changes(conn, batch)
             if new or changed:
                 self._merge(conn, batch)
-            conn.exec_driver_sql(f"DROP TABLE {_STAGING}" if not self._is_mysql else f"DROP TEMPORARY TABLE {_STAGING}")
+            conn.exec_driver_sql(
+                f"DROP TABLE {_STAGING}"
+                if not self._is_mysql
+                else f"DROP TEMPORARY TABLE {_STAGING}"
+            )
             inserted += new
             updated += changed
             logger.debug(
-                "{} {}: chunk {}/{} staged", batch.symbol, batch.timeframe,
-                start // self.chunk_rows + 1, -(-total // self.chunk_rows),
+                "{} {}: chunk {}/{} staged",
+                batch.symbol,
+                batch.timeframe,
+                start // self.chunk_rows + 1,
+                -(-total // self.chunk_rows),
             )
-        return WriteReport(batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated)
+        return WriteReport(
+            batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated
+        )
 
     def _stage(self, conn: Connection, chunk: pd.DataFrame) -> None:
         # Timestamps travel as integer epoch microseconds: exact, and free of session zones.
-        epoch_us = chunk.index.as_unit("us").asi8
+        epoch_us = candle_index(chunk).as_unit("us").asi8
         columns = ", ".join(f"{c} DOUBLE PRECISION NOT NULL" for c in COLUMNS)
         if self._is_mysql:
-            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_STAGING} (ts_us BIGINT PRIMARY KEY, {columns})")
-            rows = np.column_stack([epoch_us.astype(object), *(chunk[c].to_numpy().astype(object) for c in COLUMNS)])
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE {_STAGING} (ts_us BIGINT PRIMARY KEY, {columns})"
+            )
+            rows = np.column_stack(
+                [epoch_us.astype(object), *(chunk[c].to_numpy().astype(object) for c in COLUMNS)]
+            )
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.executemany(
                 f"INSERT INTO {_STAGING} (ts_us, {', '.join(COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -118,7 +141,9 @@ class SQLStore(MarketStore):
             )
             cursor.close()
             return
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_STAGING} (ts_us BIGINT NOT NULL, {columns})")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_STAGING} (ts_us BIGINT NOT NULL, {columns})"
+        )
         table = pa.table({"ts_us": epoch_us, **{c: chunk[c].to_numpy() for c in COLUMNS}})
         buffer = io.BytesIO()
         pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False))
@@ -178,7 +203,9 @@ class SQLStore(MarketStore):
         """Candles with ``start <= timestamp < end``."""
         name = Timeframe.parse(timeframe).name
         t = self._table.c
-        query = sa.select(t.ts, *(t[c] for c in COLUMNS)).where(t.symbol == symbol, t.timeframe == name)
+        query = sa.select(t.ts, *(t[c] for c in COLUMNS)).where(
+            t.symbol == symbol, t.timeframe == name
+        )
         if start is not None:
             query = query.where(t.ts >= self._bound(start))
         if end is not None:
@@ -207,7 +234,9 @@ class SQLStore(MarketStore):
         )
         with self._connect() as conn:
             rows = conn.execute(query).all()
-        return [SeriesInfo(s, tf, int(n), _utc(first), _utc(last)) for s, tf, n, first, last in rows]
+        return [
+            SeriesInfo(s, tf, int(n), _utc(first), _utc(last)) for s, tf, n, first, last in rows
+        ]
 
     def delete(self, symbol: str, timeframe: str) -> int:
         """Remove one series."""
