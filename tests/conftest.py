@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trademl.config import Settings, reload_settings
+from trademl.config import Settings, _cached_settings, reload_settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -41,7 +41,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("TRADEML_STORE_URL", raising=False)
     reload_settings()
     yield root
-    reload_settings()
+    # Lazily re-read after monkeypatch has restored the environment.
+    _cached_settings.cache_clear()
 
 
 @pytest.fixture

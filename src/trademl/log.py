@@ -12,6 +12,7 @@ _FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
 def configure_logging(level: str = "INFO") -> None:
     """Send trademl's logs to stderr at ``level`` (idempotent)."""
     logger.remove()
+    logger.enable("trademl")
     logger.add(sys.stderr, level=level, format=_FORMAT, colorize=None)
 
 

@@ -104,7 +104,8 @@ def import_path(
     )
     rows = sum(len(batch.candles) for _, batch in loaded)
     logger.info("writing {:,} rows of {} series to {}", rows, len(loaded), _display(store))
-    reports = store.write_many([batch for _, batch in loaded])
+    with progress_bar("writing", rows, unit="rows") as advance:
+        reports = store.write_many([batch for _, batch in loaded], progress=advance)
     return [_result(str(p), b, r) for (p, b), r in zip(loaded, reports, strict=True)]
 
 

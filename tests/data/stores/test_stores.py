@@ -110,7 +110,7 @@ class FailingAfterFirstBatch:
         self.calls = 0
 
     def __enter__(self) -> None:
-        name = "_upsert"
+        name = "_write_series"
         original = getattr(self.store, name)
 
         def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ class FailingAfterFirstBatch:
         setattr(self.store, name, failing)
 
     def __exit__(self, *exc: object) -> None:
-        delattr(self.store, "_upsert")
+        delattr(self.store, "_write_series")
 
 
 def test_failure_mid_transaction_rolls_everything_back(

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
+from loguru import logger
 
 from trademl.data.candles import validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
+from trademl.progress import Advance
 
 # Rows sent to the database per statement inside the one transaction of a write.
 DEFAULT_CHUNK_ROWS = 1_000_000
@@ -66,11 +70,13 @@ class MarketStore(ABC):
         """Upsert ``candles`` under (``symbol``, ``timeframe``) in one transaction."""
         return self.write_many([Batch(candles, symbol, timeframe)])[0]
 
-    def write_many(self, batches: Sequence[Batch]) -> list[WriteReport]:
+    def write_many(
+        self, batches: Sequence[Batch], *, progress: Advance | None = None
+    ) -> list[WriteReport]:
         """Upsert several series in ONE transaction: all of them land, or none.
 
         Every batch is validated before the transaction opens, so bad input never reaches
-        the store.
+        the store. ``progress`` is advanced by the number of rows of each chunk written.
         """
         checked = []
         for batch in batches:
@@ -81,11 +87,35 @@ class MarketStore(ABC):
             checked.append(Batch(batch.candles, symbol, timeframe))
         if not checked:
             return []
-        return self._write_batches(checked)
+        with self._transaction() as transaction:
+            return [self._write_series(transaction, batch, progress) for batch in checked]
+
+    def _write_series(
+        self, transaction: Any, batch: Batch, progress: Advance | None
+    ) -> WriteReport:
+        """Upsert one series chunk by chunk inside the open transaction."""
+        total = len(batch.candles)
+        chunks = -(-total // self.chunk_rows)
+        inserted = updated = 0
+        for number, start in enumerate(range(0, total, self.chunk_rows), start=1):
+            chunk = batch.candles.iloc[start : start + self.chunk_rows]
+            new, changed = self._upsert_chunk(transaction, batch, chunk)
+            inserted += new
+            updated += changed
+            logger.debug("{} {}: chunk {}/{} staged", batch.symbol, batch.timeframe, number, chunks)
+            if progress is not None:
+                progress(len(chunk))
+        return WriteReport(
+            batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated
+        )
 
     @abstractmethod
-    def _write_batches(self, batches: Sequence[Batch]) -> list[WriteReport]:
-        """Write validated batches in one transaction."""
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """Open one transaction: commit when the block ends, roll back when it raises."""
+
+    @abstractmethod
+    def _upsert_chunk(self, transaction: Any, batch: Batch, chunk: pd.DataFrame) -> tuple[int, int]:
+        """Upsert ``chunk`` of ``batch``; return (rows inserted, rows whose values changed)."""
 
     @abstractmethod
     def read(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
-from loguru import logger
 
 from trademl.data.candles import COLUMNS, empty_candles, make_candles, with_meta
-from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
+from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import StoreError
 
@@ -53,59 +53,43 @@ class DuckDBStore(MarketStore):
         _run(self._con, "SET TimeZone = 'UTC'")
         _run(self._con, _SCHEMA)
 
-    def _write_batches(self, batches: Sequence[Batch]) -> list[WriteReport]:
-        con = self._con
-        reports = []
-        _run(con, "BEGIN TRANSACTION")
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        _run(self._con, "BEGIN TRANSACTION")
         try:
-            for batch in batches:
-                reports.append(self._upsert(batch))
-            _run(con, "COMMIT")
+            yield self._con
         except BaseException:
-            _run(con, "ROLLBACK")
+            _run(self._con, "ROLLBACK")
             raise
-        return reports
+        _run(self._con, "COMMIT")
 
-    def _upsert(self, batch: Batch) -> WriteReport:
-        con = self._con
-        total = len(batch.candles)
-        inserted = updated = 0
-        for start in range(0, total, self.chunk_rows):
-            chunk = batch.candles.iloc[start : start + self.chunk_rows]
-            staging = chunk.reset_index().rename(columns={"timestamp": "ts"})
-            staging.insert(0, "timeframe", batch.timeframe)
-            staging.insert(0, "symbol", batch.symbol)
-            con.register("staging", staging)
-            try:
-                row = con.execute(
-                    "SELECT count(*) FILTER (WHERE c.ts IS NULL), "
-                    f"count(*) FILTER (WHERE c.ts IS NOT NULL AND ({_DIFFERS})) "
-                    "FROM staging s LEFT JOIN candles c "
-                    "ON c.symbol = s.symbol AND c.timeframe = s.timeframe AND c.ts = s.ts"
-                ).fetchall()[0]
-                new, changed = int(row[0]), int(row[1])
-                if new == len(staging):
-                    _run(con, "INSERT INTO candles SELECT * FROM staging")
-                elif new or changed:
-                    _run(
-                        con,
-                        "INSERT INTO candles SELECT * FROM staging "
-                        f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {_SET}",
-                    )
-            finally:
-                con.unregister("staging")
-            inserted += new
-            updated += changed
-            logger.debug(
-                "{} {}: chunk {}/{} staged",
-                batch.symbol,
-                batch.timeframe,
-                start // self.chunk_rows + 1,
-                -(-total // self.chunk_rows),
-            )
-        return WriteReport(
-            batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated
-        )
+    def _upsert_chunk(
+        self, transaction: duckdb.DuckDBPyConnection, batch: Batch, chunk: pd.DataFrame
+    ) -> tuple[int, int]:
+        con = transaction
+        staging = chunk.reset_index().rename(columns={"timestamp": "ts"})
+        staging.insert(0, "timeframe", batch.timeframe)
+        staging.insert(0, "symbol", batch.symbol)
+        con.register("staging", staging)
+        try:
+            row = con.execute(
+                "SELECT count(*) FILTER (WHERE c.ts IS NULL), "
+                f"count(*) FILTER (WHERE c.ts IS NOT NULL AND ({_DIFFERS})) "
+                "FROM staging s LEFT JOIN candles c "
+                "ON c.symbol = s.symbol AND c.timeframe = s.timeframe AND c.ts = s.ts"
+            ).fetchall()[0]
+            new, changed = int(row[0]), int(row[1])
+            if new == len(staging):
+                _run(con, "INSERT INTO candles SELECT * FROM staging")
+            elif new or changed:
+                _run(
+                    con,
+                    "INSERT INTO candles SELECT * FROM staging "
+                    f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {_SET}",
+                )
+        finally:
+            con.unregister("staging")
+        return new, changed
 
     def read(
         self,

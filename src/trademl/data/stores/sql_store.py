@@ -8,7 +8,8 @@ UTC ``DATETIME(6)`` on MySQL (which has no zone-aware type); the store re-attach
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,12 +17,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
-from loguru import logger
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from trademl.data.candles import COLUMNS, candle_index, empty_candles, make_candles, with_meta
-from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
+from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, StoreError
 
@@ -87,41 +87,26 @@ class SQLStore(MarketStore):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write_batches(self, batches: Sequence[Batch]) -> list[WriteReport]:
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         try:
             with self._engine.begin() as conn:
-                return [self._upsert(conn, batch) for batch in batches]
+                yield conn
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(
                 f"write to {self.display_url} failed, nothing was written: {error}"
             ) from error
 
-    def _upsert(self, conn: Connection, batch: Batch) -> WriteReport:
-        total = len(batch.candles)
-        inserted = updated = 0
-        for start in range(0, total, self.chunk_rows):
-            chunk = batch.candles.iloc[start : start + self.chunk_rows]
-            self._stage(conn, chunk)
-            new, changed = self._count_changes(conn, batch)
-            if new or changed:
-                self._merge(conn, batch)
-            conn.exec_driver_sql(
-                f"DROP TABLE {_STAGING}"
-                if not self._is_mysql
-                else f"DROP TEMPORARY TABLE {_STAGING}"
-            )
-            inserted += new
-            updated += changed
-            logger.debug(
-                "{} {}: chunk {}/{} staged",
-                batch.symbol,
-                batch.timeframe,
-                start // self.chunk_rows + 1,
-                -(-total // self.chunk_rows),
-            )
-        return WriteReport(
-            batch.symbol, batch.timeframe, inserted, updated, total - inserted - updated
-        )
+    def _upsert_chunk(
+        self, transaction: Connection, batch: Batch, chunk: pd.DataFrame
+    ) -> tuple[int, int]:
+        self._stage(transaction, chunk)
+        new, changed = self._count_changes(transaction, batch)
+        if new or changed:
+            self._merge(transaction, batch)
+        drop = "DROP TEMPORARY TABLE" if self._is_mysql else "DROP TABLE"
+        transaction.exec_driver_sql(f"{drop} {_STAGING}")
+        return new, changed
 
     def _stage(self, conn: Connection, chunk: pd.DataFrame) -> None:
         # Timestamps travel as integer epoch microseconds: exact, and free of session zones.

@@ -1,0 +1,67 @@
+"""``trademl data ingest binance`` and the demo's download fallback, end to end against a local
+server publishing real BTCUSDT klines in the archive's own format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tests.data.sources.test_binance import Archive
+from tests.support.httpserver import local_http_server
+
+from trademl.cli.demo import demo as _demo  # noqa: F401 - the command under test via `cli`
+from trademl.config import get_settings, reload_settings
+from trademl.data.ingest import open_default_store
+from trademl.data.sources.files import read_candle_file
+
+MONTHS = ("2024-01", "2024-02", "2024-03")
+
+
+@pytest.fixture
+def archive(home: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
+    text = pd.read_csv(data_dir / "crypto" / "BTCUSDT_1h.csv", dtype=str)
+    rows = text.set_index(pd.DatetimeIndex(pd.to_datetime(text.pop("timestamp"), utc=True)))
+    with local_http_server() as server:
+        published = Archive(server, rows)
+        for month in MONTHS:
+            published.publish("monthly", month)
+        monkeypatch.setenv("TRADEML_BINANCE_DATA_URL", server.url)
+        monkeypatch.setenv("TRADEML_HTTP_RETRIES", "0")
+        reload_settings()
+        yield published
+
+
+def test_ingest_binance_stores_exact_real_bars(cli, archive: Archive, data_dir: Path) -> None:
+    args = ("data", "ingest", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h")
+    result = cli(*args, "--start", "2024-01-15", "--end", "2024-03-01")
+    assert result.code == 0, result.stderr
+    assert "inserted 1,104" in result.stdout  # 15 Jan 00:00 to 29 Feb 23:00, no gaps
+    with open_default_store(get_settings()) as store:
+        stored = store.read("BTC/USDT", "1h")
+    real = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
+    pd.testing.assert_frame_equal(stored, real.loc[stored.index], check_freq=False)
+    requests_before = len(archive.archive_requests())
+    again = cli(*args, "--start", "2024-01-15", "--end", "2024-03-01")
+    assert "inserted 0" in again.stdout
+    assert len(archive.archive_requests()) == requests_before  # served from the verified cache
+
+
+def test_demo_downloads_when_no_shared_file(
+    cli, archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEML_TEST_DATA", str(tmp_path / "no-data-here"))
+    result = cli("demo")
+    assert result.code == 0, result.stderr
+    assert "binance public archives" in result.stdout
+    assert "2024-01-01 00:00" in result.stdout
+    assert "2024-03-31 23:00" in result.stdout
+
+
+def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
+    result = cli("demo")
+    assert result.code == 0, result.stderr
+    assert "BTCUSDT_1h.csv" in result.stdout
+    assert "60,852" in result.stdout
+    assert "128 in 28 gaps" in result.stdout
