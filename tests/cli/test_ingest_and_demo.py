@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.data.sources.test_binance import Archive
+from tests.support.binance_archive import Archive
 from tests.support.httpserver import local_http_server
 
 from trademl.cli.demo import demo as _demo  # noqa: F401 - the command under test via `cli`

@@ -127,7 +127,21 @@ def ingest(
     candles = source.fetch(symbol, tf, start, end)
     validate_candles(candles, source=f"{source_name}:{symbol}")
     report = store.write(candles, symbol, tf.name)
-    return _result(f"{source_name}:{symbol}", Batch(candles, symbol, tf.name), report)
+    result = _result(f"{source_name}:{symbol}", Batch(candles, symbol, tf.name), report)
+    if result.gaps.misaligned_bars:
+        # Kept as the source labels them (moving a bar's start would shift its close in time),
+        # but they cannot be resampled on the UTC grid.
+        ns = candle_index(candles).as_unit("ns").asi8
+        example = candles.index[tf.floor_ns(ns) != ns][0]
+        logger.warning(
+            "{} of {} {} bars do not start on the UTC {} grid (e.g. {}); stored as labelled",
+            result.gaps.misaligned_bars,
+            len(candles),
+            symbol,
+            tf.name,
+            example,
+        )
+    return result
 
 
 def resample_stored(

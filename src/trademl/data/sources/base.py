@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -64,6 +64,16 @@ def get_source(spec: str, settings: Settings) -> Source:
         )
     factory = SOURCES.get(name)
     return factory(settings, argument or None)
+
+
+def import_optional(module: str, purpose: str) -> Any:
+    """Import an optional client library on first use, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ConfigError(
+            f"{purpose} needs the {module} package: pip install 'trademl[exchanges]'"
+        ) from error
 
 
 def clip_range(

@@ -23,24 +23,14 @@ from loguru import logger
 
 from trademl.config import Settings
 from trademl.data.candles import make_candles, validate_candles, with_meta
-from trademl.data.sources.base import SOURCES, clip_range
+from trademl.data.sources.base import SOURCES, clip_range, import_optional
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, SourceError
+from trademl.progress import progress_bar
 
 T = TypeVar("T")
 
 _EXAMPLES = "ccxt:binance, ccxt:kraken, ccxt:coinbase"
-
-
-def _import_ccxt() -> Any:
-    """The ``ccxt`` module, imported on first use (it is an optional dependency)."""
-    try:
-        import ccxt
-    except ImportError as error:  # pragma: no cover - ccxt is installed with the test extras
-        raise ConfigError(
-            "the ccxt sources need the ccxt package: pip install 'trademl[exchanges]'"
-        ) from error
-    return ccxt
 
 
 def rehost(urls: Any, root: str) -> Any:
@@ -114,7 +104,7 @@ class CcxtSource:
         options: dict[str, Any] | None = None,
         retry_delay_s: float = 1.0,
     ) -> None:
-        ccxt = _import_ccxt()
+        ccxt = import_optional("ccxt", "the ccxt sources")
         known: list[str] = list(ccxt.exchanges)
         if exchange_id not in known:
             close = difflib.get_close_matches(exchange_id.lower(), known, n=3)
@@ -251,24 +241,27 @@ class CcxtSource:
 
         bars: dict[int, list[Any]] = {}
         pages = 0
-        while since < stop_ms:
-            page: list[list[Any]] = self._call(
-                f"fetching {timeframe.name} candles of {symbol}",
-                self.exchange.fetch_ohlcv,
-                market,
-                ccxt_timeframe,
-                since,
-                self.limit,
-            )
-            pages += 1
-            if not page:
-                break
-            for row in page:
-                bars[int(row[0])] = row
-            last = max(int(row[0]) for row in page)
-            if last < since:
-                break
-            since = last + step_ms
+        expected_bars = max(0, (stop_ms - since) // step_ms) if start is not None else None
+        with progress_bar(f"{self.name} {symbol}", expected_bars, unit="bars") as advance:
+            while since < stop_ms:
+                page: list[list[Any]] = self._call(
+                    f"fetching {timeframe.name} candles of {symbol}",
+                    self.exchange.fetch_ohlcv,
+                    market,
+                    ccxt_timeframe,
+                    since,
+                    self.limit,
+                )
+                pages += 1
+                if not page:
+                    break
+                for row in page:
+                    bars[int(row[0])] = row
+                advance(len(page))
+                last = max(int(row[0]) for row in page)
+                if last < since:
+                    break
+                since = last + step_ms
         logger.debug("{}: {} page(s), {} bar(s) of {}", self.name, pages, len(bars), symbol)
 
         source = f"{self.name}:{symbol}"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from trademl.config import Settings
 from trademl.data.candles import make_candles, validate_candles, with_meta
-from trademl.data.sources.base import SOURCES, clip_range
+from trademl.data.sources.base import SOURCES, clip_range, import_optional
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, SourceError
 
@@ -45,17 +45,6 @@ INTERVALS: dict[str, str] = {
 
 _SESSION_BARS = frozenset({"1d", "5d", "1w"})
 _cache_located = False
-
-
-def _import_yfinance() -> Any:
-    """The ``yfinance`` module, imported on first use (it is an optional dependency)."""
-    try:
-        import yfinance
-    except ImportError as error:  # pragma: no cover - yfinance is installed with the test extras
-        raise ConfigError(
-            "the yahoo source needs the yfinance package: pip install 'trademl[exchanges]'"
-        ) from error
-    return yfinance
 
 
 def reroute(url: str, root: str) -> str:
@@ -179,7 +168,7 @@ class YahooSource:
         session_bars: bool,
     ) -> tuple[pd.DataFrame, list[str]]:
         """Yahoo's frame as yfinance returns it, and the errors yfinance logged."""
-        yfinance = _import_yfinance()
+        yfinance = import_optional("yfinance", "the yahoo source")
         _locate_cache(yfinance, self.settings)
         window: dict[str, Any] = {}
         if start is None:
