@@ -1,0 +1,1 @@
+"""Alpha158 (placeholder until its module lands)."""

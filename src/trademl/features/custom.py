@@ -1,0 +1,1 @@
+"""Indicators TA-Lib lacks (placeholder until its module lands)."""

@@ -1,0 +1,196 @@
+"""The indicator protocol and the table of registered indicators.
+
+An indicator is a pure, causal function of the bars: its value at bar t uses bars up to and
+including t. It declares its parameters (with defaults and bounds), its outputs, and how many
+bars it needs before its first valid value (its warm-up). Column names say the indicator and
+its parameters: ``rsi_14``, ``macd_12_26_9_signal``, ``rv_parkinson_20``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trademl.data.candles import candle_index
+from trademl.errors import ConfigError
+from trademl.plugins import PluginTable
+
+FAMILIES = (
+    "trend", "momentum", "volatility", "volume", "pattern", "cycle", "price", "statistic",
+    "returns", "geometry", "time", "phase", "alpha158",
+)  # fmt: skip
+PRICE_INPUTS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Bars:
+    """The arrays an indicator reads: float64 OHLCV and the bar start times."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    index: pd.DatetimeIndex
+
+    @classmethod
+    def from_candles(cls, candles: pd.DataFrame) -> Bars:
+        """Bars of a Candles frame (arrays are copies: indicators may not alter the frame)."""
+        arrays = {c: candles[c].to_numpy(dtype=np.float64, copy=True) for c in PRICE_INPUTS}
+        return cls(index=candle_index(candles), **arrays)
+
+    def column(self, name: str) -> np.ndarray:
+        """One input series by name (``open``... ``volume``)."""
+        if name not in PRICE_INPUTS:
+            raise ConfigError(f"input {name!r} is not one of {', '.join(PRICE_INPUTS)}")
+        array: np.ndarray = getattr(self, name)
+        return array
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: default, type and bounds (inclusive) or allowed values."""
+
+    name: str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, indicator: str, value: Any) -> Any:
+        """Coerce ``value`` to the default's type and check it, naming what is wrong."""
+        kind = type(self.default)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be true or false")
+        elif kind is int:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be an integer")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be a number")
+            value = float(value)
+        elif not isinstance(value, kind):
+            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be a {kind.__name__}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{indicator}: parameter {self.name}={value!r} is not one of "
+                f"{', '.join(map(str, self.choices))}"
+            )
+        if self.low is not None and value < self.low:
+            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} is below its minimum {self.low:g}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} is above its maximum {self.high:g}")
+        return value
+
+
+Compute = Callable[[Bars, Mapping[str, Any]], Mapping[str, np.ndarray]]
+Warmup = Callable[[Mapping[str, Any]], int]
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """A registered indicator.
+
+    ``compute(bars, params)`` returns one array per output (keys = ``outputs``), each as long
+    as the bars, NaN where undefined. ``warmup(params)`` is the number of leading bars that
+    are undefined (so the first valid value is at index ``warmup``).
+    """
+
+    name: str
+    family: str
+    compute: Compute
+    warmup: Warmup
+    params: tuple[Param, ...] = ()
+    outputs: tuple[str, ...] = ("",)
+    description: str = ""
+    source: str = "trademl"
+    name_params: tuple[str, ...] | None = field(default=None)
+
+    def resolve(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each checked; unknown names list the valid ones."""
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "none"
+            raise ConfigError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}")
+        return {name: p.check(self.name, given.get(name, p.default)) for name, p in known.items()}
+
+    def columns(self, params: Mapping[str, Any]) -> list[str]:
+        """Column names of the outputs for resolved ``params``."""
+        base = self.base_name(params)
+        return [base if not output else f"{base}_{output}" for output in self.outputs]
+
+    def base_name(self, params: Mapping[str, Any]) -> str:
+        """``rsi_14``: the name, then the parameters that shape the values, in order."""
+        parts = []
+        shown = self.name_params if self.name_params is not None else tuple(p.name for p in self.params)
+        prefix = ""
+        for name in shown:
+            value = params[name]
+            if name == "price":
+                # Non-default inputs lead the name: volume_sma_20.
+                if value != "close":
+                    prefix = f"{value}_"
+                continue
+            parts.append(_format(value))
+        return prefix + "_".join([self.name, *parts])
+
+    def run(self, bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Compute the outputs as float64 with infinities turned into NaN."""
+        produced = self.compute(bars, params)
+        # Before its warm-up an output is undefined, whatever the function put there (TA-Lib's
+        # candle patterns write 0): NaN says so.
+        warmup = min(self.warmup(params), len(bars))
+        columns = {}
+        for output, column in zip(self.outputs, self.columns(params), strict=True):
+            values = np.asarray(produced[output], dtype=np.float64)
+            if values.shape != (len(bars),):
+                raise AssertionError(f"{self.name}: output {output!r} has shape {values.shape}, expected ({len(bars)},)")
+            values = np.where(np.isinf(values), np.nan, values)
+            values[:warmup] = np.nan
+            columns[column] = values
+        return columns
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}".replace(".", "p").replace("-", "m")
+    return str(value)
+
+
+INDICATORS: PluginTable[Indicator] = PluginTable("indicator")
+
+
+def register(indicator: Indicator) -> Indicator:
+    """Add ``indicator`` to the table (its name must be new)."""
+    if indicator.family not in FAMILIES:
+        raise ValueError(f"{indicator.name}: unknown family {indicator.family!r}")
+    return INDICATORS.register(indicator.name)(indicator)
+
+
+def get_indicator(name: str) -> Indicator:
+    """The indicator registered as ``name``; the error lists close and valid names."""
+    load_all()
+    return INDICATORS.get(name.lower())
+
+
+def all_indicators() -> list[Indicator]:
+    """Every registered indicator, sorted by family then name."""
+    load_all()
+    return sorted((INDICATORS.get(n) for n in INDICATORS.names()), key=lambda i: (FAMILIES.index(i.family), i.name))
+
+
+def load_all() -> None:
+    """Import the modules that register indicators (TA-Lib wrappers, ours, Alpha158)."""
+    from trademl.features import alpha158, custom, phases, talib_indicators  # noqa: F401

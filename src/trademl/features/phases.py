@@ -1,0 +1,1 @@
+"""Accumulation / manipulation / distribution phases (placeholder until its module lands)."""
