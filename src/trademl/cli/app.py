@@ -15,6 +15,7 @@ from rich.markup import escape
 from trademl import __version__
 from trademl.cli import data as data_commands
 from trademl.cli import demo as demo_commands
+from trademl.cli import features as feature_commands
 from trademl.config import get_settings, reload_settings
 from trademl.errors import TradeMLError
 from trademl.log import configure_logging
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(feature_commands.app, name="features")
 app.command("demo")(demo_commands.demo)
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -69,27 +69,37 @@ class Param:
         kind = type(self.default)
         if kind is bool:
             if not isinstance(value, bool):
-                raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be true or false")
+                raise ConfigError(
+                    f"{indicator}: parameter {self.name}={value!r} must be true or false"
+                )
         elif kind is int:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be an integer")
+                raise ConfigError(
+                    f"{indicator}: parameter {self.name}={value!r} must be an integer"
+                )
         elif kind is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be a number")
             value = float(value)
         elif not isinstance(value, kind):
-            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} must be a {kind.__name__}")
+            raise ConfigError(
+                f"{indicator}: parameter {self.name}={value!r} must be a {kind.__name__}"
+            )
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
                 f"{indicator}: parameter {self.name}={value!r} is not one of "
                 f"{', '.join(map(str, self.choices))}"
             )
         if self.low is not None and value < self.low:
-            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} is below its minimum {self.low:g}")
+            raise ConfigError(
+                f"{indicator}: parameter {self.name}={value!r} is below its minimum {self.low:g}"
+            )
         if self.high is not None and value > self.high:
-            raise ConfigError(f"{indicator}: parameter {self.name}={value!r} is above its maximum {self.high:g}")
+            raise ConfigError(
+                f"{indicator}: parameter {self.name}={value!r} is above its maximum {self.high:g}"
+            )
         return value
 
 
@@ -123,7 +133,9 @@ class Indicator:
         unknown = sorted(set(given) - set(known))
         if unknown:
             valid = ", ".join(known) or "none"
-            raise ConfigError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}")
+            raise ConfigError(
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}"
+            )
         return {name: p.check(self.name, given.get(name, p.default)) for name, p in known.items()}
 
     def columns(self, params: Mapping[str, Any]) -> list[str]:
@@ -134,7 +146,9 @@ class Indicator:
     def base_name(self, params: Mapping[str, Any]) -> str:
         """``rsi_14``: the name, then the parameters that shape the values, in order."""
         parts = []
-        shown = self.name_params if self.name_params is not None else tuple(p.name for p in self.params)
+        shown = (
+            self.name_params if self.name_params is not None else tuple(p.name for p in self.params)
+        )
         prefix = ""
         for name in shown:
             value = params[name]
@@ -156,7 +170,9 @@ class Indicator:
         for output, column in zip(self.outputs, self.columns(params), strict=True):
             values = np.asarray(produced[output], dtype=np.float64)
             if values.shape != (len(bars),):
-                raise AssertionError(f"{self.name}: output {output!r} has shape {values.shape}, expected ({len(bars)},)")
+                raise AssertionError(
+                    f"{self.name}: output {output!r} has shape {values.shape}, expected ({len(bars)},)"
+                )
             values = np.where(np.isinf(values), np.nan, values)
             values[:warmup] = np.nan
             columns[column] = values
@@ -188,7 +204,10 @@ def get_indicator(name: str) -> Indicator:
 def all_indicators() -> list[Indicator]:
     """Every registered indicator, sorted by family then name."""
     load_all()
-    return sorted((INDICATORS.get(n) for n in INDICATORS.names()), key=lambda i: (FAMILIES.index(i.family), i.name))
+    return sorted(
+        (INDICATORS.get(n) for n in INDICATORS.names()),
+        key=lambda i: (FAMILIES.index(i.family), i.name),
+    )
 
 
 def load_all() -> None:

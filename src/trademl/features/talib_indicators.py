@@ -33,12 +33,20 @@ _SKIP = {"MAVP"}
 # Bounds TA-Lib enforces on period-like parameters, so that a bad value fails before any data.
 _PERIOD_BOUNDS = (1, 100_000)
 # Shorter output names where TA-Lib repeats the function's name.
-_SHORT = {"macdsignal": "signal", "macdhist": "hist", "upperband": "upper", "middleband": "middle", "lowerband": "lower"}
+_SHORT = {
+    "macdsignal": "signal",
+    "macdhist": "hist",
+    "upperband": "upper",
+    "middleband": "middle",
+    "lowerband": "lower",
+}
 
 
 def _param(name: str, default: Any) -> Param:
     if isinstance(default, int) and ("period" in name or name.endswith("limit")):
-        return Param(name, default, low=_PERIOD_BOUNDS[0] if name != "matype" else 0, high=_PERIOD_BOUNDS[1])
+        return Param(
+            name, default, low=_PERIOD_BOUNDS[0] if name != "matype" else 0, high=_PERIOD_BOUNDS[1]
+        )
     if name == "matype":
         return Param(name, int(default), low=0, high=8)
     if isinstance(default, float):
@@ -73,10 +81,15 @@ def _make(function: str) -> Indicator:
     talib_params = [name for name in info["parameters"]]
 
     def compute(bars: Bars, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        arrays = [bars.column(values["price"])] if single_price else [bars.column(i) for i in inputs]
+        arrays = (
+            [bars.column(values["price"])] if single_price else [bars.column(i) for i in inputs]
+        )
         result = call(*arrays, **{name: values[name] for name in talib_params})
         results = result if isinstance(result, tuple) else (result,)
-        return {name: np.asarray(r, dtype=np.float64) for name, r in zip(output_names, results, strict=True)}
+        return {
+            name: np.asarray(r, dtype=np.float64)
+            for name, r in zip(output_names, results, strict=True)
+        }
 
     def warmup(values: Mapping[str, Any]) -> int:
         return _lookback(function, tuple((name, values[name]) for name in talib_params))

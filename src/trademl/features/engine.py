@@ -1,0 +1,204 @@
+"""``build_features``: a feature set computed on candles, causally, with higher timeframes
+aligned on closed bars only, and a cache keyed by the data and the set.
+
+Warm-up policy: the set's warm-up is the number of leading base bars some feature needs before
+its first valid value (for a higher-timeframe feature, enough base bars for its own warm-up in
+higher-timeframe bars plus one closed higher-timeframe bar). With ``warmup="keep"`` (default)
+those rows stay, NaN, on the candles' index; with ``warmup="drop"`` they are removed. Either way
+``frame.attrs["warmup_bars"]`` says how many there are, and they are logged. Nothing is ever
+forward-filled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from trademl.data.candles import candle_index, validate_candles
+from trademl.data.resample import resample_candles
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError, DataValidationError
+from trademl.features.cache import FeatureCache, data_hash
+from trademl.features.indicators import Bars, Indicator
+from trademl.features.sets import FeatureSet, load_feature_set
+
+WarmupPolicy = Literal["keep", "drop"]
+
+
+@dataclass(frozen=True)
+class PlannedFeature:
+    """One feature of a set, resolved against a base timeframe."""
+
+    indicator: Indicator
+    params: dict[str, Any]
+    timeframe: Timeframe | None  # None: the base timeframe
+
+    def warmup_base_bars(self, base: Timeframe) -> int:
+        """Leading base bars before this feature's first valid value (an upper bound)."""
+        own = self.indicator.warmup(self.params)
+        if self.timeframe is None:
+            return own
+        ratio = self.timeframe.seconds // base.seconds
+        # `own` higher bars of warm-up, one more to close, and up to a period of misalignment.
+        return (own + 2) * ratio - 1
+
+
+def plan(feature_set: FeatureSet, base: Timeframe) -> list[PlannedFeature]:
+    """Resolve every feature of ``feature_set`` for ``base``."""
+    planned = []
+    for spec in feature_set.features:
+        indicator, params = spec.resolved()
+        planned.append(PlannedFeature(indicator, params, feature_set.higher_timeframe(spec, base)))
+    return planned
+
+
+def warmup_bars(feature_set: FeatureSet | str, timeframe: str | Timeframe) -> int:
+    """How many leading base bars the set needs before every feature is defined."""
+    base = Timeframe.parse(timeframe)
+    return max(p.warmup_base_bars(base) for p in plan(load_feature_set(feature_set), base))
+
+
+def infer_timeframe(candles: pd.DataFrame) -> Timeframe:
+    """The candles' timeframe: ``attrs["timeframe"]``, else the most common bar spacing."""
+    declared = candles.attrs.get("timeframe")
+    if declared:
+        return Timeframe.parse(declared)
+    steps = np.diff(candle_index(candles).as_unit("ns").asi8)
+    if len(steps) == 0:
+        raise ConfigError("cannot tell the timeframe of one bar; set candles.attrs['timeframe']")
+    values, counts = np.unique(steps, return_counts=True)
+    seconds = int(values[np.argmax(counts)] // 10**9)
+    return Timeframe(seconds)
+
+
+def build_features(
+    candles: pd.DataFrame,
+    feature_set: FeatureSet | str = "standard",
+    *,
+    warmup: WarmupPolicy = "keep",
+    cache: FeatureCache | None = None,
+) -> pd.DataFrame:
+    """Compute ``feature_set`` on ``candles``.
+
+    Parameters
+    ----------
+    candles:
+        A Candles frame; ``attrs["timeframe"]`` names its timeframe (else it is inferred).
+    feature_set:
+        A preset name (``"minimal"``, ``"standard"``, ``"alpha158"``), a YAML path, or a
+        :class:`FeatureSet`.
+    warmup:
+        ``"keep"``: the warm-up rows stay, NaN, on the same index; ``"drop"``: they are removed.
+    cache:
+        Reuse features computed before for the same data and the same set.
+
+    Returns
+    -------
+    pandas.DataFrame
+        float64 columns named after indicator and parameters (``rsi_14``, ``tf1d_atr_14``).
+
+    Raises
+    ------
+    DataValidationError
+        If the candles break the contract or are fewer than the warm-up needs.
+
+    Examples
+    --------
+    >>> from trademl.data.sources.files import read_candle_file
+    >>> candles = read_candle_file("../shared/data/crypto/BTCUSDT_1h.csv")  # doctest: +SKIP
+    >>> build_features(candles, "minimal").columns[:3].tolist()  # doctest: +SKIP
+    ['sma_20', 'sma_50', 'rsi_14']
+    """
+    if warmup not in ("keep", "drop"):
+        raise ConfigError(f"warmup={warmup!r}: expected 'keep' or 'drop'")
+    fs = load_feature_set(feature_set)
+    validate_candles(candles)
+    base = infer_timeframe(candles)
+    planned = plan(fs, base)
+    needed = max(p.warmup_base_bars(base) for p in planned)
+    if len(candles) <= needed:
+        raise DataValidationError(
+            f"feature set {fs.name!r} on {base.name} needs at least {needed + 1} bars "
+            f"({needed} of warm-up), got {len(candles)}",
+            source=str(candles.attrs.get("symbol") or "candles"),
+            rule="too_few_bars",
+        )
+    key = None
+    if cache is not None:
+        key = cache.key(data_hash(candles, base), fs)
+        hit = cache.get(key)
+        if hit is not None:
+            logger.debug("features {} v{}: cache hit {}", fs.name, fs.version, key)
+            return _apply_policy(hit, needed, warmup, fs)
+    started = time.perf_counter()
+    frame = _compute(candles, base, planned, fs.columns(base))
+    logger.info(
+        "features {} v{}: {} columns × {:,} bars in {:.2f}s ({} warm-up bars)",
+        fs.name,
+        fs.version,
+        frame.shape[1],
+        len(frame),
+        time.perf_counter() - started,
+        needed,
+    )
+    if cache is not None and key is not None:
+        cache.put(key, frame)
+    return _apply_policy(frame, needed, warmup, fs)
+
+
+def _apply_policy(
+    frame: pd.DataFrame, needed: int, warmup: WarmupPolicy, fs: FeatureSet
+) -> pd.DataFrame:
+    result = frame.iloc[needed:] if warmup == "drop" else frame
+    result.attrs.update(
+        {"feature_set": fs.name, "feature_set_version": fs.version, "warmup_bars": needed}
+    )
+    return result
+
+
+def _compute(
+    candles: pd.DataFrame, base: Timeframe, planned: list[PlannedFeature], names: list[str]
+) -> pd.DataFrame:
+    index = candle_index(candles)
+    columns: dict[str, np.ndarray] = {}
+    by_timeframe: dict[Timeframe | None, list[PlannedFeature]] = {}
+    for feature in planned:
+        by_timeframe.setdefault(feature.timeframe, []).append(feature)
+    for timeframe, features in by_timeframe.items():
+        if timeframe is None:
+            bars = Bars.from_candles(candles)
+            for feature in features:
+                columns.update(feature.indicator.run(bars, feature.params))
+            continue
+        higher = resample_candles(candles, base, timeframe).candles
+        higher_bars = Bars.from_candles(higher)
+        positions = closed_bar_positions(index, base, candle_index(higher), timeframe)
+        for feature in features:
+            for name, values in feature.indicator.run(higher_bars, feature.params).items():
+                columns[f"tf{timeframe.name}_{name}"] = take_or_nan(values, positions)
+    return pd.DataFrame({name: columns[name] for name in names}, index=index)
+
+
+def closed_bar_positions(
+    base_index: pd.DatetimeIndex, base: Timeframe, higher_index: pd.DatetimeIndex, higher: Timeframe
+) -> np.ndarray:
+    """For each base bar, the position of the last higher bar CLOSED by the base bar's close.
+
+    A higher bar starting at T closes at T + its length; a base bar starting at t closes at
+    t + its length. -1 where no higher bar has closed yet.
+    """
+    base_close = base_index.as_unit("ns").asi8 + base.nanoseconds
+    higher_close = higher_index.as_unit("ns").asi8 + higher.nanoseconds
+    return np.searchsorted(higher_close, base_close, side="right") - 1
+
+
+def take_or_nan(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``values[positions]`` with NaN where the position is -1."""
+    out = values[np.maximum(positions, 0)]
+    out[positions < 0] = np.nan
+    return out
