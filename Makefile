@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all lint format bench bench-features clean
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-features: install
+	$(BIN)/python bench/features_bench.py
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ Later stages (features, training, validation, backtest, registry) extend this sa
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +17,19 @@ from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.ingest import ImportResult, import_path, ingest, open_default_store, read_series
 from trademl.data.resample import resample_candles
+from trademl.features import FeatureCache, build_features, build_labels
+from trademl.features.horizons import HORIZON_NAMES
 
 DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
 
 
+DEMO_FEATURE_SET = "standard"
+
+
 @dataclass(frozen=True)
 class DemoSummary:
-    """What the demo ingested and where it lives."""
+    """What the demo ingested and built, and where it lives."""
 
     origin: str
     store_url: str
@@ -31,6 +37,9 @@ class DemoSummary:
     candles: pd.DataFrame
     gaps: GapReport
     daily_returns: pd.Series
+    features: pd.DataFrame
+    features_seconds: float
+    labels: pd.DataFrame
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -62,11 +71,17 @@ def run_demo(settings: Settings, *, download_start: str = "2024-01-01") -> DemoS
         store_url = settings.market_store_url
     daily = resample_candles(candles, DEMO_TIMEFRAME, "1d").candles
     returns = daily["close"].pct_change().dropna()
+    started = time.perf_counter()
+    cache = FeatureCache(settings.cache_dir / "features")
+    features = build_features(candles, DEMO_FEATURE_SET, warmup="drop", cache=cache)
+    seconds = time.perf_counter() - started
+    specs = [
+        {"kind": kind, "horizon": horizon}
+        for horizon in HORIZON_NAMES
+        for kind in ("direction", "max_high", "min_low")
+    ]
+    labels = build_labels(candles, specs)
+    gaps = gap_report(candle_index(candles), DEMO_TIMEFRAME)
     return DemoSummary(
-        origin,
-        store_url,
-        imported,
-        candles,
-        gap_report(candle_index(candles), DEMO_TIMEFRAME),
-        returns,
+        origin, store_url, imported, candles, gaps, returns, features, seconds, labels
     )

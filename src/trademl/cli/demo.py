@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from trademl.config import get_settings
-from trademl.demo import run_demo
+from trademl.demo import DEMO_FEATURE_SET, DemoSummary, run_demo
+from trademl.errors import TradeMLError
+from trademl.features import HORIZON_NAMES, all_indicators, get_indicator, resolve_horizon
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def demo() -> None:
@@ -54,4 +57,56 @@ def demo() -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
-    console.print("next: trademl data list | trademl data show BTCUSDT 1h --format csv | head")
+    _print_features(summary)
+    console.print(
+        "next: trademl data list | trademl features list | "
+        "trademl features build --set standard --symbol BTCUSDT --timeframe 1h --out f.parquet"
+    )
+
+
+def _print_features(summary: DemoSummary) -> None:
+    features, labels = summary.features, summary.labels
+    console.rule("[bold]trademl demo: features and labels")
+    families = Counter(_family(column) for column in features.columns)
+    console.print(
+        f"features: {DEMO_FEATURE_SET} v{features.attrs['feature_set_version']}: "
+        f"{features.shape[1]} columns × {len(features):,} rows in {summary.features_seconds:.2f}s "
+        f"({features.attrs['warmup_bars']} warm-up rows dropped, "
+        f"{int(features.isna().to_numpy().sum()):,} NaN cells after them)"
+    )
+    console.print(
+        "          " + ", ".join(f"{name} {count}" for name, count in families.most_common())
+    )
+    table = Table(title="labels per named horizon (out of the data's future, never filled)")
+    for column in (
+        "horizon",
+        "bars",
+        "complete rows",
+        "up / flat / down",
+        "mean log max high",
+        "mean log min low",
+    ):
+        table.add_column(column, justify="left" if column == "horizon" else "right")
+    timeframe = summary.candles.attrs.get("timeframe", "1h")
+    for name in HORIZON_NAMES:
+        bars = resolve_horizon(name, timeframe)
+        direction = labels[f"direction_{bars}"].dropna()
+        shares = [(direction == side).mean() for side in (1, 0, -1)]
+        table.add_row(
+            name,
+            str(bars),
+            f"{int(labels[f'complete_{bars}'].sum()):,}",
+            " / ".join(f"{share:.1%}" for share in shares),
+            f"{labels[f'max_high_{bars}'].mean():+.4f}",
+            f"{labels[f'min_low_{bars}'].mean():+.4f}",
+        )
+    console.print(table)
+
+
+def _family(column: str) -> str:
+    timeframe, _, name = column.partition("_") if column.startswith("tf") else ("", "", column)
+    try:
+        family = get_indicator(name.split("_")[0]).family
+    except TradeMLError:
+        family = next((i.family for i in all_indicators() if name.startswith(i.name)), "other")
+    return f"{family} ({timeframe})" if timeframe else family

@@ -199,6 +199,6 @@ def closed_bar_positions(
 
 def take_or_nan(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """``values[positions]`` with NaN where the position is -1."""
-    out = values[np.maximum(positions, 0)]
+    out: np.ndarray = values[np.maximum(positions, 0)]
     out[positions < 0] = np.nan
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import talib
-from talib import abstract
+import talib.abstract
 
 from trademl.features.indicators import PRICE_INPUTS, Bars, Indicator, Param, register
 
@@ -42,6 +42,11 @@ _SHORT = {
 }
 
 
+def _function(name: str) -> Any:
+    # talib's abstract API is untyped; one typed door to it.
+    return talib.abstract.Function(name)  # type: ignore[attr-defined]
+
+
 def _param(name: str, default: Any) -> Param:
     if isinstance(default, int) and ("period" in name or name.endswith("limit")):
         return Param(
@@ -63,13 +68,13 @@ def _inputs(info: Mapping[str, Any]) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _lookback(function: str, frozen: tuple[tuple[str, Any], ...]) -> int:
-    handle = abstract.Function(function)
+    handle = _function(function)
     handle.set_parameters(dict(frozen))
     return int(handle.lookback)
 
 
 def _make(function: str) -> Indicator:
-    info = abstract.Function(function).info
+    info = _function(function).info
     inputs = _inputs(info)
     single_price = list(info["input_names"]) == ["price"]
     params = [_param(name, default) for name, default in info["parameters"].items()]
@@ -78,7 +83,7 @@ def _make(function: str) -> Indicator:
     outputs = tuple(info["output_names"])
     output_names = ("",) if len(outputs) == 1 else tuple(_SHORT.get(o, o) for o in outputs)
     call = getattr(talib, function)
-    talib_params = [name for name in info["parameters"]]
+    talib_params = list(info["parameters"])
 
     def compute(bars: Bars, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
         arrays = (
@@ -106,8 +111,13 @@ def _make(function: str) -> Indicator:
     )
 
 
+def _function_groups() -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = talib.get_function_groups()  # type: ignore[no-untyped-call]
+    return groups
+
+
 def _register_all() -> None:
-    for group, functions in talib.get_function_groups().items():
+    for group, functions in _function_groups().items():
         if group not in _GROUPS:
             continue
         for function in functions:
