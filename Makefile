@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,test,exchanges]'
+	$(BIN)/pip install --quiet -e '.[dev,test,exchanges,bench]'
 	touch $(STAMP)
 
 demo: install

@@ -3,8 +3,6 @@ resample and export stored series. The CLI and the API call these; no logic live
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from loguru import logger
 
+from trademl.atomic import atomic_path
 from trademl.config import Settings
 from trademl.data.candles import candle_index, validate_candles
 from trademl.data.gaps import GapReport, gap_report
@@ -176,20 +175,12 @@ def export_candles(candles: pd.DataFrame, path: str | Path) -> Path:
     lower = target.name.lower()
     if not lower.endswith((".csv", ".csv.gz", ".parquet")):
         raise ConfigError(f"export path {target} must end in .csv, .csv.gz or .parquet")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".export-", suffix=target.name)
-    os.close(handle)
-    try:
+    with atomic_path(target) as temp:
         if lower.endswith(".parquet"):
             candles.to_parquet(temp)
         else:
-            to_csv_frame(candles).to_csv(
-                temp, index=False, compression="gzip" if lower.endswith(".gz") else None
-            )
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+            frame = to_csv_frame(candles)
+            frame.to_csv(temp, index=False, compression="gzip" if lower.endswith(".gz") else None)
     return target
 
 

@@ -8,8 +8,6 @@ columns.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trademl import __version__
+from trademl.atomic import atomic_path
 from trademl.data.candles import COLUMNS, candle_index
 from trademl.data.timeframes import Timeframe
 
@@ -68,12 +67,5 @@ class FeatureCache:
 
     def put(self, key: str, frame: pd.DataFrame) -> None:
         """Store ``frame`` atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.root, prefix=".part-", suffix=".parquet")
-        os.close(handle)
-        try:
+        with atomic_path(self.path(key)) as temp:
             frame.to_parquet(temp)
-            os.replace(temp, self.path(key))
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)

@@ -165,23 +165,30 @@ def _compute(
     candles: pd.DataFrame, base: Timeframe, planned: list[PlannedFeature], names: list[str]
 ) -> pd.DataFrame:
     index = candle_index(candles)
-    columns: dict[str, np.ndarray] = {}
-    by_timeframe: dict[Timeframe | None, list[PlannedFeature]] = {}
-    for feature in planned:
-        by_timeframe.setdefault(feature.timeframe, []).append(feature)
-    for timeframe, features in by_timeframe.items():
-        if timeframe is None:
-            bars = Bars.from_candles(candles)
-            for feature in features:
-                columns.update(feature.indicator.run(bars, feature.params))
+    # One preallocated column-major block: every feature writes straight into its columns and
+    # the frame wraps the block without another copy.
+    block = np.empty((len(index), len(names)), order="F")
+    offsets = np.cumsum([0, *(len(f.indicator.outputs) for f in planned)])
+    bars = Bars.from_candles(candles)
+    higher: dict[Timeframe, tuple[Bars, np.ndarray]] = {}
+    for feature, start in zip(planned, offsets[:-1], strict=True):
+        width = len(feature.indicator.outputs)
+        target = block[:, start : start + width]
+        if feature.timeframe is None:
+            feature.indicator.run_into(bars, feature.params, target)
             continue
-        higher = resample_candles(candles, base, timeframe).candles
-        higher_bars = Bars.from_candles(higher)
-        positions = closed_bar_positions(index, base, candle_index(higher), timeframe)
-        for feature in features:
-            for name, values in feature.indicator.run(higher_bars, feature.params).items():
-                columns[f"tf{timeframe.name}_{name}"] = take_or_nan(values, positions)
-    return pd.DataFrame({name: columns[name] for name in names}, index=index)
+        if feature.timeframe not in higher:
+            resampled = resample_candles(candles, base, feature.timeframe).candles
+            positions = closed_bar_positions(
+                index, base, candle_index(resampled), feature.timeframe
+            )
+            higher[feature.timeframe] = (Bars.from_candles(resampled), positions)
+        higher_bars, positions = higher[feature.timeframe]
+        for column, values in enumerate(
+            feature.indicator.run(higher_bars, feature.params).values()
+        ):
+            target[:, column] = take_or_nan(values, positions)
+    return pd.DataFrame(block, index=index, columns=names, copy=False)
 
 
 def closed_bar_positions(

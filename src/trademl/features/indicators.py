@@ -161,22 +161,31 @@ class Indicator:
         return prefix + "_".join([self.name, *parts])
 
     def run(self, bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Compute the outputs as float64 with infinities turned into NaN."""
+        """Compute the outputs as float64 columns, NaN before the warm-up and for infinities."""
+        out = np.empty((len(bars), len(self.outputs)), order="F")
+        self.run_into(bars, params, out)
+        return {column: out[:, i] for i, column in enumerate(self.columns(params))}
+
+    def run_into(self, bars: Bars, params: Mapping[str, Any], out: np.ndarray) -> None:
+        """Like :meth:`run`, writing the outputs into the columns of ``out`` (n × outputs).
+
+        The feature engine hands in slices of one preallocated block, so each value is copied
+        once, from the function's result into the frame.
+        """
         produced = self.compute(bars, params)
         # Before its warm-up an output is undefined, whatever the function put there (TA-Lib's
         # candle patterns write 0): NaN says so.
         warmup = min(self.warmup(params), len(bars))
-        columns = {}
-        for output, column in zip(self.outputs, self.columns(params), strict=True):
-            values = np.asarray(produced[output], dtype=np.float64)
+        for position, output in enumerate(self.outputs):
+            values = np.asarray(produced[output])
             if values.shape != (len(bars),):
                 raise AssertionError(
                     f"{self.name}: output {output!r} has shape {values.shape}, expected ({len(bars)},)"
                 )
-            values = np.where(np.isinf(values), np.nan, values)
-            values[:warmup] = np.nan
-            columns[column] = values
-        return columns
+            column = out[:, position]
+            column[:] = values
+            column[np.isinf(column)] = np.nan
+            column[:warmup] = np.nan
 
 
 def _format(value: Any) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from trademl.atomic import atomic_path
 from trademl.errors import ConfigError
 
 FRAME_SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -19,16 +18,9 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     lower = target.name.lower()
     if not lower.endswith(FRAME_SUFFIXES):
         raise ConfigError(f"output {target} must end in {', '.join(FRAME_SUFFIXES)}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=target.name)
-    os.close(handle)
-    try:
+    with atomic_path(target) as temp:
         if lower.endswith(".parquet"):
             frame.to_parquet(temp)
         else:
             frame.to_csv(temp, compression="gzip" if lower.endswith(".gz") else None)
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     return target
