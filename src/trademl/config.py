@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trademl.errors import ConfigError
@@ -102,3 +104,119 @@ def reload_settings(**overrides: object) -> Settings:
         os.environ[f"TRADEML_{key.upper()}"] = str(value)
     _cached_settings.cache_clear()
     return get_settings()
+
+
+# -- run configs (YAML) ------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(_Strict):
+    """Which stored candles to use."""
+
+    symbol: str
+    timeframe: str
+    start: str | None = None
+    end: str | None = None
+
+
+class LabelsSection(_Strict):
+    """Which targets to predict, at which horizons (names or bar counts)."""
+
+    kinds: tuple[Literal["direction", "max_high", "min_low", "forward_return"], ...] = (
+        "direction",
+        "max_high",
+        "min_low",
+    )
+    horizons: tuple[str | int, ...] = ("intraday",)
+    dead_zone: float = Field(default=0.0, ge=0.0)
+
+
+class ModelSection(_Strict):
+    """One model kind with its hyperparameters."""
+
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+
+
+class ValidationSection(_Strict):
+    """The splitter and its parameters."""
+
+    kind: Literal["walk_forward", "purged_kfold", "cpcv"] = "walk_forward"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class UncertaintySection(_Strict):
+    """Intervals and calibration, fitted inside each training fold."""
+
+    alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
+    intervals: Literal["conformal", "cqr", "none"] = "conformal"
+    calibration: Literal["isotonic", "sigmoid", "none"] = "sigmoid"
+    calibration_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+
+
+class RunConfig(_Strict):
+    """A whole training run, as written in ``trademl train CONFIG.yaml``."""
+
+    data: DataSection
+    features: str = "standard"
+    labels: LabelsSection = Field(default_factory=LabelsSection)
+    models: tuple[ModelSection, ...] = Field(min_length=1)
+    validation: ValidationSection = Field(default_factory=ValidationSection)
+    uncertainty: UncertaintySection = Field(default_factory=UncertaintySection)
+    output: str
+    seed: int = 0
+
+
+def load_run_config(source: str | Path | dict[str, Any]) -> RunConfig:
+    """Read and validate a run config; errors name the offending key's path and the choices."""
+    if isinstance(source, dict):
+        data: Any = source
+        where = "config"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        where = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: a run config is a mapping with data, features, labels, models, validation, output"
+        )
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            location = ".".join(str(part) for part in item["loc"]) or "config"
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = f"unknown key; valid keys here: {', '.join(_valid_keys(item['loc']))}"
+            problems.append(f"{location}: {message}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+
+
+def _valid_keys(location: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [
+            a
+            for a in getattr(annotation, "__args__", (annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not candidates:
+            break
+        model = candidates[0]
+    return list(model.model_fields)

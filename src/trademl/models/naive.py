@@ -1,0 +1,239 @@
+"""Naive baselines: the forecasts a model must beat before it is worth anything.
+
+Kind ``naive``, one class, the rule chosen by ``strategy``:
+
+``zero`` (regression)
+    Predicts 0: no move. For log returns this is the random-walk forecast.
+``mean`` (regression or classification)
+    The training-fold mean of ``y``: the historical drift. On a 0/1 target this is P(up).
+``persistence`` (regression)
+    The last value of the target known at ``t``. Labels look forward, so the value known at
+    ``t`` of a forward ``h``-bar return is the *past* ``h``-bar return ``log(c[t] / c[t-h])``;
+    the model reads it from the feature column ``persistence_feature`` (e.g. ``log_return_6``,
+    from the ``log_return`` indicator with ``n: 6``). A model holds no prices, so the column is
+    required.
+``prior`` (classification)
+    The class prior P(y = 1) of the training fold.
+``volatility`` (regression)
+    ``y ≈ a + b · vol_t``, fitted by least squares on the training fold, where ``vol_t`` is the
+    trailing realised volatility known at ``t``: the baseline for range targets such as
+    ``max_high`` or ``-min_low``, whose size scales with volatility. ``vol_t`` is read from the
+    feature column ``volatility_feature``, by default ``rv_close_{volatility_window}`` (the
+    ``rv_close`` indicator with ``window: volatility_window``); the column is required.
+
+Regression strategies support ``predict_interval``: the interval is the point forecast plus the
+``alpha/2`` and ``1 - alpha/2`` quantiles of the training-fold residuals. These baselines have
+at most two free parameters, so in-sample residuals are a fair estimate of out-of-sample ones.
+
+Missing feature values (NaN at the start of a series) fall back to a neutral forecast: zero
+for ``persistence``, the training-fold median volatility for ``volatility``; a baseline should
+always produce a number.
+"""
+
+
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from trademl.errors import ConfigError
+from trademl.models.base import BaseModel, register_model
+
+Strategy = Literal["zero", "mean", "persistence", "prior", "volatility"]
+
+# Which tasks each strategy answers; anything else is refused at fit time.
+_STRATEGY_TASKS: dict[str, tuple[str, ...]] = {
+    "zero": ("regression",),
+    "mean": ("regression", "classification"),
+    "persistence": ("regression",),
+    "prior": ("classification",),
+    "volatility": ("regression",),
+}
+
+
+@register_model
+class NaiveModel(BaseModel):
+    """A naive baseline forecast (see the module docstring for each strategy).
+
+    Parameters
+    ----------
+    task:
+        ``"regression"`` or ``"classification"`` (the latter for ``mean`` and ``prior``).
+    strategy:
+        ``"zero"``, ``"mean"``, ``"persistence"``, ``"prior"`` or ``"volatility"``.
+    persistence_feature:
+        Column of ``X`` holding the past value of the target (``persistence`` only).
+    volatility_feature:
+        Column of ``X`` holding the trailing realised volatility (``volatility`` only);
+        ``None`` means ``rv_close_{volatility_window}``.
+    volatility_window:
+        Window of the default volatility column name.
+
+    Attributes
+    ----------
+    constant_ : float
+        The fitted constant (``mean``, ``prior``), 0 for ``zero``.
+    intercept_, slope_ : float
+        ``a`` and ``b`` of the ``volatility`` strategy.
+    residuals_ : numpy.ndarray
+        Sorted training residuals ``y - prediction`` (regression), used by
+        ``predict_interval``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"f": [0.0, 1.0, 2.0, 3.0]})
+    >>> NaiveModel(strategy="mean").fit(X, pd.Series([1.0, 2.0, 3.0, 6.0])).predict(X)
+    array([3., 3., 3., 3.])
+    """
+
+    kind = "naive"
+    tasks = ("regression", "classification")
+    supports_interval = True
+
+    def __init__(
+        self,
+        task: str = "regression",
+        strategy: Strategy = "mean",
+        persistence_feature: str | None = None,
+        volatility_feature: str | None = None,
+        volatility_window: int = 20,
+    ) -> None:
+        self.task = task
+        self.strategy = strategy
+        self.persistence_feature = persistence_feature
+        self.volatility_feature = volatility_feature
+        self.volatility_window = volatility_window
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _volatility_column(self) -> str:
+        if self.volatility_feature is not None:
+            return self.volatility_feature
+        return f"rv_close_{self.volatility_window}"
+
+    def _column(self, X: pd.DataFrame, name: str, role: str, hint: str) -> np.ndarray:
+        if name not in X.columns:
+            raise ConfigError(
+                f"naive strategy {self.strategy!r} reads the {role} from feature column "
+                f"{name!r}, which X lacks ({hint}); a model sees no prices, so it cannot "
+                "compute it itself"
+            )
+        try:
+            return X[name].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"naive: feature column {name!r} is not numeric") from error
+
+    def _persistence_values(self, X: pd.DataFrame) -> np.ndarray:
+        if self.persistence_feature is None:
+            raise ConfigError(
+                "naive strategy 'persistence' needs persistence_feature: the column holding "
+                "the past value of the target, e.g. 'log_return_6' for forward_return_6"
+            )
+        values = self._column(
+            X,
+            self.persistence_feature,
+            "past value of the target",
+            "add the matching past-return feature, e.g. {indicator: log_return, params: {n: 6}}",
+        )
+        # The zero forecast is the neutral stand-in where the past value is not yet defined.
+        return np.where(np.isfinite(values), values, 0.0)
+
+    def _volatility_values(self, X: pd.DataFrame) -> np.ndarray:
+        return self._column(
+            X,
+            self._volatility_column(),
+            "trailing realised volatility",
+            "add e.g. {indicator: rv_close, params: {window: "
+            f"{self.volatility_window}}} or set volatility_feature",
+        )
+
+    # -- fit / predict ---------------------------------------------------------------------
+
+    def _fit(
+        self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
+    ) -> None:
+        allowed = _STRATEGY_TASKS.get(self.strategy)
+        if allowed is None:
+            raise ConfigError(
+                f"naive: strategy={self.strategy!r} is not one of {', '.join(_STRATEGY_TASKS)}"
+            )
+        if self.task not in allowed:
+            raise ConfigError(
+                f"naive: strategy {self.strategy!r} answers task {' or '.join(allowed)}, "
+                f"not {self.task!r}"
+            )
+        if not isinstance(self.volatility_window, int) or self.volatility_window < 2:
+            raise ConfigError(
+                f"naive: volatility_window must be an integer >= 2, got {self.volatility_window!r}"
+            )
+        target = y.to_numpy(dtype=np.float64)
+        self.constant_ = 0.0
+        self.intercept_ = 0.0
+        self.slope_ = 0.0
+        if self.strategy in ("mean", "prior"):
+            self.constant_ = float(target.mean())
+        elif self.strategy == "volatility":
+            self._fit_volatility(X, target)
+        elif self.strategy == "persistence":
+            self._persistence_values(X)  # fail at fit time, not at the first predict
+        if self.task == "regression":
+            residuals = target - self._predict(X)
+            self.residuals_ = np.sort(residuals)
+
+    def _fit_volatility(self, X: pd.DataFrame, target: np.ndarray) -> None:
+        vol = self._volatility_values(X)
+        finite = np.isfinite(vol)
+        if finite.sum() < 2:
+            raise ConfigError(
+                f"naive: feature column {self._volatility_column()!r} has fewer than two "
+                "finite values in the training rows"
+            )
+        v, t = vol[finite], target[finite]
+        self.fill_volatility_ = float(np.median(v))
+        spread = v - v.mean()
+        denominator = float(spread @ spread)
+        # Constant volatility leaves the slope undetermined: fall back to the mean forecast.
+        self.slope_ = float(spread @ (t - t.mean())) / denominator if denominator > 0 else 0.0
+        self.intercept_ = float(t.mean() - self.slope_ * v.mean())
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        n = len(X)
+        if self.strategy == "persistence":
+            return self._persistence_values(X)
+        if self.strategy == "volatility":
+            vol = self._volatility_values(X)
+            vol = np.where(np.isfinite(vol), vol, self.fill_volatility_)
+            return self.intercept_ + self.slope_ * vol
+        return np.full(n, self.constant_, dtype=np.float64)
+
+    def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Point forecast plus the training residuals' ``alpha/2`` and ``1 - alpha/2`` quantiles.
+
+        Parameters
+        ----------
+        X:
+            Features (the columns the model was fitted on).
+        alpha:
+            Nominal miscoverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Lower and upper bounds.
+        """
+        self._check_fitted()
+        if self.task != "regression":
+            raise ConfigError("naive: prediction intervals exist for task 'regression' only")
+        _check_alpha(alpha)
+        point = self.predict(X)
+        low, high = np.quantile(self.residuals_, [alpha / 2, 1 - alpha / 2])
+        return point + low, point + high
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < float(alpha) < 1.0:
+        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")

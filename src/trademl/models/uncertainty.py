@@ -1,0 +1,375 @@
+"""Uncertainty on top of any model: conformal intervals and calibrated probabilities.
+
+Each wrapper takes unfitted model(s) and, in ``fit``, splits the training rows in time order:
+the wrapped model is fitted on the *head*, and the *calibration tail* (the last
+``calibration_fraction`` of the rows, after ``gap`` dropped rows) is used only to measure how
+wrong the head model is. Everything is therefore learned inside the training fold: a
+walk-forward runner that fits the wrapper on a fold's training rows gets intervals and
+probabilities that never saw the fold's test rows. Set ``gap`` to the label horizon so that
+head labels looking forward do not overlap the calibration rows.
+
+When the wrapped model does its own early stopping, it splits the head again: the trees grow
+on the head of the head, stop on its tail, and the calibration rows stay unseen by both.
+
+The wrapped models are cloned in ``fit``; the objects given are never fitted or changed.
+
+``SplitConformalRegressor``
+    Split conformal prediction (Vovk et al.; Lei et al., 2018). Scores are the absolute
+    residuals ``|y - f(x)|`` on the calibration rows; the interval of miscoverage ``alpha`` is
+    ``f(x) ± q``, with ``q`` the ``ceil((n + 1)(1 - alpha))``-th smallest of the ``n`` scores
+    (infinite when that rank exceeds ``n``).
+``ConformalQuantileRegressor``
+    Conformalized quantile regression (Romano, Patterson & Candès, 2019). Two quantile models
+    give ``lo(x)`` and ``hi(x)``; the scores are ``max(lo(x) - y, y - hi(x))`` and the interval
+    is ``[lo(x) - q, hi(x) + q]``, with ``q`` taken as above. The interval adapts its width to
+    ``x``. The models' quantile levels should be ``alpha/2`` and ``1 - alpha/2`` of the alpha
+    asked for; other levels keep the coverage but widen or narrow the raw band more.
+``CalibratedClassifier``
+    Maps the head model's P(y = 1) through a monotone map learned on the calibration rows:
+    isotonic regression, or Platt's sigmoid (a logistic regression on the logit of P).
+
+The coverage guarantee of conformal prediction assumes exchangeable rows. Market data are not
+exchangeable (volatility clusters, regimes change), so coverage out of sample is approximate:
+measure it on the test folds rather than assume it.
+"""
+
+
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from trademl.errors import ConfigError
+from trademl.models.base import BaseModel
+from trademl.models.gbm import tail_split
+
+# Probabilities are clipped this far from 0 and 1 before taking their logit.
+_EPSILON = 1e-6
+
+
+def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
+    """The split-conformal threshold of miscoverage ``alpha`` for calibration ``scores``.
+
+    Parameters
+    ----------
+    scores:
+        Conformity scores of the ``n`` calibration rows.
+    alpha:
+        Nominal miscoverage, in (0, 1).
+
+    Returns
+    -------
+    float
+        The ``ceil((n + 1)(1 - alpha))``-th smallest score, or ``inf`` when that rank exceeds
+        ``n`` (too few calibration rows for the coverage asked).
+
+    Examples
+    --------
+    >>> conformal_quantile(np.arange(1.0, 20.0), 0.1)
+    18.0
+    """
+    if not 0.0 < float(alpha) < 1.0:
+        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(ordered)
+    rank = math.ceil((n + 1) * (1.0 - alpha))
+    if rank > n:
+        return math.inf
+    return float(ordered[rank - 1])
+
+
+class _TailCalibrated(BaseModel):
+    """Head/tail split shared by the wrappers; subclasses learn from the two parts."""
+
+    calibration_fraction: float
+    gap: int
+
+    def _split(self, n_rows: int) -> tuple[int, int]:
+        return tail_split(
+            n_rows, self.calibration_fraction, self.gap, owner=self.kind, role="calibration"
+        )
+
+    @staticmethod
+    def _fit_inner(
+        model: BaseModel,
+        X: pd.DataFrame,
+        y: pd.Series,
+        eval_set: tuple[pd.DataFrame, pd.Series] | None,
+    ) -> BaseModel:
+        return model.clone().fit(X, y, eval_set=eval_set)
+
+
+class SplitConformalRegressor(_TailCalibrated):
+    """Split-conformal intervals around any regression model.
+
+    Parameters
+    ----------
+    model:
+        An unfitted regression model (``task="regression"``); it is cloned, not changed.
+    calibration_fraction:
+        Share of the last training rows used to calibrate, in (0, 1).
+    gap:
+        Rows dropped between the fitting head and the calibration tail.
+
+    Attributes
+    ----------
+    model_ : BaseModel
+        The clone fitted on the head.
+    scores_ : numpy.ndarray
+        Sorted absolute residuals on the calibration rows.
+    """
+
+    kind = "split_conformal"
+    task = "regression"
+    tasks = ("regression",)
+    supports_interval = True
+
+    def __init__(self, model: BaseModel, calibration_fraction: float = 0.2, gap: int = 0) -> None:
+        self.model = model
+        self.calibration_fraction = calibration_fraction
+        self.gap = gap
+
+    def clone(self) -> Self:
+        """A new, unfitted wrapper around a clone of the wrapped model."""
+        return type(self)(self.model.clone(), self.calibration_fraction, self.gap)
+
+    def _fit(
+        self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
+    ) -> None:
+        _require_task(self.model, ("regression",), self.kind)
+        head_stop, tail_start = self._split(len(y))
+        self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
+        tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
+        residuals = tail_y - self.model_.predict(X.iloc[tail_start:])
+        self.scores_ = np.sort(np.abs(residuals))
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model_.predict(X)
+
+    def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``prediction ± q``, ``q`` the conformal quantile of the calibration residuals.
+
+        Parameters
+        ----------
+        X:
+            Features.
+        alpha:
+            Nominal miscoverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Lower and upper bounds (infinite when the calibration set is too small).
+        """
+        self._check_fitted()
+        q = conformal_quantile(self.scores_, alpha)
+        point = self.predict(X)
+        return point - q, point + q
+
+
+class ConformalQuantileRegressor(_TailCalibrated):
+    """Conformalized quantile regression (CQR) from a lower and an upper quantile model.
+
+    Parameters
+    ----------
+    lower_model:
+        An unfitted model of the ``alpha/2`` quantile (e.g. ``LGBMModel(task="quantile",
+        alpha=0.05)``); it is cloned, not changed.
+    upper_model:
+        An unfitted model of the ``1 - alpha/2`` quantile.
+    calibration_fraction:
+        Share of the last training rows used to calibrate, in (0, 1).
+    gap:
+        Rows dropped between the fitting head and the calibration tail.
+
+    Attributes
+    ----------
+    lower_model_, upper_model_ : BaseModel
+        The clones fitted on the head.
+    scores_ : numpy.ndarray
+        Sorted CQR scores ``max(lo - y, y - hi)`` on the calibration rows.
+
+    Notes
+    -----
+    ``predict`` returns the middle of the raw band, ``(lo + hi) / 2``: a point forecast only
+    for symmetric levels. Where the correction ``q`` is negative and larger than half the raw
+    band, both bounds are set to that middle rather than returned crossed.
+    """
+
+    kind = "cqr"
+    task = "regression"
+    tasks = ("regression",)
+    supports_interval = True
+
+    def __init__(
+        self,
+        lower_model: BaseModel,
+        upper_model: BaseModel,
+        calibration_fraction: float = 0.2,
+        gap: int = 0,
+    ) -> None:
+        self.lower_model = lower_model
+        self.upper_model = upper_model
+        self.calibration_fraction = calibration_fraction
+        self.gap = gap
+
+    def clone(self) -> Self:
+        """A new, unfitted wrapper around clones of the wrapped models."""
+        return type(self)(
+            self.lower_model.clone(), self.upper_model.clone(), self.calibration_fraction, self.gap
+        )
+
+    def _band(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.lower_model_.predict(X), self.upper_model_.predict(X)
+
+    def _fit(
+        self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
+    ) -> None:
+        for model in (self.lower_model, self.upper_model):
+            _require_task(model, ("quantile", "regression"), self.kind)
+        head_stop, tail_start = self._split(len(y))
+        X_head, y_head = X.iloc[:head_stop], y.iloc[:head_stop]
+        self.lower_model_ = self._fit_inner(self.lower_model, X_head, y_head, eval_set)
+        self.upper_model_ = self._fit_inner(self.upper_model, X_head, y_head, eval_set)
+        low, high = self._band(X.iloc[tail_start:])
+        tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
+        self.scores_ = np.sort(np.maximum(low - tail_y, tail_y - high))
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        low, high = self._band(X)
+        return np.asarray((low + high) / 2.0, dtype=np.float64)
+
+    def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``[lo - q, hi + q]``, ``q`` the conformal quantile of the CQR scores.
+
+        Parameters
+        ----------
+        X:
+            Features.
+        alpha:
+            Nominal miscoverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Lower and upper bounds (infinite when the calibration set is too small).
+        """
+        self._check_fitted()
+        q = conformal_quantile(self.scores_, alpha)
+        low, high = self._band(self._align(X))
+        lower, upper = low - q, high + q
+        crossed = lower > upper
+        middle = (low + high) / 2.0
+        return np.where(crossed, middle, lower), np.where(crossed, middle, upper)
+
+
+class CalibratedClassifier(_TailCalibrated):
+    """A binary classifier whose P(y = 1) is recalibrated on the last training rows.
+
+    Parameters
+    ----------
+    model:
+        An unfitted classifier (``task="classification"``); it is cloned, not changed.
+    method:
+        ``"isotonic"`` (monotone step map; needs a few hundred calibration rows) or
+        ``"sigmoid"`` (Platt scaling on the logit of P; two parameters, fine on small sets).
+    calibration_fraction:
+        Share of the last training rows used to calibrate, in (0, 1).
+    gap:
+        Rows dropped between the fitting head and the calibration tail.
+
+    Attributes
+    ----------
+    model_ : BaseModel
+        The clone fitted on the head.
+    calibrator_ : object
+        The fitted scikit-learn ``IsotonicRegression`` or ``LogisticRegression``.
+    """
+
+    kind = "calibrated"
+    task = "classification"
+    tasks = ("classification",)
+
+    def __init__(
+        self,
+        model: BaseModel,
+        method: Literal["isotonic", "sigmoid"] = "isotonic",
+        calibration_fraction: float = 0.2,
+        gap: int = 0,
+    ) -> None:
+        self.model = model
+        self.method = method
+        self.calibration_fraction = calibration_fraction
+        self.gap = gap
+
+    def clone(self) -> Self:
+        """A new, unfitted wrapper around a clone of the wrapped model."""
+        return type(self)(self.model.clone(), self.method, self.calibration_fraction, self.gap)
+
+    def _fit(
+        self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
+    ) -> None:
+        _require_task(self.model, ("classification",), self.kind)
+        if self.method not in ("isotonic", "sigmoid"):
+            raise ConfigError(
+                f"calibrated: method must be 'isotonic' or 'sigmoid', got {self.method!r}"
+            )
+        head_stop, tail_start = self._split(len(y))
+        self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
+        raw = self.model_.predict(X.iloc[tail_start:])
+        tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
+        if len(np.unique(tail_y)) < 2:
+            raise ConfigError(
+                "calibrated: the calibration rows hold one class only; "
+                "raise calibration_fraction or give more rows"
+            )
+        self.calibrator_ = self._fit_calibrator(raw, tail_y)
+
+    def _fit_calibrator(self, raw: np.ndarray, target: np.ndarray) -> Any:
+        if self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            # Clip outside the calibrated range: a step map has nothing to say beyond it. And no
+            # finite calibration set justifies certainty: the ends are kept 1/(m+2) away from 0
+            # and 1 (m calibration rows), else one surprise costs an unbounded log loss.
+            bound = 1.0 / (len(target) + 2)
+            return IsotonicRegression(y_min=bound, y_max=1.0 - bound, out_of_bounds="clip").fit(
+                raw, target
+            )
+        from sklearn.linear_model import LogisticRegression
+
+        # A very weak penalty: Platt scaling is meant as a plain two-parameter fit.
+        return LogisticRegression(C=1e6).fit(_logit(raw)[:, None], target.astype(int))
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.model_.predict(X)
+        if self.method == "isotonic":
+            return np.asarray(self.calibrator_.predict(raw), dtype=np.float64)
+        return np.asarray(self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, _EPSILON, 1.0 - _EPSILON)
+    return np.asarray(np.log(clipped / (1.0 - clipped)), dtype=np.float64)
+
+
+def _require_task(model: BaseModel, tasks: tuple[str, ...], owner: str) -> None:
+    if not isinstance(model, BaseModel):
+        raise ConfigError(f"{owner}: expected a trademl model, got {type(model).__name__}")
+    if model.task not in tasks:
+        raise ConfigError(
+            f"{owner}: the wrapped {model.kind} model has task {model.task!r}; "
+            f"expected {' or '.join(tasks)}"
+        )
+
+
+__all__ = [
+    "CalibratedClassifier",
+    "ConformalQuantileRegressor",
+    "SplitConformalRegressor",
+    "conformal_quantile",
+]

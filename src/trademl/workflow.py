@@ -1,0 +1,452 @@
+"""``run(config)``: the one library entry point of a training run — candles from the store,
+causal features and labels, purged out-of-sample validation of every model beside the naive
+baselines, metrics, and the final max/min predictor, all written under ``output``.
+
+The CLI (``trademl train``), the API and job workers call this; no logic lives in them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from loguru import logger
+
+from trademl import __version__
+from trademl.atomic import atomic_path
+from trademl.config import RunConfig, Settings, get_settings, load_run_config
+from trademl.data.ingest import open_default_store, read_series
+from trademl.data.sources.base import parse_time
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError, DataValidationError
+from trademl.features import (
+    FeatureCache,
+    build_features,
+    build_labels,
+    get_indicator,
+    load_feature_set,
+)
+from trademl.features.cache import data_hash
+from trademl.features.horizons import resolve_horizon
+from trademl.features.indicators import Bars
+from trademl.models.base import MODELS, BaseModel, load_all_models, make_model
+from trademl.models.maxmin import MaxMinPredictor
+from trademl.models.uncertainty import CalibratedClassifier, SplitConformalRegressor
+from trademl.validation.metrics import classification_metrics, interval_coverage, regression_metrics
+from trademl.validation.runner import Evaluation, evaluate
+from trademl.validation.splitters import make_splitter
+
+BASELINE_PREFIX = "naive_"
+VOLATILITY_COLUMN = "rv_parkinson_20"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced (also written under ``output``)."""
+
+    output: Path
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+    predictions: pd.DataFrame
+    data_hash: str
+    seconds: float
+
+
+def run(
+    config: RunConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+) -> RunResult:
+    """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`."""
+    started = time.perf_counter()
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    settings = settings or get_settings()
+    timeframe = Timeframe.parse(cfg.data.timeframe)
+    horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
+    feature_set = load_feature_set(cfg.features)
+    _check_models(cfg)
+    for bars in horizons.values():
+        make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
+
+    with open_default_store(settings) as store:
+        candles = read_series(
+            store,
+            cfg.data.symbol,
+            timeframe.name,
+            parse_time(cfg.data.start, argument="data.start"),
+            parse_time(cfg.data.end, argument="data.end"),
+        )
+    candles.attrs.update(symbol=cfg.data.symbol, timeframe=timeframe.name)
+    digest = data_hash(candles, timeframe)
+    logger.info(
+        "{} {}: {:,} bars, data hash {}", cfg.data.symbol, timeframe.name, len(candles), digest[:12]
+    )
+
+    features = build_features(
+        candles, feature_set, cache=FeatureCache(settings.cache_dir / "features")
+    )
+    specs = [
+        {"kind": kind, "horizon": bars}
+        for bars in horizons.values()
+        for kind in ("direction", "max_high", "min_low", "forward_return")
+    ]
+    labels = (
+        build_labels(candles, specs)
+        if cfg.labels.dead_zone == 0
+        else _labels_with_dead_zone(candles, specs, cfg.labels.dead_zone)
+    )
+    baseline_inputs = _baseline_inputs(candles, horizons.values())
+
+    # One row range for every horizon, so test blocks (and the fold column) are shared.
+    first = int(features.attrs["warmup_bars"])
+    last = len(candles) - max(horizons.values())
+    if last - first < 2:
+        raise DataValidationError(
+            f"{len(candles)} bars leave no rows after {first} warm-up bars and a {max(horizons.values())}-bar horizon",
+            rule="too_few_bars",
+        )
+    rows = slice(first, last)
+    X, base_X, labels = features.iloc[rows], baseline_inputs.iloc[rows], labels.iloc[rows]
+
+    records: list[dict[str, Any]] = []
+    predictions: list[pd.DataFrame] = []
+    for name, bars in horizons.items():
+        splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
+        for kind in cfg.labels.kinds:
+            evaluation = _evaluate_target(cfg, kind, bars, X, base_X, labels, splitter)
+            records.extend(_fold_records(evaluation, kind, name, bars, cfg.uncertainty.alpha))
+            predictions.append(_wide(evaluation, kind, bars))
+    folds = pd.DataFrame.from_records(records)
+    summary = _summary(predictions, folds, cfg, horizons)
+    wide = _join(predictions)
+
+    output = Path(cfg.output)
+    final = _fit_final(cfg, X, labels, horizons)
+    _write_outputs(
+        output, cfg, wide, folds, summary, final, digest, feature_set.fingerprint(), candles
+    )
+    seconds = time.perf_counter() - started
+    logger.info("run written to {} in {:.1f}s", output, seconds)
+    return RunResult(output, folds, summary, wide, digest, seconds)
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+def _check_models(cfg: RunConfig) -> None:
+    names = [model_name(m.kind, m.name) for m in cfg.models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: names must be unique, got {names}; give each a 'name'")
+    for position, spec in enumerate(cfg.models):
+        try:
+            load_all_models()
+            make_model(spec.kind, _params(spec.kind, spec.params, "regression", cfg.seed))
+        except ConfigError as error:
+            raise ConfigError(f"models.{position}: {error}") from None
+
+
+def model_name(kind: str, name: str | None) -> str:
+    """The column name of a model in predictions and tables."""
+    return name or kind
+
+
+def _params(kind: str, params: dict[str, Any], task: str, seed: int) -> dict[str, Any]:
+    """The config's params with the task, and the run's seed where the kind takes one."""
+    merged = {**params, "task": task}
+    if "random_state" in MODELS.get(kind).param_names():
+        merged.setdefault("random_state", seed)
+    return merged
+
+
+def _factory(
+    kind: str, params: dict[str, Any], task: str, cfg: RunConfig, gap: int
+) -> Callable[[], BaseModel]:
+    """A builder of fresh models; ``gap`` (the label horizon) separates a model's fitting rows
+    from the rows that stop its boosting or calibrate it, whose labels would overlap."""
+    unc = cfg.uncertainty
+    merged = _params(kind, params, task, cfg.seed)
+    if "validation_gap" in MODELS.get(kind).param_names():
+        merged.setdefault("validation_gap", gap)
+
+    def build() -> BaseModel:
+        model = make_model(kind, merged)
+        fraction = unc.calibration_fraction
+        if task == "classification" and unc.calibration != "none":
+            return CalibratedClassifier(
+                model, method=unc.calibration, calibration_fraction=fraction, gap=gap
+            )
+        if task == "regression" and unc.intervals != "none":
+            return SplitConformalRegressor(model, calibration_fraction=fraction, gap=gap)
+        return model
+
+    return build
+
+
+def _baselines(kind: str, bars: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    if kind == "direction":
+        return {f"{BASELINE_PREFIX}prior": ("naive", {"strategy": "prior"})}
+    baselines = {f"{BASELINE_PREFIX}mean": ("naive", {"strategy": "mean"})}
+    if kind in ("max_high", "min_low"):
+        baselines[f"{BASELINE_PREFIX}volatility"] = (
+            "naive",
+            {"strategy": "volatility", "volatility_feature": VOLATILITY_COLUMN},
+        )
+    else:
+        baselines[f"{BASELINE_PREFIX}zero"] = ("naive", {"strategy": "zero"})
+    return baselines
+
+
+def _evaluate_target(
+    cfg: RunConfig,
+    kind: str,
+    bars: int,
+    X: pd.DataFrame,
+    base_X: pd.DataFrame,
+    labels: pd.DataFrame,
+    splitter: Any,
+) -> Evaluation:
+    column = f"{kind}_{bars}"
+    keep = None
+    if kind == "direction":
+        task, raw = "classification", labels[column]
+        keep = (raw != 0).to_numpy()
+        y = (raw > 0).astype(np.float64)
+    else:
+        task, y = "regression", labels[column]
+    factories: dict[str, Callable[[], BaseModel]] = {}
+    inputs: dict[str, pd.DataFrame] = {}
+    for spec in cfg.models:
+        name = model_name(spec.kind, spec.name)
+        factories[name] = _factory(spec.kind, dict(spec.params), task, cfg, bars)
+        inputs[name] = X
+    for name, (naive_kind, params) in _baselines(kind, bars).items():
+        factories[name] = _factory(naive_kind, params, task, cfg, bars)
+        inputs[name] = base_X
+    n_folds = splitter.get_n_splits(len(y))
+    return evaluate(
+        factories,
+        inputs,
+        y,
+        splitter.split(len(y)),
+        task=task,
+        alpha=cfg.uncertainty.alpha if task == "regression" else None,
+        keep=keep,
+        description=f"{column} folds",
+        n_folds=n_folds,
+    )
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def _labels_with_dead_zone(
+    candles: pd.DataFrame, specs: list[dict[str, Any]], dead_zone: float
+) -> pd.DataFrame:
+    return build_labels(
+        candles, [{**s, "dead_zone": dead_zone} if s["kind"] == "direction" else s for s in specs]
+    )
+
+
+def _baseline_inputs(candles: pd.DataFrame, horizons: Any) -> pd.DataFrame:
+    """What the naive baselines read: trailing realised volatility (and past returns)."""
+    bars = Bars.from_candles(candles)
+    columns: dict[str, np.ndarray] = {}
+    rv = get_indicator("rv_parkinson")
+    columns.update(rv.run(bars, rv.resolve({"window": 20})))
+    returns = get_indicator("log_return")
+    for h in sorted(set(horizons)):
+        columns.update(returns.run(bars, returns.resolve({"n": h})))
+    return pd.DataFrame(columns, index=candles.index)
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def _fold_records(
+    evaluation: Evaluation, kind: str, horizon: str, bars: int, alpha: float
+) -> list[dict[str, Any]]:
+    records = []
+    for fold, part in evaluation.predictions.groupby("fold"):
+        for name in evaluation.models:
+            row: dict[str, Any] = {
+                "fold": int(str(fold)),
+                "target": kind,
+                "horizon": horizon,
+                "horizon_bars": bars,
+                "model": name,
+                "baseline": name.startswith(BASELINE_PREFIX),
+                "test_start": part.index[0],
+                "test_end": part.index[-1],
+            }
+            row.update(_metrics(part, name, evaluation.task))
+            records.append(row)
+    return records
+
+
+def _metrics(part: pd.DataFrame, name: str, task: str) -> dict[str, float]:
+    y, prediction = part["target"].to_numpy(), part[name].to_numpy()
+    if task == "classification":
+        return classification_metrics(y, prediction)
+    values = regression_metrics(y, prediction)
+    if f"{name}__lo" in part:
+        coverage = interval_coverage(
+            y, part[f"{name}__lo"].to_numpy(), part[f"{name}__hi"].to_numpy()
+        )
+        values.update({"coverage": coverage["coverage"], "interval_width": coverage["mean_width"]})
+    return values
+
+
+def _summary(
+    predictions: list[pd.DataFrame], folds: pd.DataFrame, cfg: RunConfig, horizons: dict[str, int]
+) -> pd.DataFrame:
+    """Pooled out-of-sample metrics over every test row, per target, horizon and model."""
+    rows = []
+    for frame in predictions:
+        kind, bars = frame.attrs["target"], frame.attrs["horizon_bars"]
+        horizon = next(name for name, b in horizons.items() if b == bars)
+        task = "classification" if kind == "direction" else "regression"
+        target_column = f"target__{kind}_{bars}"
+        for name in frame.attrs["models"]:
+            part = pd.DataFrame(
+                {"target": frame[target_column], name: frame[f"{name}__{kind}_{bars}"]}
+            )
+            for bound in ("lo", "hi"):
+                column = f"{name}__{kind}_{bars}__{bound}"
+                if column in frame:
+                    part[f"{name}__{bound}"] = frame[column]
+            part = part.dropna(subset=["target"])
+            row = {
+                "target": kind,
+                "horizon": horizon,
+                "horizon_bars": bars,
+                "model": name,
+                "baseline": name.startswith(BASELINE_PREFIX),
+                "folds": int(frame["fold"].nunique()),
+            }
+            row.update(_metrics(part, name, task))
+            rows.append(row)
+    summary = pd.DataFrame.from_records(rows)
+    summary.attrs["alpha"] = cfg.uncertainty.alpha
+    return summary
+
+
+def _wide(evaluation: Evaluation, kind: str, bars: int) -> pd.DataFrame:
+    suffix = f"{kind}_{bars}"
+    frame = evaluation.predictions.rename(
+        columns={
+            c: (f"target__{suffix}" if c == "target" else c if c == "fold" else _rename(c, suffix))
+            for c in evaluation.predictions.columns
+        }
+    )
+    frame.attrs.update(target=kind, horizon_bars=bars, models=evaluation.models)
+    return frame
+
+
+def _rename(column: str, suffix: str) -> str:
+    name, _, bound = column.partition("__")
+    return f"{name}__{suffix}" + (f"__{bound}" if bound else "")
+
+
+def _join(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    joined = pd.concat([f.drop(columns="fold") for f in frames], axis=1).sort_index()
+    folds = pd.concat([f["fold"] for f in frames], axis=1).max(axis=1)
+    joined.insert(0, "fold", folds.astype("int64"))
+    joined.index.name = "timestamp"
+    return joined
+
+
+# -- final model and outputs -------------------------------------------------------------------
+
+
+def _fit_final(
+    cfg: RunConfig, X: pd.DataFrame, labels: pd.DataFrame, horizons: dict[str, int]
+) -> MaxMinPredictor:
+    primary = cfg.models[0]
+    gap = max(horizons.values())
+    factories = {
+        task: _factory(primary.kind, dict(primary.params), task, cfg, gap)
+        for task in ("classification", "regression")
+    }
+    return MaxMinPredictor(alpha=cfg.uncertainty.alpha).fit(X, labels, factories, horizons)
+
+
+def _write_outputs(
+    output: Path,
+    cfg: RunConfig,
+    predictions: pd.DataFrame,
+    folds: pd.DataFrame,
+    summary: pd.DataFrame,
+    final: MaxMinPredictor,
+    digest: str,
+    fingerprint: str,
+    candles: pd.DataFrame,
+) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / "predictions.parquet") as temp:
+        predictions.to_parquet(temp)
+    with atomic_path(output / "folds.csv") as temp:
+        folds.to_csv(temp, index=False)
+    with atomic_path(output / "summary.csv") as temp:
+        summary.to_csv(temp, index=False)
+    with atomic_path(output / "summary.md") as temp:
+        Path(temp).write_text(summary_markdown(summary, cfg))
+    with atomic_path(output / "config.yaml") as temp:
+        Path(temp).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (output / "models").mkdir(exist_ok=True)
+    with atomic_path(output / "models" / "maxmin.pkl") as temp, open(temp, "wb") as handle:
+        pickle.dump(final, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    meta = {
+        "trademl_version": __version__,
+        "python": platform.python_version(),
+        "seed": cfg.seed,
+        "data_hash": digest,
+        "feature_set": cfg.features,
+        "feature_set_fingerprint": fingerprint,
+        "symbol": cfg.data.symbol,
+        "timeframe": cfg.data.timeframe,
+        "first_bar": candles.index[0].isoformat(),
+        "last_bar": candles.index[-1].isoformat(),
+        "bars": len(candles),
+    }
+    with atomic_path(output / "run.json") as temp:
+        Path(temp).write_text(json.dumps(meta, indent=2))
+
+
+def summary_markdown(summary: pd.DataFrame, cfg: RunConfig) -> str:
+    """The out-of-sample summary as Markdown tables, baselines beside the models."""
+    lines = [f"# {cfg.data.symbol} {cfg.data.timeframe}: out-of-sample results", ""]
+    for (target, horizon), part in summary.groupby(["target", "horizon"], sort=False):
+        lines.append(f"## {target}, horizon {horizon} ({int(part['horizon_bars'].iloc[0])} bars)")
+        lines.append("")
+        if target == "direction":
+            header = "| model | accuracy (95% CI) | balanced acc. | log loss | AUC | Brier | n |"
+            lines += [header, "|---|---|---|---|---|---|---|"]
+            for _, r in part.iterrows():
+                lines.append(
+                    f"| {r['model']} | {r['accuracy']:.4f} [{r['accuracy_lo']:.4f}, {r['accuracy_hi']:.4f}] | "
+                    f"{r['balanced_accuracy']:.4f} | {r['log_loss']:.4f} | {r['roc_auc']:.4f} | "
+                    f"{r['brier']:.4f} | {int(r['n']):,} |"
+                )
+        else:
+            header = "| model | R² | MAE | RMSE | IC | rank IC | coverage | n |"
+            lines += [header, "|---|---|---|---|---|---|---|---|"]
+            for _, r in part.iterrows():
+                coverage = (
+                    f"{r['coverage']:.3f}"
+                    if "coverage" in r and pd.notna(r.get("coverage"))
+                    else "-"
+                )
+                lines.append(
+                    f"| {r['model']} | {r['r2']:.4f} | {r['mae']:.5f} | {r['rmse']:.5f} | {r['ic']:.4f} | "
+                    f"{r['rank_ic']:.4f} | {coverage} | {int(r['n']):,} |"
+                )
+        lines.append("")
+    lines.append(f"Intervals: nominal coverage {1 - cfg.uncertainty.alpha:.0%}.")
+    return "\n".join(lines) + "\n"
