@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from trademl.cli.app import main
 from trademl.config import Settings, _cached_settings, reload_settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -124,3 +126,30 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.exec_driver_sql("DROP TABLE IF EXISTS candles")
     engine.dispose()
     yield url
+
+
+# -- the CLI, in process -----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """Exit code and output of one CLI run."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as stop:
+            code = int(stop.code or 0) if not isinstance(stop.code, str) else 1
+        out, err = capsys.readouterr()
+        return Outcome(code, out, err)
+
+    return run

@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,12 +20,48 @@ from trademl.data.ingest import ImportResult, import_path, ingest, open_default_
 from trademl.data.resample import resample_candles
 from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
+from trademl.workflow import RunResult, run
 
 DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
 
 
 DEMO_FEATURE_SET = "standard"
+
+
+def demo_run_config(settings: Settings) -> dict[str, Any]:
+    """The training run of the demo (the same as examples/btc_1h.yaml, output under home)."""
+    return {
+        "data": {
+            "symbol": DEMO_SYMBOL,
+            "timeframe": DEMO_TIMEFRAME,
+            "start": "2020-08-01",
+            "end": "2024-08-01",
+        },
+        "features": DEMO_FEATURE_SET,
+        "labels": {
+            "kinds": ["direction", "max_high", "min_low"],
+            "horizons": ["intraday", "swing"],
+        },
+        "models": [
+            {
+                "kind": "lgbm",
+                "params": {
+                    "n_estimators": 300,
+                    "learning_rate": 0.03,
+                    "num_leaves": 15,
+                    "min_child_samples": 200,
+                },
+            }
+        ],
+        "validation": {
+            "kind": "walk_forward",
+            "params": {"test_size": 2000, "n_splits": 8, "min_train_size": 8000},
+        },
+        "uncertainty": {"alpha": 0.1, "intervals": "conformal", "calibration": "sigmoid"},
+        "output": str(settings.home / "runs" / "btc_1h_demo"),
+        "seed": 0,
+    }
 
 
 @dataclass(frozen=True)
@@ -40,6 +77,7 @@ class DemoSummary:
     features: pd.DataFrame
     features_seconds: float
     labels: pd.DataFrame
+    training: RunResult | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -50,7 +88,9 @@ def demo_data_file(settings: Settings) -> Path | None:
     return path if path.exists() else None
 
 
-def run_demo(settings: Settings, *, download_start: str = "2024-01-01") -> DemoSummary:
+def run_demo(
+    settings: Settings, *, download_start: str = "2024-01-01", train: bool = True
+) -> DemoSummary:
     """Ingest real BTCUSDT 1h candles (shared file, else the Binance archives) and summarise."""
     path = demo_data_file(settings)
     with open_default_store(settings) as store:
@@ -82,6 +122,10 @@ def run_demo(settings: Settings, *, download_start: str = "2024-01-01") -> DemoS
     ]
     labels = build_labels(candles, specs)
     gaps = gap_report(candle_index(candles), DEMO_TIMEFRAME)
+    # A download fallback may hold too little history for the demo's folds: skip training then.
+    training = (
+        run(demo_run_config(settings), settings=settings) if train and path is not None else None
+    )
     return DemoSummary(
-        origin, store_url, imported, candles, gaps, returns, features, seconds, labels
+        origin, store_url, imported, candles, gaps, returns, features, seconds, labels, training
     )

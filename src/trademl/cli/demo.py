@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from trademl.cli.train import print_summary
 from trademl.config import get_settings
 from trademl.demo import DEMO_FEATURE_SET, DemoSummary, run_demo
 from trademl.errors import TradeMLError
@@ -58,6 +59,14 @@ def demo() -> None:
         table.add_row(name, value)
     console.print(table)
     _print_features(summary)
+    if summary.training is not None:
+        console.rule("[bold]trademl demo: out-of-sample validation (purged walk-forward)")
+        print_summary(summary.training.summary)
+        out = summary.training.output
+        console.print(f"report: {out / 'summary.md'}  predictions: {out / 'predictions.parquet'}")
+        console.print(
+            f"model:  {out / 'models' / 'maxmin.pkl'}  (in {summary.training.seconds:.0f}s)"
+        )
     console.print(
         "next: trademl data list | trademl features list | "
         "trademl features build --set standard --symbol BTCUSDT --timeframe 1h --out f.parquet"

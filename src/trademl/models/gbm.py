@@ -27,8 +27,6 @@ trees used by ``predict``, counted from 1) and ``feature_importances_`` (total s
 feature, in the order of ``feature_names_``, normalised to sum to 1).
 """
 
-
-
 from __future__ import annotations
 
 import os

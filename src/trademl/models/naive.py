@@ -30,8 +30,6 @@ for ``persistence``, the training-fold median volatility for ``volatility``; a b
 always produce a number.
 """
 
-
-
 from __future__ import annotations
 
 from typing import Literal

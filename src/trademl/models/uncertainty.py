@@ -33,8 +33,6 @@ exchangeable (volatility clusters, regimes change), so coverage out of sample is
 measure it on the test folds rather than assume it.
 """
 
-
-
 from __future__ import annotations
 
 import math

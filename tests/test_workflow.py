@@ -1,0 +1,136 @@
+"""``trademl train`` / ``workflow.run`` on real BTCUSDT data: outputs, reproducibility, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from trademl.config import load_run_config
+from trademl.errors import ConfigError, DataValidationError
+from trademl.workflow import run
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "btc_1h.yaml"
+
+
+def small_config(output: Path, **changes: object) -> dict:
+    config = {
+        "data": {
+            "symbol": "BTCUSDT",
+            "timeframe": "1h",
+            "start": "2023-01-01",
+            "end": "2023-10-01",
+        },
+        "features": "minimal",
+        "labels": {"kinds": ["direction", "max_high", "min_low"], "horizons": ["intraday", 24]},
+        "models": [{"kind": "lgbm", "params": {"n_estimators": 60}}],
+        "validation": {
+            "kind": "walk_forward",
+            "params": {"test_size": 800, "n_splits": 3, "min_train_size": 2000},
+        },
+        "output": str(output),
+    }
+    config.update(changes)
+    return config
+
+
+@pytest.fixture
+def btc_store(cli, data_dir: Path) -> None:
+    assert cli("data", "import", data_dir / "crypto" / "BTCUSDT_1h.csv").code == 0
+
+
+def test_run_writes_every_output_and_reproduces_exactly(btc_store, tmp_path: Path) -> None:
+    first = run(small_config(tmp_path / "a"))
+    second = run(small_config(tmp_path / "b"))
+    predictions = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
+    assert str(predictions.index.tz) == "UTC" and predictions.index.name == "timestamp"
+    assert predictions["fold"].tolist() == sorted(predictions["fold"].tolist())
+    for column in (
+        "lgbm__direction_6",
+        "naive_prior__direction_6",
+        "target__max_high_24",
+        "lgbm__max_high_24__lo",
+        "naive_volatility__min_low_6",
+    ):
+        assert column in predictions, column
+    assert len(predictions) == 3 * 800
+    pd.testing.assert_frame_equal(first.predictions, second.predictions)
+    assert first.data_hash == second.data_hash
+    meta = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert meta["data_hash"] == first.data_hash and meta["seed"] == 0
+    assert (
+        yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["models"][0]["kind"] == "lgbm"
+    )
+    folds = pd.read_csv(tmp_path / "a" / "folds.csv")
+    assert set(folds["model"]) == {"lgbm", "naive_prior", "naive_mean", "naive_volatility"}
+    assert folds["fold"].nunique() == 3
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "naive_volatility" in summary and "accuracy (95% CI)" in summary
+    assert (tmp_path / "a" / "models" / "maxmin.pkl").exists()
+
+
+def test_every_number_is_out_of_sample(btc_store, tmp_path: Path) -> None:
+    result = run(small_config(tmp_path / "run"))
+    folds = result.folds
+    first_test = pd.Timestamp(folds["test_start"].min())
+    # Predictions exist only for test blocks, after the first training span.
+    assert result.predictions.index.min() == first_test
+    # Interval coverage is measured, and near its nominal 90% on real data.
+    coverage = result.summary.dropna(subset=["coverage"])
+    assert ((coverage["coverage"] > 0.75) & (coverage["coverage"] < 0.99)).all()
+
+
+def test_example_config_validates() -> None:
+    config = load_run_config(EXAMPLE)
+    assert config.data.symbol == "BTCUSDT" and config.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"modles": []}, "modles: unknown key; valid keys here: data, features"),
+        (
+            {"models": [{"kind": "lgmb"}]},
+            "models.0: unknown model kind 'lgmb'; did you mean 'lgbm'",
+        ),
+        (
+            {"models": [{"kind": "lgbm", "params": {"trees": 3}}]},
+            "models.0: .*unknown parameter.*trees",
+        ),
+        (
+            {"validation": {"kind": "walk_forward", "params": {"folds": 3}}},
+            "unknown parameter.*folds",
+        ),
+        ({"validation": {"kind": "bootstrap"}}, "validation.kind"),
+        ({"labels": {"kinds": ["colour"]}}, "labels.kinds"),
+        ({"features": "nope"}, "neither a preset"),
+    ],
+)
+def test_bad_configs_name_the_key_and_choices(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run(small_config(tmp_path / "x", **change))
+
+
+def test_too_little_data_for_the_folds_gives_the_numbers(btc_store, tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path / "x",
+        data={"symbol": "BTCUSDT", "timeframe": "1h", "start": "2023-01-01", "end": "2023-03-01"},
+    )
+    with pytest.raises(
+        (ConfigError, DataValidationError), match=r"needs at least \d+ rows .* got \d+"
+    ):
+        run(config)
+
+
+def test_train_command_prints_tables_beside_baselines(cli, btc_store, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(small_config(tmp_path / "out")))
+    result = cli("train", path)
+    assert result.code == 0, result.stderr
+    assert "naive_prior" in result.stdout and "naive_volatility" in result.stdout
+    assert "direction, intraday (6 bars): out of sample" in result.stdout
+    assert np.isfinite(pd.read_csv(tmp_path / "out" / "summary.csv")["n"]).all()
