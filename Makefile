@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: install
 
 bench-features: install
 	$(BIN)/python bench/features_bench.py
+
+bench-train: install
+	$(BIN)/python bench/train_bench.py
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,6 @@
 """The model kinds: protocol conformance, early stopping inside the fit data, determinism,
 signal versus noise, and the naive baselines."""
 
-
-
 from __future__ import annotations
 
 import inspect
@@ -49,6 +47,29 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"task": "regression", **SMALL},
         {"task": "classification", **SMALL},
         {"task": "quantile", "alpha": 0.8, **SMALL},
+    ],
+    "stacking": [
+        {
+            "task": "regression",
+            "base_models": [
+                {"kind": "lgbm", "params": SMALL},
+                {"kind": "naive", "params": {"strategy": "mean"}},
+            ],
+            "horizon_bars": 3,
+        },
+        {
+            "task": "classification",
+            "base_models": [
+                {"kind": "xgb", "params": SMALL},
+                {"kind": "naive", "params": {"strategy": "prior"}},
+            ],
+        },
+        {
+            "task": "regression",
+            "base_models": [{"kind": "xgb", "params": SMALL}],
+            "meta_model": {"kind": "lgbm", "params": SMALL},
+            "passthrough": True,
+        },
     ],
 }
 

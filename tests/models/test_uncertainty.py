@@ -1,7 +1,5 @@
 """Conformal intervals and probability calibration: coverage, Brier score, time order."""
 
-
-
 from __future__ import annotations
 
 import math
