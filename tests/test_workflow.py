@@ -108,6 +108,7 @@ def test_example_config_validates() -> None:
         ({"validation": {"kind": "bootstrap"}}, "validation.kind"),
         ({"labels": {"kinds": ["colour"]}}, "labels.kinds"),
         ({"features": "nope"}, "neither a preset"),
+        ({"validation": {"kind": "cpcv"}}, "train with walk_forward or purged_kfold"),
     ],
 )
 def test_bad_configs_name_the_key_and_choices(tmp_path: Path, change: dict, message: str) -> None:
@@ -134,3 +135,57 @@ def test_train_command_prints_tables_beside_baselines(cli, btc_store, tmp_path: 
     assert "naive_prior" in result.stdout and "naive_volatility" in result.stdout
     assert "direction, intraday (6 bars): out of sample" in result.stdout
     assert np.isfinite(pd.read_csv(tmp_path / "out" / "summary.csv")["n"]).all()
+
+
+def test_saved_maxmin_predictor_gives_prices_probabilities_and_confidence(
+    btc_store, data_dir: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    from trademl.data.sources.files import read_candle_file
+    from trademl.features import build_features
+
+    run(small_config(tmp_path / "run"))
+    with open(tmp_path / "run" / "models" / "maxmin.pkl", "rb") as handle:
+        predictor = pickle.load(handle)
+    candles = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
+    recent = candles.loc["2023-10-01":"2023-10-10"]
+    features = build_features(candles.loc[:"2023-10-10"], "minimal").loc[recent.index]
+    out = predictor.predict(features, recent["close"])
+    for horizon in ("intraday", "24"):
+        assert out[f"{horizon}__p_up"].between(0, 1).all()
+        assert out[f"{horizon}__confidence"].between(0, 1).all()
+        np.testing.assert_allclose(
+            out[f"{horizon}__high"], recent["close"] * np.exp(out[f"{horizon}__high_log"])
+        )
+        assert (out[f"{horizon}__high_hi"] >= out[f"{horizon}__high_lo"]).all()
+        assert (out[f"{horizon}__low_hi"] >= out[f"{horizon}__low_lo"]).all()
+
+
+def test_stacking_and_xgb_run_beside_lgbm(btc_store, tmp_path: Path) -> None:
+    models = [
+        {"kind": "lgbm", "params": {"n_estimators": 40}},
+        {"kind": "xgb", "params": {"n_estimators": 40}},
+        {
+            "kind": "stacking",
+            "params": {
+                "n_splits": 2,
+                "base_models": [
+                    {"kind": "lgbm", "params": {"n_estimators": 30}},
+                    {"kind": "naive", "params": {"strategy": "mean"}},
+                ],
+            },
+        },
+    ]
+    config = small_config(
+        tmp_path / "run", models=models, labels={"kinds": ["max_high"], "horizons": [6]}
+    )
+    result = run(config)
+    assert set(result.summary["model"]) == {
+        "lgbm",
+        "xgb",
+        "stacking",
+        "naive_mean",
+        "naive_volatility",
+    }
+    assert result.summary["r2"].notna().all()

@@ -72,6 +72,13 @@ def run(
     horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
     feature_set = load_feature_set(cfg.features)
     _check_models(cfg)
+    if cfg.validation.kind == "cpcv":
+        # CPCV tests every bar on several paths; a training run reports one out-of-sample
+        # prediction per bar. CPCV paths feed the overfitting statistics of backtests instead.
+        raise ConfigError(
+            "validation.kind: cpcv gives several predictions per bar (one per path) and is used "
+            "for backtest overfitting statistics; train with walk_forward or purged_kfold"
+        )
     for bars in horizons.values():
         make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
 
@@ -172,8 +179,10 @@ def _factory(
     from the rows that stop its boosting or calibrate it, whose labels would overlap."""
     unc = cfg.uncertainty
     merged = _params(kind, params, task, cfg.seed)
-    if "validation_gap" in MODELS.get(kind).param_names():
-        merged.setdefault("validation_gap", gap)
+    accepted = MODELS.get(kind).param_names()
+    for name in ("validation_gap", "horizon_bars"):
+        if name in accepted:
+            merged.setdefault(name, gap)
 
     def build() -> BaseModel:
         model = make_model(kind, merged)
