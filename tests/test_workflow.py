@@ -189,3 +189,16 @@ def test_stacking_and_xgb_run_beside_lgbm(btc_store, tmp_path: Path) -> None:
         "naive_volatility",
     }
     assert result.summary["r2"].notna().all()
+
+
+def test_cqr_intervals_cover_near_nominal(btc_store, tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path / "run",
+        labels={"kinds": ["max_high", "min_low"], "horizons": [6]},
+        uncertainty={"alpha": 0.2, "intervals": "cqr"},
+    )
+    summary = run(config).summary
+    lgbm = summary[summary["model"] == "lgbm"]
+    assert ((lgbm["coverage"] > 0.65) & (lgbm["coverage"] < 0.95)).all(), lgbm[
+        ["target", "coverage"]
+    ]

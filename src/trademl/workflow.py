@@ -40,13 +40,20 @@ from trademl.features.horizons import resolve_horizon
 from trademl.features.indicators import Bars
 from trademl.models.base import MODELS, BaseModel, load_all_models, make_model
 from trademl.models.maxmin import MaxMinPredictor
-from trademl.models.uncertainty import CalibratedClassifier, SplitConformalRegressor
+from trademl.models.uncertainty import (
+    CalibratedClassifier,
+    ConformalQuantileRegressor,
+    SplitConformalRegressor,
+)
 from trademl.validation.metrics import classification_metrics, interval_coverage, regression_metrics
 from trademl.validation.runner import Evaluation, evaluate
 from trademl.validation.splitters import make_splitter
 
 BASELINE_PREFIX = "naive_"
 VOLATILITY_COLUMN = "rv_parkinson_20"
+# Kinds with a quantile task, usable for conformalised quantile regression; the baselines and
+# other kinds get split-conformal intervals under `intervals: cqr`.
+QUANTILE_KINDS = ("lgbm", "xgb")
 
 
 @dataclass(frozen=True)
@@ -185,8 +192,16 @@ def _factory(
             merged.setdefault(name, gap)
 
     def build() -> BaseModel:
-        model = make_model(kind, merged)
         fraction = unc.calibration_fraction
+        if task == "regression" and unc.intervals == "cqr" and kind in QUANTILE_KINDS:
+            # CQR: quantile models at alpha/2 and 1 - alpha/2, their band widened by the
+            # conformity scores of the calibration tail; the point forecast is its middle.
+            lower, upper = (
+                make_model(kind, {**merged, "task": "quantile", "alpha": q})
+                for q in (unc.alpha / 2, 1 - unc.alpha / 2)
+            )
+            return ConformalQuantileRegressor(lower, upper, calibration_fraction=fraction, gap=gap)
+        model = make_model(kind, merged)
         if task == "classification" and unc.calibration != "none":
             return CalibratedClassifier(
                 model, method=unc.calibration, calibration_fraction=fraction, gap=gap
