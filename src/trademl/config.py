@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     store_chunk_rows: int = Field(
         default=1_000_000, gt=0, description="Rows per statement inside one store transaction."
     )
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Optuna storage of tuning studies: a database URL (postgresql://, "
+        "sqlite:///path) shared by tuning workers; None keeps studies in memory. Give Optuna "
+        "a database of its own (it keeps an alembic_version table, as MLflow does).",
+    )
     http_timeout_s: float = Field(default=30.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
 

@@ -56,7 +56,7 @@ def demo_run_config(settings: Settings) -> dict[str, Any]:
         ],
         "validation": {
             "kind": "walk_forward",
-            "params": {"test_size": 2000, "n_splits": 8, "min_train_size": 8000},
+            "params": {"test_size": 500, "n_splits": 8, "min_train_size": 3500},
         },
         "uncertainty": {"alpha": 0.1, "intervals": "conformal", "calibration": "sigmoid"},
         "output": str(settings.home / "runs" / "btc_1h_demo"),

@@ -9,11 +9,22 @@ from loguru import logger
 _FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
 
 
+def _to_stderr(message: object) -> None:
+    sys.stderr.write(str(message))
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send trademl's logs to stderr at ``level`` (idempotent)."""
     logger.remove()
     logger.enable("trademl")
-    logger.add(sys.stderr, level=level, format=_FORMAT, colorize=None)
+    # Resolve sys.stderr at each message: a test harness (or a notebook) may swap the stream
+    # after logging was configured.
+    logger.add(
+        lambda message: sys.stderr.write(message),
+        level=level,
+        format=_FORMAT,
+        colorize=sys.stderr.isatty(),
+    )
 
 
 __all__ = ["configure_logging", "logger"]

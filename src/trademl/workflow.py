@@ -74,6 +74,92 @@ def run(
     """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`."""
     started = time.perf_counter()
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    prepared = prepare(cfg, settings=settings)
+    X, base_X, labels, horizons = prepared.X, prepared.baselines, prepared.labels, prepared.horizons
+
+    records: list[dict[str, Any]] = []
+    predictions: list[pd.DataFrame] = []
+    for name, bars in horizons.items():
+        splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
+        for kind in cfg.labels.kinds:
+            evaluation = _evaluate_target(cfg, kind, bars, X, base_X, labels, splitter)
+            records.extend(_fold_records(evaluation, kind, name, bars, cfg.uncertainty.alpha))
+            predictions.append(_wide(evaluation, kind, bars))
+    folds = pd.DataFrame.from_records(records)
+    summary = _summary(predictions, folds, cfg, horizons)
+    wide = _join(predictions)
+
+    output = Path(cfg.output)
+    final = _fit_final(cfg, X, labels, horizons)
+    _write_outputs(
+        output,
+        cfg,
+        wide,
+        folds,
+        summary,
+        final,
+        prepared.data_hash,
+        prepared.fingerprint,
+        prepared.candles,
+    )
+    seconds = time.perf_counter() - started
+    logger.info("run written to {} in {:.1f}s", output, seconds)
+    return RunResult(output, folds, summary, wide, prepared.data_hash, seconds)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The inputs of a run's validation, shared by :func:`run` and hyperparameter tuning.
+
+    Attributes
+    ----------
+    X : pandas.DataFrame
+        Causal features of the usable rows (after the warm-up, before the last horizon).
+    baselines : pandas.DataFrame
+        What the naive baselines read, on the same rows.
+    labels : pandas.DataFrame
+        Every label column ``{kind}_{bars}`` on the same rows.
+    horizons : dict of str to int
+        Horizon name (as written in the config) → bars.
+    candles : pandas.DataFrame
+        All the candles read from the store.
+    data_hash : str
+        Digest of the candles.
+    fingerprint : str
+        Fingerprint of the feature set.
+    """
+
+    X: pd.DataFrame
+    baselines: pd.DataFrame
+    labels: pd.DataFrame
+    horizons: dict[str, int]
+    candles: pd.DataFrame
+    data_hash: str
+    fingerprint: str
+
+
+def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
+    """Check ``cfg``, load its candles and build its features, labels and baseline inputs.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run config.
+    settings : Settings or None
+        Where the store and the feature cache live; the process settings by default.
+
+    Returns
+    -------
+    Prepared
+        Features, labels and baseline inputs on one shared row range.
+
+    Raises
+    ------
+    ConfigError
+        A model, splitter or validation kind of the config is invalid.
+    DataValidationError
+        Too few bars for the warm-up and the longest horizon.
+    """
     settings = settings or get_settings()
     timeframe = Timeframe.parse(cfg.data.timeframe)
     horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
@@ -127,28 +213,15 @@ def run(
             rule="too_few_bars",
         )
     rows = slice(first, last)
-    X, base_X, labels = features.iloc[rows], baseline_inputs.iloc[rows], labels.iloc[rows]
-
-    records: list[dict[str, Any]] = []
-    predictions: list[pd.DataFrame] = []
-    for name, bars in horizons.items():
-        splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
-        for kind in cfg.labels.kinds:
-            evaluation = _evaluate_target(cfg, kind, bars, X, base_X, labels, splitter)
-            records.extend(_fold_records(evaluation, kind, name, bars, cfg.uncertainty.alpha))
-            predictions.append(_wide(evaluation, kind, bars))
-    folds = pd.DataFrame.from_records(records)
-    summary = _summary(predictions, folds, cfg, horizons)
-    wide = _join(predictions)
-
-    output = Path(cfg.output)
-    final = _fit_final(cfg, X, labels, horizons)
-    _write_outputs(
-        output, cfg, wide, folds, summary, final, digest, feature_set.fingerprint(), candles
+    return Prepared(
+        X=features.iloc[rows],
+        baselines=baseline_inputs.iloc[rows],
+        labels=labels.iloc[rows],
+        horizons=horizons,
+        candles=candles,
+        data_hash=digest,
+        fingerprint=feature_set.fingerprint(),
     )
-    seconds = time.perf_counter() - started
-    logger.info("run written to {} in {:.1f}s", output, seconds)
-    return RunResult(output, folds, summary, wide, digest, seconds)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -179,7 +252,7 @@ def _params(kind: str, params: dict[str, Any], task: str, seed: int) -> dict[str
     return merged
 
 
-def _factory(
+def model_factory(
     kind: str, params: dict[str, Any], task: str, cfg: RunConfig, gap: int
 ) -> Callable[[], BaseModel]:
     """A builder of fresh models; ``gap`` (the label horizon) separates a model's fitting rows
@@ -236,22 +309,15 @@ def _evaluate_target(
     labels: pd.DataFrame,
     splitter: Any,
 ) -> Evaluation:
-    column = f"{kind}_{bars}"
-    keep = None
-    if kind == "direction":
-        task, raw = "classification", labels[column]
-        keep = (raw != 0).to_numpy()
-        y = (raw > 0).astype(np.float64)
-    else:
-        task, y = "regression", labels[column]
+    task, y, keep = target(labels, kind, bars)
     factories: dict[str, Callable[[], BaseModel]] = {}
     inputs: dict[str, pd.DataFrame] = {}
     for spec in cfg.models:
         name = model_name(spec.kind, spec.name)
-        factories[name] = _factory(spec.kind, dict(spec.params), task, cfg, bars)
+        factories[name] = model_factory(spec.kind, dict(spec.params), task, cfg, bars)
         inputs[name] = X
     for name, (naive_kind, params) in _baselines(kind, bars).items():
-        factories[name] = _factory(naive_kind, params, task, cfg, bars)
+        factories[name] = model_factory(naive_kind, params, task, cfg, bars)
         inputs[name] = base_X
     n_folds = splitter.get_n_splits(len(y))
     return evaluate(
@@ -262,9 +328,35 @@ def _evaluate_target(
         task=task,
         alpha=cfg.uncertainty.alpha if task == "regression" else None,
         keep=keep,
-        description=f"{column} folds",
+        description=f"{kind}_{bars} folds",
         n_folds=n_folds,
     )
+
+
+def target(labels: pd.DataFrame, kind: str, bars: int) -> tuple[str, pd.Series, np.ndarray | None]:
+    """The task, target and usable-row mask of one label kind at one horizon.
+
+    Parameters
+    ----------
+    labels : pandas.DataFrame
+        Label columns ``{kind}_{bars}``.
+    kind : str
+        ``direction`` (classification of up moves; rows inside the dead zone, labelled 0, are
+        left out) or a regression label kind.
+    bars : int
+        The horizon in bars.
+
+    Returns
+    -------
+    tuple of (str, pandas.Series, numpy.ndarray or None)
+        ``"classification"`` or ``"regression"``, the target, and the mask of usable rows
+        (None: every row).
+    """
+    column = f"{kind}_{bars}"
+    if kind == "direction":
+        raw = labels[column]
+        return "classification", (raw > 0).astype(np.float64), (raw != 0).to_numpy()
+    return "regression", labels[column], None
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -324,6 +416,13 @@ def _metrics(part: pd.DataFrame, name: str, task: str) -> dict[str, float]:
             y, part[f"{name}__lo"].to_numpy(), part[f"{name}__hi"].to_numpy()
         )
         values.update({"coverage": coverage["coverage"], "interval_width": coverage["mean_width"]})
+    if f"{name}__mclo" in part:
+        mc = interval_coverage(
+            y, part[f"{name}__mclo"].to_numpy(), part[f"{name}__mchi"].to_numpy()
+        )
+        values.update(
+            {"coverage_mc_dropout": mc["coverage"], "interval_width_mc_dropout": mc["mean_width"]}
+        )
     return values
 
 
@@ -341,7 +440,7 @@ def _summary(
             part = pd.DataFrame(
                 {"target": frame[target_column], name: frame[f"{name}__{kind}_{bars}"]}
             )
-            for bound in ("lo", "hi"):
+            for bound in ("lo", "hi", "mclo", "mchi"):
                 column = f"{name}__{kind}_{bars}__{bound}"
                 if column in frame:
                     part[f"{name}__{bound}"] = frame[column]
@@ -395,7 +494,7 @@ def _fit_final(
     primary = cfg.models[0]
     gap = max(horizons.values())
     factories = {
-        task: _factory(primary.kind, dict(primary.params), task, cfg, gap)
+        task: model_factory(primary.kind, dict(primary.params), task, cfg, gap)
         for task in ("classification", "regression")
     }
     return MaxMinPredictor(alpha=cfg.uncertainty.alpha).fit(X, labels, factories, horizons)
@@ -459,18 +558,20 @@ def summary_markdown(summary: pd.DataFrame, cfg: RunConfig) -> str:
                     f"{r['brier']:.4f} | {int(r['n']):,} |"
                 )
         else:
-            header = "| model | R² | MAE | RMSE | IC | rank IC | coverage | n |"
-            lines += [header, "|---|---|---|---|---|---|---|---|"]
+            header = (
+                "| model | R² | MAE | RMSE | IC | rank IC | coverage | MC-dropout coverage | n |"
+            )
+            lines += [header, "|---|---|---|---|---|---|---|---|---|"]
             for _, r in part.iterrows():
-                coverage = (
-                    f"{r['coverage']:.3f}"
-                    if "coverage" in r and pd.notna(r.get("coverage"))
-                    else "-"
-                )
+                coverage, mc = (_cell(r.get(key)) for key in ("coverage", "coverage_mc_dropout"))
                 lines.append(
                     f"| {r['model']} | {r['r2']:.4f} | {r['mae']:.5f} | {r['rmse']:.5f} | {r['ic']:.4f} | "
-                    f"{r['rank_ic']:.4f} | {coverage} | {int(r['n']):,} |"
+                    f"{r['rank_ic']:.4f} | {coverage} | {mc} | {int(r['n']):,} |"
                 )
         lines.append("")
     lines.append(f"Intervals: nominal coverage {1 - cfg.uncertainty.alpha:.0%}.")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.3f}"

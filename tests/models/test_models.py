@@ -74,6 +74,23 @@ CASES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+# Deep kinds: tiny networks; seq_len=1 so every row has a window (longer windows give NaN for
+# the first seq_len - 1 rows, tested in tests/models/test_deep.py).
+DEEP: dict[str, Any] = {"seq_len": 1, "hidden": 8, "epochs": 2, "batch_size": 64, "n_threads": 1}
+CASES.update(
+    {
+        "gru": [
+            {"task": "regression", **DEEP},
+            {"task": "classification", **DEEP},
+            {"task": "quantile", "alpha": 0.8, **DEEP},
+        ],
+        "lstm": [{"task": "regression", **DEEP}],
+        "transformer": [{"task": "regression", **DEEP}],
+        "cnn_lstm": [{"task": "regression", **DEEP}],
+    }
+)
+
+
 def protocol_cases() -> list[Any]:
     cases = []
     for kind in MODELS.names():

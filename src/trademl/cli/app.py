@@ -18,6 +18,7 @@ from trademl.cli import demo as demo_commands
 from trademl.cli import features as feature_commands
 from trademl.cli import labels as labels_commands
 from trademl.cli import train as train_commands
+from trademl.cli import tune as tune_commands
 from trademl.config import get_settings, reload_settings
 from trademl.errors import TradeMLError
 from trademl.log import configure_logging
@@ -34,6 +35,7 @@ app.add_typer(feature_commands.app, name="features")
 app.add_typer(labels_commands.app, name="labels")
 app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
+app.command("tune")(tune_commands.tune)
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)
 

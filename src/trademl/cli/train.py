@@ -50,7 +50,7 @@ def print_summary(summary: object) -> None:
         if target == "direction":
             columns = ["model", "accuracy", "95% CI", "AUC", "log loss", "Brier", "n"]
         else:
-            columns = ["model", "R²", "MAE", "IC", "coverage", "n"]
+            columns = ["model", "R²", "MAE", "IC", "coverage", "MC-dropout cov.", "n"]
         for column in columns:
             table.add_column(column, justify="left" if column == "model" else "right")
         for _, r in part.iterrows():
@@ -64,12 +64,13 @@ def print_summary(summary: object) -> None:
                     f"{int(r['n']):,}",
                 ]
             else:
-                coverage = r.get("coverage")
+                coverage, mc = (r.get(key) for key in ("coverage", "coverage_mc_dropout"))
                 cells = [
                     f"{r['r2']:+.4f}",
                     f"{r['mae']:.5f}",
                     f"{r['ic']:+.4f}",
                     "-" if coverage is None or pd.isna(coverage) else f"{coverage:.3f}",
+                    "-" if mc is None or pd.isna(mc) else f"{mc:.3f}",
                     f"{int(r['n']):,}",
                 ]
             table.add_row(str(r["model"]), *cells)

@@ -142,6 +142,9 @@ class BaseModel:
             Path(temp).write_text(json.dumps(meta, indent=2))
         return folder
 
+    def _after_load(self, folder: Path) -> None:
+        """Hook for kinds that store more than the pickle (e.g. network weights); no-op here."""
+
 
 def load_model(directory: str | Path) -> BaseModel:
     """Load a model saved by :meth:`BaseModel.save`, refusing incompatible files clearly."""
@@ -161,6 +164,7 @@ def load_model(directory: str | Path) -> BaseModel:
         model = pickle.load(handle)
     if not isinstance(model, BaseModel):
         raise ConfigError(f"{folder}: {MODEL_FILE} does not hold a trademl model")
+    model._after_load(folder)
     return model
 
 
@@ -212,7 +216,7 @@ def load_all_models() -> None:
     """Import the modules that register model kinds."""
     import importlib
 
-    for module in ("naive", "gbm", "stacking"):
+    for module in ("naive", "gbm", "stacking", "deep"):
         try:
             importlib.import_module(f"trademl.models.{module}")
         except ModuleNotFoundError as error:

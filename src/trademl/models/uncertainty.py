@@ -142,8 +142,9 @@ class SplitConformalRegressor(_TailCalibrated):
         head_stop, tail_start = self._split(len(y))
         self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
         tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
-        residuals = tail_y - self.model_.predict(X.iloc[tail_start:])
-        self.scores_ = np.sort(np.abs(residuals))
+        # Predict from the fold's first row so sequence models see full windows on the tail.
+        residuals = tail_y - self.model_.predict(X)[tail_start:]
+        self.scores_ = np.sort(np.abs(residuals[np.isfinite(residuals)]))
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict(X)
@@ -233,9 +234,10 @@ class ConformalQuantileRegressor(_TailCalibrated):
         X_head, y_head = X.iloc[:head_stop], y.iloc[:head_stop]
         self.lower_model_ = self._fit_inner(self.lower_model, X_head, y_head, eval_set)
         self.upper_model_ = self._fit_inner(self.upper_model, X_head, y_head, eval_set)
-        low, high = self._band(X.iloc[tail_start:])
+        low, high = self._band(X)
         tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
-        self.scores_ = np.sort(np.maximum(low - tail_y, tail_y - high))
+        scores = np.maximum(low[tail_start:] - tail_y, tail_y - high[tail_start:])
+        self.scores_ = np.sort(scores[np.isfinite(scores)])
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         low, high = self._band(X)
@@ -318,8 +320,11 @@ class CalibratedClassifier(_TailCalibrated):
             )
         head_stop, tail_start = self._split(len(y))
         self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
-        raw = self.model_.predict(X.iloc[tail_start:])
+        raw = self.model_.predict(X)[tail_start:]
         tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
+        # Sequence models give no prediction before their first full window.
+        defined = np.isfinite(raw)
+        raw, tail_y = raw[defined], tail_y[defined]
         if len(np.unique(tail_y)) < 2:
             raise ConfigError(
                 "calibrated: the calibration rows hold one class only; "
@@ -345,9 +350,15 @@ class CalibratedClassifier(_TailCalibrated):
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         raw = self.model_.predict(X)
+        calibrated = np.full(len(raw), np.nan)
+        defined = np.isfinite(raw)
         if self.method == "isotonic":
-            return np.asarray(self.calibrator_.predict(raw), dtype=np.float64)
-        return np.asarray(self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1])
+            calibrated[defined] = self.calibrator_.predict(raw[defined])
+        elif defined.any():
+            calibrated[defined] = self.calibrator_.predict_proba(_logit(raw[defined])[:, None])[
+                :, 1
+            ]
+        return calibrated
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

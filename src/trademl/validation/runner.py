@@ -90,6 +90,16 @@ def evaluate(
                 if alpha is not None and model.supports_interval:
                     lower, upper = model.predict_interval(X.iloc[test], alpha)
                     part[f"{name}__lo"], part[f"{name}__hi"] = lower, upper
+                    # A sequence model inside a conformal wrapper also has its own MC-dropout
+                    # band: record it so reports show the coverage of both.
+                    inner = getattr(model, "model_", None)
+                    if (
+                        isinstance(inner, BaseModel)
+                        and inner.is_sequence
+                        and inner.supports_interval
+                    ):
+                        lower, upper = inner.predict_interval(X.iloc[test], alpha)
+                        part[f"{name}__mclo"], part[f"{name}__mchi"] = lower, upper
             parts.append(part)
             advance()
     if not parts:

@@ -1,0 +1,797 @@
+"""Hyperparameter search with Optuna on the purged walk-forward of a run config.
+
+The objective
+    One trial fits the model of the config's first model kind (or, with AutoML, a kind the
+    trial picks) on the training rows of every fold of the config's splitter and scores its
+    predictions of the fold's test rows. The objective is the **mean of the per-fold scores**;
+    each fold's score is reported to Optuna as it comes (``trial.report``), so that a
+    :class:`optuna.pruners.MedianPruner` stops a trial whose early folds lie below the median
+    of the earlier trials at the same fold. Only one target is tuned: by default the config's
+    first label kind at its first horizon.
+
+The metric
+    ``direction`` is scored by the **log loss** of the predicted probability of an up move
+    (minimised): it rewards calibrated probabilities, where accuracy only counts which side of
+    0.5 they fall. Every other label kind (``max_high``, ``min_low``, ``forward_return``) is
+    scored by the **out-of-sample R²** against the test fold's mean (maximised). Models are
+    built exactly as ``trademl train`` builds them (calibration, conformal wrappers, seed), so
+    the tuned score is the score a training run reports for the same fold.
+
+Search spaces
+    :data:`SEARCH_SPACES` holds one space per model kind. A parameter set in the config's
+    ``params`` of that kind is held fixed and not searched. Kinds not registered (the deep
+    kinds without PyTorch) are skipped. With AutoML, parameter names are prefixed by the kind
+    (``lgbm.learning_rate``), as each kind has its own space.
+
+Storage
+    In memory by default; ``storage="sqlite"`` keeps the study in ``TRADEML_HOME/optuna.db``;
+    a database URL (``postgresql://...``, also read from ``TRADEML_OPTUNA_STORAGE``) lets
+    several worker processes share one study (``load_if_exists``). Give Optuna a database of its
+    own: it keeps an ``alembic_version`` table, as MLflow does.
+
+Multiple testing
+    Every trial is one more strategy tried on the same data. ``summary.json`` reports the
+    number of trials, which the deflated Sharpe ratio needs to discount the best one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+from loguru import logger
+
+from trademl.atomic import atomic_path
+from trademl.config import RunConfig, Settings, get_settings, load_run_config
+from trademl.errors import ConfigError, StoreError, TradeMLError
+from trademl.models.base import MODELS, load_all_models
+from trademl.validation.metrics import classification_metrics, regression_metrics
+from trademl.validation.runner import evaluate
+from trademl.validation.splitters import make_splitter
+from trademl.workflow import Prepared, model_factory, prepare, target
+
+TUNING_DIR = "tuning"
+DEEP_KINDS = ("gru", "lstm", "transformer", "cnn_lstm")
+AUTOML_KINDS = ("lgbm", "xgb", *DEEP_KINDS)
+STACK_SIZE = 3
+STACK_SPLITS = 3
+
+
+# -- search spaces -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched hyperparameter.
+
+    Parameters
+    ----------
+    type : {"float", "int", "categorical"}
+        How Optuna samples it.
+    low, high : float
+        Bounds of a float or int dimension (inclusive).
+    log : bool
+        Sample on a log scale.
+    choices : tuple
+        The values of a categorical dimension.
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        """Ask ``trial`` for a value of this dimension under ``name``.
+
+        Parameters
+        ----------
+        trial : optuna.Trial
+            The running trial.
+        name : str
+            The parameter name recorded in the study.
+
+        Returns
+        -------
+        Any
+            The sampled value.
+        """
+        if self.type == "float":
+            return trial.suggest_float(name, self.low, self.high, log=self.log)
+        if self.type == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_categorical(name, list(self.choices))
+
+
+def uniform(low: float, high: float) -> Dimension:
+    """A float sampled uniformly in ``[low, high]``."""
+    return Dimension("float", low, high)
+
+
+def log_uniform(low: float, high: float) -> Dimension:
+    """A float sampled uniformly in ``[log low, log high]``."""
+    return Dimension("float", low, high, log=True)
+
+
+def integer(low: int, high: int, *, log: bool = False) -> Dimension:
+    """An integer in ``[low, high]``, on a log scale with ``log``."""
+    return Dimension("int", low, high, log=log)
+
+
+def choice(*values: Any) -> Dimension:
+    """One of ``values``."""
+    return Dimension("categorical", choices=tuple(values))
+
+
+SearchSpace = Mapping[str, Dimension]
+
+_DEEP_SPACE: dict[str, Dimension] = {
+    "seq_len": integer(16, 96, log=True),
+    "hidden": integer(16, 128, log=True),
+    "layers": integer(1, 3),
+    "dropout": uniform(0.0, 0.5),
+    "lr": log_uniform(1e-4, 1e-2),
+    "epochs": integer(3, 15),
+}
+
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "lgbm": {
+        "learning_rate": log_uniform(0.01, 0.3),
+        "num_leaves": integer(7, 127, log=True),
+        "min_child_samples": integer(10, 300, log=True),
+        "subsample": uniform(0.5, 1.0),
+        "colsample_bytree": uniform(0.4, 1.0),
+        "reg_lambda": log_uniform(1e-3, 10.0),
+        "n_estimators": integer(100, 1000, log=True),
+    },
+    "xgb": {
+        "learning_rate": log_uniform(0.01, 0.3),
+        "max_depth": integer(2, 8),
+        "min_child_weight": log_uniform(1.0, 100.0),
+        "subsample": uniform(0.5, 1.0),
+        "colsample_bytree": uniform(0.4, 1.0),
+        "reg_lambda": log_uniform(1e-3, 10.0),
+        "n_estimators": integer(100, 1000, log=True),
+    },
+    "naive": {},
+    **{kind: dict(_DEEP_SPACE) for kind in DEEP_KINDS},
+}
+"""Search space of each model kind. ``naive`` has nothing to tune.
+
+The deep spaces name their dimensions generically (``hidden``, ``layers``, ``lr``, ``epochs``);
+:data:`PARAM_ALIASES` maps them onto the constructor names a kind actually takes.
+"""
+
+PARAM_ALIASES: dict[str, tuple[str, ...]] = {
+    "seq_len": ("seq_len", "sequence_length", "window", "lookback"),
+    "hidden": ("hidden", "hidden_size", "hidden_dim", "d_model"),
+    "layers": ("layers", "num_layers", "n_layers"),
+    "lr": ("lr", "learning_rate"),
+    "epochs": ("epochs", "max_epochs", "n_epochs"),
+}
+
+
+def registered_kinds() -> list[str]:
+    """Model kinds registered now, after importing the built-in and the deep model modules.
+
+    Returns
+    -------
+    list of str
+        The registered kind names, sorted.
+    """
+    load_all_models()
+    with contextlib.suppress(ImportError):  # not written yet, or PyTorch missing
+        importlib.import_module("trademl.models.deep")
+    return MODELS.names()
+
+
+def _builtin_kinds() -> list[str]:
+    load_all_models()
+    return MODELS.names()
+
+
+def suggest_params(
+    trial: optuna.Trial,
+    kind: str,
+    space: SearchSpace,
+    fixed: Mapping[str, Any] | None = None,
+    *,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Sample the parameters of one model of ``kind`` from ``space``.
+
+    Parameters
+    ----------
+    trial : optuna.Trial
+        The running trial.
+    kind : str
+        A registered model kind; dimensions it does not take (under any alias) are skipped.
+    space : mapping of str to Dimension
+        The search space.
+    fixed : mapping or None
+        Parameters held fixed (from the config); they are returned and not searched.
+    prefix : str
+        Prepended to the names recorded in the study (``"lgbm."`` with AutoML).
+
+    Returns
+    -------
+    dict
+        Constructor parameters of the model: ``fixed`` updated with the sampled values.
+    """
+    accepted = set(MODELS.get(kind).param_names())
+    params = dict(fixed or {})
+    for name, dimension in space.items():
+        actual = next((a for a in PARAM_ALIASES.get(name, (name,)) if a in accepted), None)
+        if actual is None or actual in params:
+            continue
+        params[actual] = dimension.suggest(trial, f"{prefix}{actual}")
+    return params
+
+
+# -- result ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a tuning run found (also written under ``{output}/tuning``).
+
+    Attributes
+    ----------
+    study : optuna.Study
+        The study (every worker's trials when its storage is shared).
+    trials : pandas.DataFrame
+        One row per trial: number, kind, params (JSON), value, state, seconds, worker.
+    target : str
+        The tuned label column, ``{kind}_{bars}``.
+    metric : str
+        ``log_loss`` (minimised) or ``r2`` (maximised).
+    direction : str
+        ``minimize`` or ``maximize``.
+    best_value : float
+        The best mean out-of-sample score.
+    best_kind : str
+        The model kind of the best trial.
+    best_params : dict
+        The constructor parameters of the best trial (fixed ones included).
+    n_trials, n_complete, n_pruned : int
+        Trials in the study, completed, and pruned.
+    stacked_score : float or None
+        AutoML: the mean out-of-sample score of a ``stacking`` model of the best few trials.
+    stacked_models : list of dict
+        AutoML: the base models of that stacking model.
+    output : pathlib.Path
+        The folder holding ``trials.csv``, ``best.yaml`` and ``summary.json``.
+    seconds : float
+        Wall time of this call.
+    """
+
+    study: optuna.Study
+    trials: pd.DataFrame
+    target: str
+    metric: str
+    direction: str
+    best_value: float
+    best_kind: str
+    best_params: dict[str, Any]
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    stacked_score: float | None
+    stacked_models: list[dict[str, Any]]
+    output: Path
+    seconds: float
+
+
+# -- scoring -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One target on the config's folds: everything a trial needs."""
+
+    cfg: RunConfig
+    X: pd.DataFrame
+    y: pd.Series
+    keep: np.ndarray | None
+    task: str
+    bars: int
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    metric: str
+
+    def fold_scores(self, kind: str, params: dict[str, Any]) -> Any:
+        """Yield the out-of-sample score of a ``kind`` model on each fold in turn."""
+        factory = model_factory(kind, params, self.task, self.cfg, self.bars)
+        for number, split in enumerate(self.splits):
+            evaluation = evaluate(
+                {kind: factory},
+                {kind: self.X},
+                self.y,
+                iter([split]),
+                task=self.task,
+                keep=self.keep,
+                description=f"fold {number}",
+                n_folds=1,
+            )
+            part = evaluation.predictions
+            truth, predicted = part["target"].to_numpy(), part[kind].to_numpy()
+            if self.task == "classification":
+                yield classification_metrics(truth, predicted)[self.metric]
+            else:
+                yield regression_metrics(truth, predicted)[self.metric]
+
+    def mean_score(self, kind: str, params: dict[str, Any]) -> float:
+        """The mean of the per-fold scores (no pruning)."""
+        return float(np.mean(list(self.fold_scores(kind, params))))
+
+
+def _problem(cfg: RunConfig, prepared: Prepared, target_name: str | None) -> _Problem:
+    label_kind, horizon = _parse_target(cfg, prepared, target_name)
+    bars = prepared.horizons[horizon]
+    task, y, keep = target(prepared.labels, label_kind, bars)
+    splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
+    splits = list(splitter.split(len(y)))
+    metric = "log_loss" if task == "classification" else "r2"
+    return _Problem(cfg, prepared.X, y, keep, task, bars, splits, metric)
+
+
+def _parse_target(cfg: RunConfig, prepared: Prepared, name: str | None) -> tuple[str, str]:
+    """``(label kind, horizon name)`` of ``name`` (``kind`` or ``kind:horizon``)."""
+    if name is None:
+        return cfg.labels.kinds[0], next(iter(prepared.horizons))
+    kind, _, horizon = name.partition(":")
+    if kind not in cfg.labels.kinds:
+        raise ConfigError(
+            f"tune target {name!r}: label kind {kind!r} is not among the config's "
+            f"labels.kinds ({', '.join(cfg.labels.kinds)})"
+        )
+    horizon = horizon or next(iter(prepared.horizons))
+    if horizon not in prepared.horizons:
+        raise ConfigError(
+            f"tune target {name!r}: horizon {horizon!r} is not among the config's "
+            f"labels.horizons ({', '.join(prepared.horizons)})"
+        )
+    return kind, horizon
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+
+def resolve_storage(storage: str | None, settings: Settings) -> str | None:
+    """The Optuna storage URL in effect, or None for an in-memory study.
+
+    Parameters
+    ----------
+    storage : str or None
+        ``None`` (use ``settings.optuna_storage``, else memory), ``"memory"``, ``"sqlite"``
+        (``optuna.db`` under the trademl home) or a database URL; ``postgresql://`` URLs get
+        the psycopg 3 driver.
+    settings : Settings
+        Where the home and the configured storage are read.
+
+    Returns
+    -------
+    str or None
+        A SQLAlchemy URL, or None.
+    """
+    chosen = storage if storage is not None else settings.optuna_storage
+    if chosen is None or chosen == "memory":
+        return None
+    if chosen == "sqlite":
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(settings.home / 'optuna.db').as_posix()}"
+    if chosen.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + chosen.split("://", 1)[1]
+    return chosen
+
+
+def open_storage(url: str | None, *, attempts: int = 5) -> optuna.storages.BaseStorage | None:
+    """The Optuna storage at ``url`` (None: in memory), creating its tables if needed.
+
+    Workers started together on a fresh database race to create Optuna's tables; the loser
+    fails on a duplicate table or type, and finds the tables there when it tries again.
+
+    Parameters
+    ----------
+    url : str or None
+        A SQLAlchemy URL from :func:`resolve_storage`, or None.
+    attempts : int
+        Tries before the database error is raised.
+
+    Returns
+    -------
+    optuna.storages.BaseStorage or None
+        An :class:`~optuna.storages.RDBStorage`, or None for memory.
+
+    Raises
+    ------
+    StoreError
+        The database cannot be reached or set up.
+    """
+    if url is None:
+        return None
+    import sqlalchemy.exc
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.DBAPIError as error:
+            if attempt == attempts or isinstance(error, sqlalchemy.exc.OperationalError):
+                raise StoreError(f"Optuna storage {_redacted(url)}: {error}") from error
+            logger.debug("Optuna storage set-up raced another worker ({}); retrying", error)
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def close_storage(study: optuna.Study) -> None:
+    """Close the database connections a study's storage holds (a no-op in memory).
+
+    Parameters
+    ----------
+    study : optuna.Study
+        A study; it reconnects if used again.
+    """
+    storage: Any = study._storage
+    storage = getattr(storage, "_backend", storage)  # the cache wrapper around RDBStorage
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+# -- tuning ------------------------------------------------------------------------------------
+
+
+def tune(
+    config: RunConfig | str | Path | dict[str, Any],
+    *,
+    trials: int | None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    target: str | None = None,
+    time_limit: float | None = None,
+    automl: bool = False,
+    n_jobs: int = 1,
+    kinds: Sequence[str] | None = None,
+    spaces: Mapping[str, SearchSpace] | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    settings: Settings | None = None,
+) -> TuneResult:
+    """Search hyperparameters on the config's purged walk-forward and write the results.
+
+    Parameters
+    ----------
+    config : RunConfig, path or dict
+        The run config: data, features, labels, the model (its first model kind is tuned;
+        its params are held fixed), the splitter, uncertainty and the output folder.
+    trials : int or None
+        Trials this call runs (None: until ``time_limit``).
+    storage : str or None
+        ``None``, ``"memory"``, ``"sqlite"`` or a database URL; see :func:`resolve_storage`.
+    study_name : str or None
+        The study's name; workers sharing a storage and a name share the study. Default
+        ``tune-{symbol}-{timeframe}-{target}``.
+    target : str or None
+        ``kind`` or ``kind:horizon`` (a horizon as written in the config); default the
+        config's first label kind at its first horizon.
+    time_limit : float or None
+        Seconds after which no new trial starts (Optuna's ``timeout``).
+    automl : bool
+        Each trial picks a model kind among ``kinds`` first, then its parameters; afterwards a
+        ``stacking`` model of the best :data:`STACK_SIZE` distinct trials is scored too.
+    n_jobs : int
+        Trials run at once in threads of this process.
+    kinds : sequence of str or None
+        AutoML candidate kinds; default :data:`AUTOML_KINDS`. Unregistered kinds are skipped.
+    spaces : mapping or None
+        Search spaces replacing those of :data:`SEARCH_SPACES`, per kind.
+    pruner : optuna.pruners.BasePruner or None
+        Default a :class:`~optuna.pruners.MedianPruner` over the folds.
+    settings : Settings or None
+        Where the store and the home are; the process settings by default.
+
+    Returns
+    -------
+    TuneResult
+        Every trial, the best one, and the stacked score with AutoML.
+
+    Raises
+    ------
+    ConfigError
+        Neither ``trials`` nor ``time_limit`` given, an unknown target, no registered kind to
+        tune, or no trial completed.
+    """
+    started = time.perf_counter()
+    if trials is None and time_limit is None:
+        raise ConfigError("tune: give a number of trials, a time limit, or both")
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    settings = settings or get_settings()
+    searched = {**SEARCH_SPACES, **(spaces or {})}
+    wanted = (kinds or AUTOML_KINDS) if automl else (cfg.models[0].kind,)
+    available = set(registered_kinds() if set(wanted) & set(DEEP_KINDS) else _builtin_kinds())
+    if automl:
+        candidates = [k for k in (kinds or AUTOML_KINDS) if k in available and k in searched]
+        skipped = [k for k in (kinds or AUTOML_KINDS) if k not in candidates]
+        if skipped:
+            logger.info("automl: skipping kinds not registered or without a space: {}", skipped)
+    else:
+        candidates = [cfg.models[0].kind]
+        if candidates[0] not in searched:
+            raise ConfigError(
+                f"tune: no search space for model kind {candidates[0]!r}; "
+                f"known: {', '.join(sorted(searched))}"
+            )
+    if not candidates:
+        raise ConfigError(f"tune: none of the kinds {list(kinds or AUTOML_KINDS)} is registered")
+    fixed = {kind: _fixed_params(cfg, kind) for kind in candidates}
+
+    prepared = prepare(cfg, settings=settings)
+    problem = _problem(cfg, prepared, target)
+    label_column = target_or_default(cfg, prepared, target)
+    direction: Literal["minimize", "maximize"] = (
+        "minimize" if problem.metric == "log_loss" else "maximize"
+    )
+    url = resolve_storage(storage, settings)
+    name = study_name or f"tune-{cfg.data.symbol}-{cfg.data.timeframe}-{label_column}"
+    study = optuna.create_study(
+        storage=open_storage(url),
+        study_name=name,
+        direction=direction,
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+    )
+    try:
+        if len(study.trials) > 0 and url is not None:
+            # A worker joining a shared study: a different seed than the workers before it.
+            study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        logger.info(
+            "tuning {} on {} ({}, {} folds), study {!r}",
+            ", ".join(candidates),
+            label_column,
+            problem.metric,
+            len(problem.splits),
+            name,
+        )
+        study.optimize(
+            _objective(problem, candidates, searched, fixed, automl, worker),
+            n_trials=trials,
+            timeout=time_limit,
+            n_jobs=n_jobs,
+            catch=(TradeMLError,),
+        )
+        result = _collect(study, cfg, problem, label_column, direction, automl, started)
+    finally:
+        close_storage(study)
+    return result
+
+
+def target_or_default(cfg: RunConfig, prepared: Prepared, name: str | None) -> str:
+    """The label column ``{kind}_{bars}`` that :func:`tune` scores for ``name``.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run config.
+    prepared : Prepared
+        Its prepared inputs (for the horizons in bars).
+    name : str or None
+        ``kind``, ``kind:horizon`` or None (the first label kind at the first horizon).
+
+    Returns
+    -------
+    str
+        The label column name.
+    """
+    kind, horizon = _parse_target(cfg, prepared, name)
+    return f"{kind}_{prepared.horizons[horizon]}"
+
+
+def _fixed_params(cfg: RunConfig, kind: str) -> dict[str, Any]:
+    """The params of the config's first model of ``kind``: held fixed while tuning."""
+    return next((dict(m.params) for m in cfg.models if m.kind == kind), {})
+
+
+def _objective(
+    problem: _Problem,
+    kinds: list[str],
+    spaces: Mapping[str, SearchSpace],
+    fixed: dict[str, dict[str, Any]],
+    automl: bool,
+    worker: str,
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        kind = trial.suggest_categorical("kind", kinds) if automl else kinds[0]
+        prefix = f"{kind}." if automl else ""
+        params = suggest_params(
+            trial, str(kind), spaces[str(kind)], fixed[str(kind)], prefix=prefix
+        )
+        trial.set_user_attr("kind", kind)
+        trial.set_user_attr("params", params)
+        trial.set_user_attr("worker", worker)
+        scores = []
+        for step, score in enumerate(problem.fold_scores(str(kind), params)):
+            scores.append(score)
+            trial.report(score, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"fold {step}: {problem.metric} {score:.5f}")
+        return float(np.mean(scores))
+
+    return objective
+
+
+# -- results and outputs -----------------------------------------------------------------------
+
+
+def _trial_table(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.trials:
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete is not None and trial.datetime_start is not None
+            else math.nan
+        )
+        rows.append(
+            {
+                "number": trial.number,
+                "kind": trial.user_attrs.get("kind", ""),
+                "params": json.dumps(trial.user_attrs.get("params", {}), sort_keys=True),
+                "value": trial.value if trial.value is not None else math.nan,
+                "state": trial.state.name,
+                "seconds": seconds,
+                "folds_reported": len(trial.intermediate_values),
+                "worker": trial.user_attrs.get("worker", ""),
+            }
+        )
+    columns = ["number", "kind", "params", "value", "state", "seconds", "folds_reported", "worker"]
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _top_distinct(study: optuna.Study, direction: str, size: int) -> list[optuna.trial.FrozenTrial]:
+    """The best ``size`` completed trials whose (kind, params) differ."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete.sort(key=lambda t: float(t.value or 0.0), reverse=direction == "maximize")
+    chosen: list[optuna.trial.FrozenTrial] = []
+    seen: set[str] = set()
+    for trial in complete:
+        key = json.dumps(
+            [trial.user_attrs.get("kind"), trial.user_attrs.get("params")], sort_keys=True
+        )
+        if key not in seen:
+            seen.add(key)
+            chosen.append(trial)
+        if len(chosen) == size:
+            break
+    return chosen
+
+
+def _collect(
+    study: optuna.Study,
+    cfg: RunConfig,
+    problem: _Problem,
+    label_column: str,
+    direction: str,
+    automl: bool,
+    started: float,
+) -> TuneResult:
+    table = _trial_table(study)
+    complete = table[table["state"] == "COMPLETE"]
+    if complete.empty:
+        raise ConfigError(
+            f"tune: no trial completed among {len(table)} (states: "
+            f"{', '.join(f'{s}={n}' for s, n in table['state'].value_counts().items())}); "
+            "see the log for the failures"
+        )
+    best = study.best_trial
+    best_kind = str(best.user_attrs["kind"])
+    best_params = dict(best.user_attrs["params"])
+    stacked_score: float | None = None
+    stacked_models: list[dict[str, Any]] = []
+    if automl:
+        top = _top_distinct(study, direction, STACK_SIZE)
+        stacked_models = [
+            {"kind": t.user_attrs["kind"], "params": dict(t.user_attrs["params"])} for t in top
+        ]
+        stacking = {"base_models": stacked_models, "n_splits": STACK_SPLITS}
+        try:
+            stacked_score = problem.mean_score("stacking", stacking)
+        except TradeMLError as error:
+            logger.warning("automl: the stacked model of the best trials failed: {}", error)
+    output = Path(cfg.output) / TUNING_DIR
+    result = TuneResult(
+        study=study,
+        trials=table,
+        target=label_column,
+        metric=problem.metric,
+        direction=direction,
+        best_value=float(best.value if best.value is not None else math.nan),
+        best_kind=best_kind,
+        best_params=best_params,
+        n_trials=len(table),
+        n_complete=len(complete),
+        n_pruned=int((table["state"] == "PRUNED").sum()),
+        stacked_score=stacked_score,
+        stacked_models=stacked_models,
+        output=output,
+        seconds=time.perf_counter() - started,
+    )
+    _write(result, cfg)
+    return result
+
+
+def best_config(result: TuneResult, cfg: RunConfig) -> dict[str, Any]:
+    """A run config (as a dict) whose first model is the best trial's, runnable by ``train``.
+
+    With AutoML, the ``stacking`` model of the best trials is added, first if it scored
+    better than the best single trial.
+
+    Parameters
+    ----------
+    result : TuneResult
+        The tuning result.
+    cfg : RunConfig
+        The tuned config; everything but ``models`` is kept.
+
+    Returns
+    -------
+    dict
+        The config, valid for :func:`trademl.config.load_run_config`.
+    """
+    models: list[dict[str, Any]] = [{"kind": result.best_kind, "params": result.best_params}]
+    if result.stacked_score is not None:
+        stacking = {
+            "kind": "stacking",
+            "params": {"base_models": result.stacked_models, "n_splits": STACK_SPLITS},
+        }
+        better = (
+            result.stacked_score < result.best_value
+            if result.direction == "minimize"
+            else result.stacked_score > result.best_value
+        )
+        models = [stacking, *models] if better else [*models, stacking]
+    data = cfg.model_dump(mode="json")
+    data["models"] = models
+    return data
+
+
+def _write(result: TuneResult, cfg: RunConfig) -> None:
+    result.output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(result.output / "trials.csv") as temp:
+        result.trials.to_csv(temp, index=False)
+    with atomic_path(result.output / "best.yaml") as temp:
+        Path(temp).write_text(yaml.safe_dump(best_config(result, cfg), sort_keys=False))
+    summary = {
+        "study": result.study.study_name,
+        "target": result.target,
+        "metric": result.metric,
+        "direction": result.direction,
+        "n_trials": result.n_trials,
+        "n_complete": result.n_complete,
+        "n_pruned": result.n_pruned,
+        "best_value": result.best_value,
+        "best_kind": result.best_kind,
+        "best_params": result.best_params,
+        "stacked_score": result.stacked_score,
+        "stacked_models": result.stacked_models,
+    }
+    with atomic_path(result.output / "summary.json") as temp:
+        Path(temp).write_text(json.dumps(summary, indent=2, default=str))
