@@ -20,7 +20,7 @@ def configure_logging(level: str = "INFO") -> None:
     # Resolve sys.stderr at each message: a test harness (or a notebook) may swap the stream
     # after logging was configured.
     logger.add(
-        lambda message: sys.stderr.write(message),
+        _to_stderr,
         level=level,
         format=_FORMAT,
         colorize=sys.stderr.isatty(),
