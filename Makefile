@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep clean
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ bench-features: install
 
 bench-train: install
 	$(BIN)/python bench/train_bench.py
+
+bench-deep: install
+	$(BIN)/python bench/deep_bench.py
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache

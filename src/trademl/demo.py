@@ -30,7 +30,7 @@ DEMO_FEATURE_SET = "standard"
 
 
 def demo_run_config(settings: Settings) -> dict[str, Any]:
-    """The training run of the demo (the same as examples/btc_1h.yaml, output under home)."""
+    """The training run of the demo: examples/btc_1h.yaml plus a small GRU, output under home."""
     return {
         "data": {
             "symbol": DEMO_SYMBOL,
@@ -52,7 +52,9 @@ def demo_run_config(settings: Settings) -> dict[str, Any]:
                     "num_leaves": 15,
                     "min_child_samples": 200,
                 },
-            }
+            },
+            # A small GRU beside it: a deep kind under the same folds and in the same report.
+            {"kind": "gru", "params": {"hidden": 16, "epochs": 5, "seq_len": 24}},
         ],
         "validation": {
             "kind": "walk_forward",
