@@ -35,7 +35,7 @@ def demo_run_config(settings: Settings) -> dict[str, Any]:
         "data": {
             "symbol": DEMO_SYMBOL,
             "timeframe": DEMO_TIMEFRAME,
-            "start": "2020-08-01",
+            "start": "2023-08-01",
             "end": "2024-08-01",
         },
         "features": DEMO_FEATURE_SET,
