@@ -19,6 +19,10 @@ def atomic_path(target: str | Path) -> Iterator[str]:
     final.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=final.parent, prefix=".part-", suffix=final.name)
     os.close(handle)
+    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
     try:
         yield temp
         os.replace(temp, final)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from trademl.backtest.runner import BacktestRun, backtest
 from trademl.config import Settings
 from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
@@ -80,6 +81,7 @@ class DemoSummary:
     features_seconds: float
     labels: pd.DataFrame
     training: RunResult | None = None
+    backtest: BacktestRun | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -128,6 +130,32 @@ def run_demo(
     training = (
         run(demo_run_config(settings), settings=settings) if train and path is not None else None
     )
+    trades = None
+    if training is not None:
+        trades = backtest(
+            {
+                "run": str(training.output),
+                "strategy": {
+                    "kind": "maxmin",
+                    "model": "lgbm",
+                    "horizon": "intraday",
+                    "params": {"max_bars": 6},
+                },
+                "costs": {"fee_bps": 10, "slippage_bps": 5},
+                "output": str(settings.home / "runs" / "btc_1h_demo_backtest"),
+            },
+            settings=settings,
+        )
     return DemoSummary(
-        origin, store_url, imported, candles, gaps, returns, features, seconds, labels, training
+        origin,
+        store_url,
+        imported,
+        candles,
+        gaps,
+        returns,
+        features,
+        seconds,
+        labels,
+        training,
+        trades,
     )

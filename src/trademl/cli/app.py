@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trademl import __version__
+from trademl.cli import backtest as backtest_commands
 from trademl.cli import data as data_commands
 from trademl.cli import demo as demo_commands
 from trademl.cli import features as feature_commands
@@ -35,6 +36,7 @@ app.add_typer(feature_commands.app, name="features")
 app.add_typer(labels_commands.app, name="labels")
 app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
+app.command("backtest")(backtest_commands.backtest)
 app.command("tune")(tune_commands.tune)
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)

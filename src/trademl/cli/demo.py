@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from trademl.cli.backtest import print_metrics
 from trademl.cli.train import print_summary
 from trademl.config import get_settings
 from trademl.demo import DEMO_FEATURE_SET, DemoSummary, run_demo
@@ -67,6 +68,10 @@ def demo() -> None:
         console.print(
             f"model:  {out / 'models' / 'maxmin.pkl'}  (in {summary.training.seconds:.0f}s)"
         )
+    if summary.backtest is not None:
+        console.rule("[bold]trademl demo: backtest of the out-of-sample predictions (after costs)")
+        print_metrics(summary.backtest.metrics, summary.backtest.baseline_metrics)
+        console.print(f"report: {summary.backtest.output / 'report.html'}")
     console.print(
         "next: trademl data list | trademl features list | "
         "trademl features build --set standard --symbol BTCUSDT --timeframe 1h --out f.parquet"

@@ -1,0 +1,1 @@
+"""Backtests: the numba engine, strategies from predictions, metrics and reports."""

@@ -1,0 +1,88 @@
+"""Backtest configs (YAML), validated before any data loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trademl.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StrategySection(_Strict):
+    """Which strategy turns which model's predictions into signals."""
+
+    kind: Literal["maxmin", "direction"] = "maxmin"
+    preset: Literal["conservative", "aggressive"] | None = None
+    model: str | None = None
+    horizon: str | int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CostsSection(_Strict):
+    """Trading costs, in basis points (never negative)."""
+
+    fee_bps: float = Field(default=10.0, ge=0.0)
+    slippage_bps: float = Field(default=5.0, ge=0.0)
+
+
+class SizingSection(_Strict):
+    """Fixed-fraction sizing."""
+
+    risk_fraction: float = Field(default=0.01, gt=0.0, le=1.0)
+    initial_equity: float = Field(default=100_000.0, gt=0.0)
+
+
+class BacktestConfig(_Strict):
+    """``trademl backtest CONFIG.yaml``: ``run`` (a train output folder) or ``train`` (a run
+    config to train first), the strategy, costs, sizing, an optional sweep grid, ``output``."""
+
+    run: str | None = None
+    train: str | None = None
+    strategy: StrategySection = Field(default_factory=StrategySection)
+    costs: CostsSection = Field(default_factory=CostsSection)
+    sizing: SizingSection = Field(default_factory=SizingSection)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    output: str
+
+    @model_validator(mode="after")
+    def _source(self) -> BacktestConfig:
+        if (self.run is None) == (self.train is None):
+            raise ValueError(
+                "give exactly one of 'run' (a train output folder) or 'train' (a run config)"
+            )
+        return self
+
+
+def load_backtest_config(source: str | Path | dict[str, Any]) -> BacktestConfig:
+    """Read and validate a backtest config; errors name the key and the choices."""
+    if isinstance(source, dict):
+        data: Any = source
+        where = "config"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        where = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: a backtest config is a mapping with run or train, strategy and output"
+        )
+    try:
+        return BacktestConfig.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            location = ".".join(str(p) for p in item["loc"]) or "config"
+            problems.append(f"{location}: {item['msg']}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None

@@ -1,0 +1,205 @@
+"""``trademl backtest``: out-of-sample predictions of a training run → signals → trades,
+metrics beside buy-and-hold (with the deflated Sharpe ratio), an HTML report; and parameter
+sweeps with the deflated Sharpe ratio and the probability of backtest overfitting (CSCV)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from trademl.atomic import atomic_path
+from trademl.backtest.config import BacktestConfig, load_backtest_config
+from trademl.backtest.engine import run_backtest
+from trademl.backtest.metrics import backtest_metrics, buy_and_hold
+from trademl.backtest.report import write_metrics_json, write_report
+from trademl.backtest.signals import Signals
+from trademl.backtest.strategies import strategy_signals
+from trademl.config import RunConfig, Settings, get_settings, load_run_config
+from trademl.data.ingest import open_default_store, read_series
+from trademl.errors import ConfigError
+from trademl.features.horizons import resolve_horizon
+from trademl.validation.overfitting import (
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    sharpe_ratio,
+)
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """What a backtest produced (also written under ``output``)."""
+
+    output: Path
+    trades: pd.DataFrame
+    equity: pd.Series
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    run_config: RunConfig
+    candles: pd.DataFrame
+    predictions: pd.DataFrame
+    model: str
+    horizon_bars: int
+    periods_per_year: float
+
+
+def _inputs(cfg: BacktestConfig, settings: Settings) -> _Inputs:
+    if cfg.train is not None:
+        from trademl.workflow import run
+
+        run_dir = run(cfg.train, settings=settings).output
+    else:
+        run_dir = Path(str(cfg.run))
+    for name in ("config.yaml", "predictions.parquet"):
+        if not (run_dir / name).exists():
+            raise ConfigError(
+                f"run: {run_dir} holds no {name}; point 'run' at a `trademl train` output folder"
+            )
+    run_config = load_run_config(run_dir / "config.yaml")
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    timeframe = run_config.data.timeframe
+    horizons = [resolve_horizon(h, timeframe) for h in run_config.labels.horizons]
+    wanted = cfg.strategy.horizon
+    horizon_bars = horizons[0] if wanted is None else resolve_horizon(wanted, timeframe)
+    if horizon_bars not in horizons:
+        raise ConfigError(
+            f"strategy.horizon {wanted!r} ({horizon_bars} bars) was not trained; trained: {horizons}"
+        )
+    names = [m.name or m.kind for m in run_config.models]
+    model = cfg.strategy.model or names[0]
+    if model not in names:
+        raise ConfigError(f"strategy.model {model!r} is not in the run; models: {', '.join(names)}")
+    with open_default_store(settings) as store:
+        candles = read_series(store, run_config.data.symbol, timeframe, predictions.index[0], None)
+    candles.attrs.update(symbol=run_config.data.symbol, timeframe=timeframe)
+    years = (candles.index[-1] - candles.index[0]).total_seconds() / (365.25 * 86_400)
+    periods = len(candles) / years if years > 0 else float(len(candles))
+    return _Inputs(run_config, candles, predictions, model, horizon_bars, periods)
+
+
+def _signals(cfg: BacktestConfig, inputs: _Inputs, overrides: dict[str, Any]) -> Signals:
+    return strategy_signals(
+        cfg.strategy.kind,
+        inputs.candles,
+        inputs.predictions,
+        preset=cfg.strategy.preset,
+        horizon=inputs.horizon_bars,
+        model=inputs.model,
+        **{**cfg.strategy.params, **overrides},
+    )
+
+
+def _simulate(cfg: BacktestConfig, inputs: _Inputs, signals: Signals) -> Any:
+    return run_backtest(
+        inputs.candles,
+        signals,
+        fee_bps=cfg.costs.fee_bps,
+        slippage_bps=cfg.costs.slippage_bps,
+        risk_fraction=cfg.sizing.risk_fraction,
+        initial_equity=cfg.sizing.initial_equity,
+    )
+
+
+def backtest(
+    config: BacktestConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+) -> BacktestRun:
+    """Backtest a training run's out-of-sample predictions as ``config`` says."""
+    cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
+    settings = settings or get_settings()
+    inputs = _inputs(cfg, settings)
+    result = _simulate(cfg, inputs, _signals(cfg, inputs, {}))
+    metrics = backtest_metrics(
+        result.trades, result.equity, periods_per_year=inputs.periods_per_year
+    )
+    baseline = buy_and_hold(inputs.candles, cfg.sizing.initial_equity)
+    baseline_metrics = backtest_metrics(
+        result.trades.iloc[0:0], baseline, periods_per_year=inputs.periods_per_year
+    )
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / "trades.csv") as temp:
+        result.trades.to_csv(temp, index=False)
+    meta = {
+        "symbol": inputs.run_config.data.symbol,
+        "timeframe": inputs.run_config.data.timeframe,
+        "model": inputs.model,
+        "horizon_bars": inputs.horizon_bars,
+        "strategy": cfg.strategy.model_dump(mode="json"),
+        "costs": cfg.costs.model_dump(mode="json"),
+        "sizing": cfg.sizing.model_dump(mode="json"),
+    }
+    write_metrics_json(output / "metrics.json", metrics, baseline_metrics, meta)
+    title = f"{meta['symbol']} {meta['timeframe']}: {cfg.strategy.kind} on {inputs.model} (horizon {inputs.horizon_bars} bars)"
+    write_report(
+        output / "report.html",
+        candles=inputs.candles,
+        trades=result.trades,
+        equity=result.equity,
+        metrics=metrics,
+        baseline_equity=baseline,
+        baseline_metrics=baseline_metrics,
+        title=title,
+    )
+    logger.info("backtest written to {}", output)
+    return BacktestRun(output, result.trades, result.equity, metrics, baseline_metrics)
+
+
+def sweep(
+    config: BacktestConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+) -> pd.DataFrame:
+    """Every combination of ``grid`` backtested; the best's deflated Sharpe ratio given the
+    number of combinations tried, and the PBO of the grid by CSCV over per-bar returns."""
+    cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
+    if not cfg.grid:
+        raise ConfigError(
+            "grid: a sweep needs a grid of strategy parameters, e.g. {reward_risk: [1, 1.5, 2]}"
+        )
+    settings = settings or get_settings()
+    inputs = _inputs(cfg, settings)
+    names = list(cfg.grid)
+    rows, returns = [], {}
+    for values in itertools.product(*(cfg.grid[name] for name in names)):
+        overrides = dict(zip(names, values, strict=True))
+        result = _simulate(cfg, inputs, _signals(cfg, inputs, overrides))
+        metrics = backtest_metrics(
+            result.trades, result.equity, periods_per_year=inputs.periods_per_year
+        )
+        label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        returns[label] = result.equity.pct_change().fillna(0.0).to_numpy()
+        rows.append({"config": label, **overrides, **metrics})
+    table = pd.DataFrame(rows)
+    matrix = np.column_stack(list(returns.values()))
+    per_bar_sr = np.array([sharpe_ratio(matrix[:, i]) for i in range(matrix.shape[1])])
+    finite = per_bar_sr[np.isfinite(per_bar_sr)]
+    best = int(np.nanargmax(np.where(np.isfinite(per_bar_sr), per_bar_sr, -np.inf)))
+    variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
+    table.attrs["n_trials"] = len(table)
+    table.attrs["best"] = table["config"].iloc[best]
+    table.attrs["deflated_sharpe"] = deflated_sharpe_ratio(
+        float(per_bar_sr[best]), n_obs=len(matrix), n_trials=len(table), trials_sr_variance=variance
+    )
+    table.attrs["pbo"] = (
+        probability_of_backtest_overfitting(matrix, n_partitions=8).pbo
+        if matrix.shape[1] > 1
+        else float("nan")
+    )
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / "sweep.csv") as temp:
+        table.to_csv(temp, index=False)
+    write_metrics_json(
+        output / "sweep.json",
+        {k: table.attrs[k] for k in ("n_trials", "deflated_sharpe", "pbo")},
+        None,
+        {"best": table.attrs["best"], "grid": cfg.grid},
+    )
+    return table
