@@ -142,6 +142,8 @@ def run_demo(
                     "params": {"max_bars": 6},
                 },
                 "costs": {"fee_bps": 10, "slippage_bps": 5},
+                # The grid makes the DSR count every configuration tried, and gives the PBO.
+                "grid": {"reward_risk": [1.0, 1.5, 2.0, 3.0], "min_confidence": [0.0, 0.1]},
                 "output": str(settings.home / "runs" / "btc_1h_demo_backtest"),
             },
             settings=settings,

@@ -59,6 +59,10 @@ def test_backtest_writes_report_metrics_and_trades(cli, trained: Path, tmp_path:
     assert pd.to_datetime(trades["entry_time"]).min() > predictions.index.min()
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"sharpe", "deflated_sharpe", "max_drawdown", "n_trades"} <= set(metrics["metrics"])
+    # The config carries a grid of 6: DSR given 6 trials and the grid's PBO are reported too.
+    assert metrics["metrics"]["grid_trials"] == 6
+    assert metrics["metrics"]["pbo"] is None or 0.0 <= metrics["metrics"]["pbo"] <= 1.0
+    assert "pbo" in result.stdout
     assert metrics["baseline_metrics"]["n_trades"] == 0
     html = (out / "report.html").read_text()
     for section in (

@@ -120,6 +120,17 @@ def backtest(
     metrics = backtest_metrics(
         result.trades, result.equity, periods_per_year=inputs.periods_per_year
     )
+    if cfg.grid:
+        # With a grid, the configuration backtested is one of many tried: report the deflated
+        # Sharpe ratio given them all and the probability of backtest overfitting of the grid.
+        table = sweep(cfg, settings=settings, inputs=inputs)
+        metrics = {
+            **metrics,
+            "grid_trials": table.attrs["n_trials"],
+            "grid_best": table.attrs["best"],
+            "deflated_sharpe_grid": table.attrs["deflated_sharpe"],
+            "pbo": table.attrs["pbo"],
+        }
     baseline = buy_and_hold(inputs.candles, cfg.sizing.initial_equity)
     baseline_metrics = backtest_metrics(
         result.trades.iloc[0:0], baseline, periods_per_year=inputs.periods_per_year
@@ -154,7 +165,10 @@ def backtest(
 
 
 def sweep(
-    config: BacktestConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+    config: BacktestConfig | str | Path | dict[str, Any],
+    *,
+    settings: Settings | None = None,
+    inputs: _Inputs | None = None,
 ) -> pd.DataFrame:
     """Every combination of ``grid`` backtested; the best's deflated Sharpe ratio given the
     number of combinations tried, and the PBO of the grid by CSCV over per-bar returns."""
@@ -164,7 +178,7 @@ def sweep(
             "grid: a sweep needs a grid of strategy parameters, e.g. {reward_risk: [1, 1.5, 2]}"
         )
     settings = settings or get_settings()
-    inputs = _inputs(cfg, settings)
+    inputs = inputs or _inputs(cfg, settings)
     names = list(cfg.grid)
     rows, returns = [], {}
     for values in itertools.product(*(cfg.grid[name] for name in names)):

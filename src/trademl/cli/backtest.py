@@ -17,7 +17,8 @@ _SHOWN = (
     ("sortino", "{:.2f}"), ("calmar", "{:.2f}"), ("max_drawdown", "{:.2%}"),
     ("win_rate", "{:.1%}"), ("profit_factor", "{:.2f}"), ("expectancy_r", "{:+.3f}"),
     ("total_r", "{:+.1f}"), ("exposure", "{:.1%}"), ("n_trades", "{:,.0f}"),
-    ("deflated_sharpe", "{:.3f}"),
+    ("deflated_sharpe", "{:.3f}"), ("grid_trials", "{:,.0f}"), ("deflated_sharpe_grid", "{:.3f}"),
+    ("pbo", "{:.2f}"),
 )  # fmt: skip
 
 
