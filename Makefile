@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest clean
 
 install: $(STAMP)
 
@@ -47,6 +47,9 @@ bench-train: install
 
 bench-deep: install
 	$(BIN)/python bench/deep_bench.py
+
+bench-backtest: install
+	$(BIN)/python bench/backtest_bench.py
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache
