@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -177,8 +177,17 @@ class RunConfig(_Strict):
     seed: int = 0
 
 
-def load_run_config(source: str | Path | dict[str, Any]) -> RunConfig:
-    """Read and validate a run config; errors name the offending key's path and the choices."""
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def load_config_file(
+    source: str | Path | dict[str, Any], model: type[ConfigModel], description: str
+) -> ConfigModel:
+    """Read a YAML config (or take a mapping) and validate it as ``model``.
+
+    Errors name the offending key's path and, for unknown keys, the valid keys there;
+    ``description`` completes "a run config is a mapping with ...".
+    """
     if isinstance(source, dict):
         data: Any = source
         where = "config"
@@ -192,24 +201,32 @@ def load_run_config(source: str | Path | dict[str, Any]) -> RunConfig:
             raise ConfigError(f"{path}: not valid YAML: {error}") from None
         where = str(path)
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: a run config is a mapping with data, features, labels, models, validation, output"
-        )
+        raise ConfigError(f"{where}: {description}")
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         problems = []
         for item in error.errors():
             location = ".".join(str(part) for part in item["loc"]) or "config"
             message = item["msg"]
             if item["type"] == "extra_forbidden":
-                message = f"unknown key; valid keys here: {', '.join(_valid_keys(item['loc']))}"
+                valid = ", ".join(_valid_keys(model, item["loc"]))
+                message = f"unknown key; valid keys here: {valid}"
             problems.append(f"{location}: {message}")
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
 
-def _valid_keys(location: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = RunConfig
+def load_run_config(source: str | Path | dict[str, Any]) -> RunConfig:
+    """Read and validate a run config; errors name the offending key's path and the choices."""
+    return load_config_file(
+        source,
+        RunConfig,
+        "a run config is a mapping with data, features, labels, models, validation, output",
+    )
+
+
+def _valid_keys(root: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = root
     for part in location[:-1]:
         if isinstance(part, int):
             continue

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trademl.errors import ConfigError
+from trademl.config import load_config_file
 
 
 class _Strict(BaseModel):
@@ -62,27 +61,8 @@ class BacktestConfig(_Strict):
 
 def load_backtest_config(source: str | Path | dict[str, Any]) -> BacktestConfig:
     """Read and validate a backtest config; errors name the key and the choices."""
-    if isinstance(source, dict):
-        data: Any = source
-        where = "config"
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        where = str(path)
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: a backtest config is a mapping with run or train, strategy and output"
-        )
-    try:
-        return BacktestConfig.model_validate(data)
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            location = ".".join(str(p) for p in item["loc"]) or "config"
-            problems.append(f"{location}: {item['msg']}")
-        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+    return load_config_file(
+        source,
+        BacktestConfig,
+        "a backtest config is a mapping with run or train, strategy and output",
+    )
