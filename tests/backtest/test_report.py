@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trademl.backtest.engine import TRADE_COLUMNS
 from trademl.backtest.report import (
     format_value,
     monthly_returns,
@@ -18,22 +19,6 @@ from trademl.backtest.report import (
 )
 from trademl.data.sources.files import read_candle_file
 
-TRADE_COLUMNS = [
-    "entry_time",
-    "exit_time",
-    "side",
-    "entry_price",
-    "exit_price",
-    "stop",
-    "target",
-    "exit_reason",
-    "bars_held",
-    "quantity",
-    "gross_pnl",
-    "fees",
-    "pnl",
-    "r_multiple",
-]
 METRICS = {
     "total_return": 0.123456,
     "sharpe": 1.5,

@@ -29,8 +29,8 @@ class _Readout(nn.Module):
         return out
 
 
-class GRUNet(nn.Module):
-    """A GRU over the window, read out at the last step.
+class _RecurrentNet(nn.Module):
+    """A recurrent layer over the window, read out at the last step.
 
     Parameters
     ----------
@@ -41,16 +41,18 @@ class GRUNet(nn.Module):
     hidden:
         Width of the hidden state.
     layers:
-        Stacked GRU layers; dropout is applied between them when there are several.
+        Stacked recurrent layers; dropout is applied between them when there are several.
     dropout:
         Dropout rate on the inputs of each layer above the first and on the readout.
     """
 
+    cell: type[nn.GRU] | type[nn.LSTM] = nn.GRU
+
     def __init__(
         self, n_features: int, n_outputs: int, hidden: int, layers: int, dropout: float
     ) -> None:
         super().__init__()
-        self.rnn = nn.GRU(
+        self.rnn = self.cell(
             n_features,
             hidden,
             num_layers=layers,
@@ -66,27 +68,16 @@ class GRUNet(nn.Module):
         return out
 
 
-class LSTMNet(nn.Module):
-    """An LSTM over the window, read out at the last step (parameters as :class:`GRUNet`)."""
+class GRUNet(_RecurrentNet):
+    """A GRU over the window, read out at the last step (parameters as :class:`_RecurrentNet`)."""
 
-    def __init__(
-        self, n_features: int, n_outputs: int, hidden: int, layers: int, dropout: float
-    ) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(
-            n_features,
-            hidden,
-            num_layers=layers,
-            batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
-        self.readout = _Readout(hidden, n_outputs, dropout)
+    cell = nn.GRU
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(batch, seq_len, n_features)`` to ``(batch, n_outputs)``."""
-        sequence, _ = self.rnn(x)
-        out: torch.Tensor = self.readout(sequence[:, -1, :])
-        return out
+
+class LSTMNet(_RecurrentNet):
+    """An LSTM over the window, read out at the last step (parameters as :class:`_RecurrentNet`)."""
+
+    cell = nn.LSTM
 
 
 class SinusoidalPositions(nn.Module):
