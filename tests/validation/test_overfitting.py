@@ -16,10 +16,12 @@ from trademl.validation.overfitting import (
     deflated_sharpe_ratio,
     deflated_sharpe_ratio_from_returns,
     expected_max_sharpe,
+    pbo_cpcv,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,
     sharpe_ratio,
 )
+from trademl.validation.splitters import CombinatorialPurgedCV
 
 
 def test_sharpe_ratio_per_period_and_annualised() -> None:
@@ -204,3 +206,48 @@ def test_pbo_samples_combinations_beyond_the_cap_reproducibly() -> None:
 def test_pbo_validation(matrix: np.ndarray, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         probability_of_backtest_overfitting(matrix, **kwargs)  # type: ignore[arg-type]
+
+
+def test_pbo_cpcv_matches_a_direct_count_over_the_splits() -> None:
+    """Each split: the in-sample best (Sharpe on the purged train rows) ranked on the test rows."""
+    returns = np.random.default_rng(8).normal(size=(403, 7))
+    cpcv = CombinatorialPurgedCV(n_groups=8, n_test_groups=4, horizon_bars=3, embargo_bars=2)
+    result = pbo_cpcv(returns, cpcv)
+    below = []
+    for train, test in cpcv.split(len(returns)):
+        sr_in = returns[train].mean(0) / returns[train].std(0, ddof=1)
+        sr_out = returns[test].mean(0) / returns[test].std(0, ddof=1)
+        best = int(np.argmax(sr_in))
+        rank = 1 + int(np.sum(sr_out < sr_out[best]))  # no ties with continuous data
+        below.append(rank / 8 <= 0.5)
+    assert result.n_combinations == len(below) == math.comb(8, 4)
+    assert result.pbo == pytest.approx(np.mean(below))
+
+
+def test_pbo_cpcv_noise_edge_and_purge() -> None:
+    rng = np.random.default_rng(3)
+    values = [
+        pbo_cpcv(
+            rng.normal(size=(600, 10)),
+            CombinatorialPurgedCV(n_groups=8, n_test_groups=4, horizon_bars=5, embargo_bars=5),
+        ).pbo
+        for _ in range(20)
+    ]
+    assert np.mean(values) == pytest.approx(0.5, abs=0.12)
+    edge = rng.normal(size=(600, 10))
+    edge[:, 2] += 0.4
+    cpcv = CombinatorialPurgedCV(n_groups=8, n_test_groups=4, horizon_bars=5, embargo_bars=5)
+    assert pbo_cpcv(edge, cpcv).pbo == 0.0
+    # The purge removes in-sample rows next to each test block: fewer rows than CSCV sees.
+    train, test = next(iter(cpcv.split(600)))
+    assert len(train) + len(test) < 600
+
+
+def test_pbo_cpcv_bad_input() -> None:
+    cpcv = CombinatorialPurgedCV(n_groups=4, n_test_groups=2, horizon_bars=1)
+    with pytest.raises(ConfigError, match="N >= 2"):
+        pbo_cpcv(np.zeros((100, 1)), cpcv)
+    bad = np.zeros((100, 3))
+    bad[5, 1] = np.nan
+    with pytest.raises(ConfigError, match="finite"):
+        pbo_cpcv(bad, cpcv)

@@ -38,6 +38,20 @@ class SizingSection(_Strict):
     initial_equity: float = Field(default=100_000.0, gt=0.0)
 
 
+class PBOSection(_Strict):
+    """How a sweep's probability of backtest overfitting is estimated: CPCV over the grid's
+    per-bar returns, ``n_groups`` groups with ``n_groups / 2`` tested per split, purged and
+    embargoed by the strategy's holding horizon."""
+
+    n_groups: int = Field(default=8, ge=2, le=16)
+
+    @model_validator(mode="after")
+    def _even(self) -> PBOSection:
+        if self.n_groups % 2:
+            raise ValueError(f"pbo.n_groups must be even, got {self.n_groups}")
+        return self
+
+
 class BacktestConfig(_Strict):
     """``trademl backtest CONFIG.yaml``: ``run`` (a train output folder) or ``train`` (a run
     config to train first), the strategy, costs, sizing, an optional sweep grid, ``output``."""
@@ -48,6 +62,7 @@ class BacktestConfig(_Strict):
     costs: CostsSection = Field(default_factory=CostsSection)
     sizing: SizingSection = Field(default_factory=SizingSection)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    pbo: PBOSection = Field(default_factory=PBOSection)
     output: str
 
     @model_validator(mode="after")

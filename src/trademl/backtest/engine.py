@@ -38,24 +38,21 @@ Semantics (one position at a time, all prices in the candles' quote currency):
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
+from trademl.backtest.kernel import EXIT_REASONS, simulate_panel
 from trademl.backtest.signals import Signals
 from trademl.data.candles import candle_index, validate_candles
 from trademl.errors import ConfigError
 
-__all__ = ["EXIT_REASONS", "TRADE_COLUMNS", "BacktestResult", "run_backtest"]
+__all__ = ["EXIT_REASONS", "TRADE_COLUMNS", "BacktestResult", "run_backtest", "trades_frame"]
 
-#: Exit reasons, indexed by the integer code the kernel writes.
-EXIT_REASONS: tuple[str, ...] = ("stop", "target", "time", "end")
-_STOP, _TARGET, _TIME, _END = 0, 1, 2, 3
+#: Trade sides, indexed by ``side > 0``.
+SIDES: tuple[str, ...] = ("short", "long")
+_SIDES, _REASONS = pd.Index(SIDES), pd.Index(EXIT_REASONS)
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "entry_time",
@@ -75,191 +72,43 @@ TRADE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _backtest_kernel(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    side: np.ndarray,
-    stop: np.ndarray,
-    target: np.ndarray,
-    max_bars: np.ndarray,
-    size: np.ndarray,
-    fee_rate: float,
-    slip_rate: float,
-    risk_fraction: float,
-    notional_fraction: float,
-    initial_equity: float,
-    target_first: bool,
-) -> tuple[Any, ...]:
-    """Run the bar loop; see the module docstring for the rules. Plain arrays and scalars only."""
-    n = open_.shape[0]
-    t_entry = np.empty(n, np.int64)
-    t_exit = np.empty(n, np.int64)
-    t_side = np.empty(n, np.int8)
-    t_entry_px = np.empty(n, np.float64)
-    t_exit_px = np.empty(n, np.float64)
-    t_stop = np.empty(n, np.float64)
-    t_target = np.empty(n, np.float64)
-    t_reason = np.empty(n, np.int8)
-    t_qty = np.empty(n, np.float64)
-    t_gross = np.empty(n, np.float64)
-    t_fees = np.empty(n, np.float64)
-    equity = np.empty(n, np.float64)
-
-    cash = initial_equity
-    count = 0
-    skipped = 0
-    pending = -1
-    in_pos = False
-    d = 0.0
-    qty = 0.0
-    entry_px = 0.0
-    entry_fee = 0.0
-    sl = np.nan
-    tg = np.nan
-    has_s = False
-    has_t = False
-    limit = 0
-    entry_bar = 0
-
-    for i in range(n):
-        o = open_[i]
-        # 1. Enter at this open on the previous bar's signal.
-        if pending >= 0:
-            j = pending
-            pending = -1
-            dj = float(side[j])
-            sj = stop[j]
-            tj = target[j]
-            hs = not np.isnan(sj)
-            ht = not np.isnan(tj)
-            if dj > 0.0:
-                gapped = (hs and o <= sj) or (ht and o >= tj)
-            else:
-                gapped = (hs and o >= sj) or (ht and o <= tj)
-            if gapped or cash <= 0.0:
-                skipped += 1
-            else:
-                d = dj
-                sl = sj
-                tg = tj
-                has_s = hs
-                has_t = ht
-                entry_px = o * (1.0 + d * slip_rate)
-                if has_s:
-                    qty = risk_fraction * cash / abs(entry_px - sl)
-                else:
-                    qty = notional_fraction * cash / entry_px
-                qty *= size[j]
-                entry_fee = fee_rate * qty * entry_px
-                limit = max_bars[j]
-                entry_bar = i
-                in_pos = True
-
-        # 2. Exit during this bar.
-        if in_pos:
-            h = high[i]
-            lo = low[i]
-            c = close[i]
-            if d > 0.0:
-                stop_gap = has_s and o <= sl
-                tgt_gap = has_t and o >= tg
-                stop_hit = has_s and lo <= sl
-                tgt_hit = has_t and h >= tg
-            else:
-                stop_gap = has_s and o >= sl
-                tgt_gap = has_t and o <= tg
-                stop_hit = has_s and h >= sl
-                tgt_hit = has_t and lo <= tg
-            reason = -1
-            level = 0.0
-            if stop_gap:
-                reason = _STOP
-                level = o
-            elif tgt_gap:
-                reason = _TARGET
-                level = o
-            elif stop_hit and tgt_hit:
-                if target_first:
-                    reason = _TARGET
-                    level = tg
-                else:
-                    reason = _STOP
-                    level = sl
-            elif stop_hit:
-                reason = _STOP
-                level = sl
-            elif tgt_hit:
-                reason = _TARGET
-                level = tg
-            elif limit > 0 and i - entry_bar + 1 >= limit:
-                reason = _TIME
-                level = c
-            elif i == n - 1:
-                reason = _END
-                level = c
-            if reason >= 0:
-                exit_px = level * (1.0 - d * slip_rate)
-                gross = d * qty * (exit_px - entry_px)
-                fees = entry_fee + fee_rate * qty * exit_px
-                cash += gross - fees
-                t_entry[count] = entry_bar
-                t_exit[count] = i
-                t_side[count] = 1 if d > 0.0 else -1
-                t_entry_px[count] = entry_px
-                t_exit_px[count] = exit_px
-                t_stop[count] = sl
-                t_target[count] = tg
-                t_reason[count] = reason
-                t_qty[count] = qty
-                t_gross[count] = gross
-                t_fees[count] = fees
-                count += 1
-                in_pos = False
-
-        # 3. Mark to market at the close.
-        if in_pos:
-            equity[i] = cash - entry_fee + d * qty * (close[i] - entry_px)
-        else:
-            equity[i] = cash
-
-        # 4. A signal at this close (only when flat, and only if a next bar exists).
-        if not in_pos and side[i] != 0 and i < n - 1:
-            pending = i
-
-    return (
-        count,
-        skipped,
-        equity,
-        t_entry,
-        t_exit,
-        t_side,
-        t_entry_px,
-        t_exit_px,
-        t_stop,
-        t_target,
-        t_reason,
-        t_qty,
-        t_gross,
-        t_fees,
+def trades_frame(
+    index: pd.DatetimeIndex,
+    trades_i: np.ndarray,
+    trades_f: np.ndarray,
+    assets: pd.Index | None = None,
+) -> pd.DataFrame:
+    """The trades table from the kernel's integer and float trade rows (see kernel.py); with
+    ``assets``, an ``asset`` column comes first."""
+    entry_bar, exit_bar = trades_i[:, 0], trades_i[:, 1]
+    entry_px, stop, qty = trades_f[:, 0], trades_f[:, 2], trades_f[:, 4]
+    gross, fees = trades_f[:, 5], trades_f[:, 6]
+    pnl = gross - fees
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_multiple = pnl / (qty * np.abs(entry_px - stop))
+    columns: dict[str, object] = {}
+    if assets is not None:
+        columns["asset"] = assets[trades_i[:, 4]]
+    columns.update(
+        {
+            "entry_time": index[entry_bar],
+            "exit_time": index[exit_bar],
+            # Categoricals: building string columns costs more than the simulation itself.
+            "side": pd.Categorical.from_codes((trades_i[:, 2] > 0).astype(np.int8), _SIDES),
+            "entry_price": entry_px,
+            "exit_price": trades_f[:, 1],
+            "stop": stop,
+            "target": trades_f[:, 3],
+            "exit_reason": pd.Categorical.from_codes(trades_i[:, 3], _REASONS),
+            "bars_held": exit_bar - entry_bar + 1,
+            "quantity": qty,
+            "gross_pnl": gross,
+            "fees": fees,
+            "pnl": pnl,
+            "r_multiple": r_multiple,
+        }
     )
-
-
-def _compile(func: Callable[..., Any]) -> Any:
-    """``njit(cache=True)``, or plain ``njit`` when no cache directory is writable."""
-    try:
-        return njit(cache=True)(func)
-    except RuntimeError as error:  # numba found no writable cache locator
-        warnings.warn(
-            f"numba cannot cache the backtest kernel ({error}); it will compile on every run",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return njit(func)
-
-
-_kernel: Any = _compile(_backtest_kernel)
+    return pd.DataFrame(columns)
 
 
 @dataclass(frozen=True)
@@ -326,6 +175,26 @@ def _check_number(name: str, value: float, *, low: float, low_open: bool, high: 
     return number
 
 
+def check_costs(
+    fee_bps: float,
+    slippage_bps: float,
+    risk_fraction: float,
+    notional_fraction: float,
+    initial_equity: float,
+) -> tuple[float, float, float, float, float]:
+    """Validate the cost and sizing parameters; return them as floats (same order)."""
+    fee = _check_number("fee_bps", fee_bps, low=0.0, low_open=False, high=np.inf)
+    slip = _check_number("slippage_bps", slippage_bps, low=0.0, low_open=False, high=np.inf)
+    if slip >= 10_000.0:
+        raise ConfigError(f"slippage_bps must be below 10000 (100%), got {slippage_bps!r}")
+    risk = _check_number("risk_fraction", risk_fraction, low=0.0, low_open=True, high=1.0)
+    notional = _check_number(
+        "notional_fraction", notional_fraction, low=0.0, low_open=True, high=np.inf
+    )
+    equity0 = _check_number("initial_equity", initial_equity, low=0.0, low_open=True, high=np.inf)
+    return fee, slip, risk, notional, equity0
+
+
 def _check_signals(
     signals: Signals, index: pd.DatetimeIndex, close: np.ndarray
 ) -> tuple[np.ndarray, ...]:
@@ -352,10 +221,11 @@ def _check_signals(
             f"signals.side must be -1, 0 or +1, got {side[p].item()!r} at {_when(index, p)}"
         )
     side = side.astype(np.int8)
-    stop = np.ascontiguousarray(signals.stop, dtype=np.float64).copy()
-    target = np.ascontiguousarray(signals.target, dtype=np.float64).copy()
-    max_bars = np.ascontiguousarray(signals.max_bars, dtype=np.int64).copy()
-    size = np.ascontiguousarray(signals.size, dtype=np.float64).copy()
+    # The kernel only reads its inputs, so no defensive copies.
+    stop = np.ascontiguousarray(signals.stop, dtype=np.float64)
+    target = np.ascontiguousarray(signals.target, dtype=np.float64)
+    max_bars = np.ascontiguousarray(signals.max_bars, dtype=np.int64)
+    size = np.ascontiguousarray(signals.size, dtype=np.float64)
     active = side != 0
 
     for name, levels in (("stop", stop), ("target", target)):
@@ -459,89 +329,39 @@ def run_backtest(
     >>> r.trades[["entry_price", "exit_price", "exit_reason", "bars_held"]].values.tolist()
     [[10.0, 12.0, 'end', 2]]
     """
-    fee = _check_number("fee_bps", fee_bps, low=0.0, low_open=False, high=np.inf)
-    slip = _check_number("slippage_bps", slippage_bps, low=0.0, low_open=False, high=np.inf)
-    if slip >= 10_000.0:
-        raise ConfigError(f"slippage_bps must be below 10000 (100%), got {slippage_bps!r}")
-    risk = _check_number("risk_fraction", risk_fraction, low=0.0, low_open=True, high=1.0)
-    notional = _check_number(
-        "notional_fraction", notional_fraction, low=0.0, low_open=True, high=np.inf
+    fee, slip, risk, notional, equity0 = check_costs(
+        fee_bps, slippage_bps, risk_fraction, notional_fraction, initial_equity
     )
-    equity0 = _check_number("initial_equity", initial_equity, low=0.0, low_open=True, high=np.inf)
 
     validate_candles(candles)
     index = candle_index(candles)
     open_, high, low, close = (
-        candles[column].to_numpy(dtype=np.float64, copy=True)
+        np.ascontiguousarray(candles[column].to_numpy(dtype=np.float64))
         for column in ("open", "high", "low", "close")
     )
     side, stop, target, max_bars, size = _check_signals(signals, index, close)
 
-    (
-        count,
-        skipped,
-        equity,
-        t_entry,
-        t_exit,
-        t_side,
-        t_entry_px,
-        t_exit_px,
-        t_stop,
-        t_target,
-        t_reason,
-        t_qty,
-        t_gross,
-        t_fees,
-    ) = _kernel(
-        open_,
-        high,
-        low,
-        close,
-        side,
-        stop,
-        target,
-        max_bars,
-        size,
+    column = (-1, 1)
+    # Validated above with messages naming the rule, so the kernel's own check is skipped.
+    *_, skipped, equity, trades_i, trades_f = simulate_panel(
+        *(a.reshape(column) for a in (open_, high, low, close, side, stop, target, max_bars, size)),
         fee / 10_000.0,
         slip / 10_000.0,
         risk,
         notional,
         equity0,
         bool(target_first),
+        False,
     )
-    k = int(count)
-    entry_bar, exit_bar = t_entry[:k], t_exit[:k]
-    entry_px, stop_k, qty = t_entry_px[:k], t_stop[:k], t_qty[:k]
-    pnl = t_gross[:k] - t_fees[:k]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r_multiple = pnl / (qty * np.abs(entry_px - stop_k))
-    trades = pd.DataFrame(
-        {
-            "entry_time": index[entry_bar],
-            "exit_time": index[exit_bar],
-            "side": np.where(t_side[:k] > 0, "long", "short"),
-            "entry_price": entry_px,
-            "exit_price": t_exit_px[:k],
-            "stop": stop_k,
-            "target": t_target[:k],
-            "exit_reason": np.asarray(EXIT_REASONS)[t_reason[:k]],
-            "bars_held": exit_bar - entry_bar + 1,
-            "quantity": qty,
-            "gross_pnl": t_gross[:k],
-            "fees": t_fees[:k],
-            "pnl": pnl,
-            "r_multiple": r_multiple,
-        },
-        columns=list(TRADE_COLUMNS),
-    )
+    trades = trades_frame(index, trades_i, trades_f)
     return BacktestResult(
         trades=trades,
-        equity=pd.Series(equity, index=index, name="equity"),
+        equity=pd.Series(equity[:, 0], index=index, name="equity", copy=False),
         fee_bps=fee,
         slippage_bps=slip,
         risk_fraction=risk,
         notional_fraction=notional,
         initial_equity=equity0,
         target_first=bool(target_first),
-        skipped_entries=int(skipped),
+        skipped_entries=int(skipped[0]),
     )

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from trademl.errors import ConfigError
+from trademl.validation.splitters import Splitter
 
 FloatArray = npt.NDArray[np.float64]
 #: A function of a ``T' × N`` block of returns giving one score per column (higher is better).
@@ -363,6 +364,45 @@ def _metric_rows(metric: PerformanceMetric, block: FloatArray, n_configs: int) -
     return scores
 
 
+def _pbo_from_scores(
+    scores_in: FloatArray, scores_out: FloatArray, n_partitions: int, sampled: bool
+) -> PBOResult:
+    """PBO and its companions from ``C × N`` in- and out-of-sample scores per split."""
+    n_configs = scores_in.shape[1]
+    usable = ~np.all(np.isnan(scores_in), axis=1)
+    if not usable.any():
+        raise ConfigError("the in-sample metric is NaN for every configuration of every split")
+    scores_in, scores_out = scores_in[usable], scores_out[usable]
+    best = np.argmax(np.where(np.isnan(scores_in), -np.inf, scores_in), axis=1)
+    picked = np.arange(len(best))
+    is_performance = scores_in[picked, best]
+    oos_performance = scores_out[picked, best]
+    ranks = stats.rankdata(np.where(np.isnan(scores_out), -np.inf, scores_out), axis=1)
+    omega = ranks[picked, best] / (n_configs + 1.0)
+    logits = np.log(omega / (1.0 - omega))
+
+    finite = np.isfinite(is_performance) & np.isfinite(oos_performance)
+    x, y = is_performance[finite], oos_performance[finite]
+    if len(x) >= 2 and float(np.ptp(x)) > 0.0:
+        slope, intercept = np.polyfit(x, y, 1)
+        slope_value, intercept_value = float(slope), float(intercept)
+    else:
+        slope_value = intercept_value = math.nan
+
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0.0)),
+        logits=np.asarray(logits, dtype=np.float64),
+        is_performance=np.asarray(is_performance, dtype=np.float64),
+        oos_performance=np.asarray(oos_performance, dtype=np.float64),
+        degradation_slope=slope_value,
+        degradation_intercept=intercept_value,
+        probability_of_loss=float(np.mean(oos_performance < 0.0)),
+        n_partitions=n_partitions,
+        n_combinations=len(logits),
+        sampled=sampled,
+    )
+
+
 def probability_of_backtest_overfitting(
     performance: FloatArray | pd.DataFrame,
     n_partitions: int = 16,
@@ -478,35 +518,69 @@ def probability_of_backtest_overfitting(
             scores_in[c] = _metric_rows(metric, matrix[rows_in], n_configs)
             scores_out[c] = _metric_rows(metric, matrix[rows_out], n_configs)
 
-    usable = ~np.all(np.isnan(scores_in), axis=1)
-    if not usable.any():
-        raise ConfigError("the in-sample metric is NaN for every configuration of every split")
-    scores_in, scores_out = scores_in[usable], scores_out[usable]
-    best = np.argmax(np.where(np.isnan(scores_in), -np.inf, scores_in), axis=1)
-    picked = np.arange(len(best))
-    is_performance = scores_in[picked, best]
-    oos_performance = scores_out[picked, best]
-    ranks = stats.rankdata(np.where(np.isnan(scores_out), -np.inf, scores_out), axis=1)
-    omega = ranks[picked, best] / (n_configs + 1.0)
-    logits = np.log(omega / (1.0 - omega))
+    return _pbo_from_scores(scores_in, scores_out, n_partitions, sampled)
 
-    finite = np.isfinite(is_performance) & np.isfinite(oos_performance)
-    x, y = is_performance[finite], oos_performance[finite]
-    if len(x) >= 2 and float(np.ptp(x)) > 0.0:
-        slope, intercept = np.polyfit(x, y, 1)
-        slope_value, intercept_value = float(slope), float(intercept)
-    else:
-        slope_value = intercept_value = math.nan
 
-    return PBOResult(
-        pbo=float(np.mean(logits <= 0.0)),
-        logits=np.asarray(logits, dtype=np.float64),
-        is_performance=np.asarray(is_performance, dtype=np.float64),
-        oos_performance=np.asarray(oos_performance, dtype=np.float64),
-        degradation_slope=slope_value,
-        degradation_intercept=intercept_value,
-        probability_of_loss=float(np.mean(oos_performance < 0.0)),
-        n_partitions=n_partitions,
-        n_combinations=len(logits),
-        sampled=sampled,
-    )
+def pbo_cpcv(performance: FloatArray | pd.DataFrame, splitter: Splitter) -> PBOResult:
+    """Probability of backtest overfitting with CPCV splits: purged, embargoed halves.
+
+    Like :func:`probability_of_backtest_overfitting`, but the in-sample / out-of-sample
+    partitions are the (train, test) splits of ``splitter`` — typically
+    :class:`~trademl.validation.splitters.CombinatorialPurgedCV` with ``n_test_groups =
+    n_groups / 2`` and purge/embargo of the strategy's holding horizon. Rows whose returns
+    straddle a test block (a trade open across the boundary) are then dropped from the
+    in-sample side, so selection never sees returns that overlap the periods it is judged on.
+    The metric is the per-period Sharpe ratio of each configuration.
+
+    Parameters
+    ----------
+    performance:
+        ``T × N`` per-period returns, finite, at least two configurations.
+    splitter:
+        Any :class:`~trademl.validation.splitters.Splitter`; each split's train rows are the
+        in-sample set and its test rows the out-of-sample set.
+
+    Returns
+    -------
+    PBOResult
+        As :func:`probability_of_backtest_overfitting`; ``n_partitions`` is the number of
+        splits.
+
+    Raises
+    ------
+    ConfigError
+        A matrix that is not 2-D, finite, with two or more columns, or a splitter that cannot
+        split ``T`` rows.
+
+    Examples
+    --------
+    >>> from trademl.validation.splitters import CombinatorialPurgedCV
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(0, 0.01, (2000, 20))
+    >>> cpcv = CombinatorialPurgedCV(n_groups=8, n_test_groups=4, horizon_bars=5)
+    >>> 0.2 < pbo_cpcv(noise, cpcv).pbo < 0.8
+    True
+    """
+    try:
+        matrix = np.asarray(performance, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"performance must be numeric: {exc}") from exc
+    if matrix.ndim != 2 or matrix.shape[1] < 2:
+        raise ConfigError(
+            f"performance must be a T x N matrix with N >= 2 configurations, got {matrix.shape}"
+        )
+    if not np.isfinite(matrix).all():
+        raise ConfigError("performance must be finite (NaN or infinite values found)")
+    splits = list(splitter.split(len(matrix)))
+
+    def sharpe(rows: npt.NDArray[np.intp]) -> FloatArray:
+        block = matrix[rows]
+        sd = block.std(axis=0, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = block.mean(axis=0) / sd
+        ratio[~(sd > 0.0)] = np.nan
+        return np.asarray(ratio, dtype=np.float64)
+
+    scores_in = np.stack([sharpe(train) for train, _ in splits])
+    scores_out = np.stack([sharpe(test) for _, test in splits])
+    return _pbo_from_scores(scores_in, scores_out, len(splits), False)
