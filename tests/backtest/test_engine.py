@@ -128,7 +128,7 @@ def test_both_touched_target_first_when_configured() -> None:
     result = long_case((100, 111, 94, 100), target_first=True)
     trade = one_trade(result)
     assert (trade.exit_reason, trade.exit_price) == ("target", 110.0)
-    assert result.target_first is True
+    assert result.execution["target_first"] is True
 
 
 def test_time_exit_at_the_max_bars_th_close() -> None:

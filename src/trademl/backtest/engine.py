@@ -39,11 +39,12 @@ Semantics (one position at a time, all prices in the candles' quote currency):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
 
-from trademl.backtest.kernel import EXIT_REASONS, simulate_panel
+from trademl.backtest.kernel import EXIT_REASONS, Costs, simulate_panel
 from trademl.backtest.signals import Signals
 from trademl.data.candles import candle_index, validate_candles
 from trademl.errors import ConfigError
@@ -111,6 +112,18 @@ def trades_frame(
     return pd.DataFrame(columns)
 
 
+class ExecutionParams(TypedDict, total=False):
+    """Keyword parameters of :func:`run_backtest` and
+    :func:`~trademl.backtest.panel.run_backtest_panel` (documented on :func:`run_backtest`)."""
+
+    fee_bps: float
+    slippage_bps: float
+    risk_fraction: float
+    notional_fraction: float
+    initial_equity: float
+    target_first: bool
+
+
 @dataclass(frozen=True)
 class BacktestResult:
     """What :func:`run_backtest` returns.
@@ -124,8 +137,8 @@ class BacktestResult:
         (NaN without a stop).
     equity:
         Mark-to-market equity at each bar's close, indexed like the candles.
-    fee_bps, slippage_bps, risk_fraction, notional_fraction, initial_equity, target_first:
-        The parameters the run used.
+    execution:
+        The execution parameters the run used, defaults filled in.
     skipped_entries:
         Signals not entered because the entry bar's open had already gapped to or beyond the
         stop or the target (or equity was not positive).
@@ -133,12 +146,7 @@ class BacktestResult:
 
     trades: pd.DataFrame
     equity: pd.Series
-    fee_bps: float
-    slippage_bps: float
-    risk_fraction: float
-    notional_fraction: float
-    initial_equity: float
-    target_first: bool
+    execution: ExecutionParams
     skipped_entries: int
 
     @property
@@ -147,16 +155,9 @@ class BacktestResult:
         return float(self.equity.iloc[-1])
 
     @property
-    def params(self) -> dict[str, float | bool]:
+    def params(self) -> dict[str, object]:
         """The run's parameters as a plain dict."""
-        return {
-            "fee_bps": self.fee_bps,
-            "slippage_bps": self.slippage_bps,
-            "risk_fraction": self.risk_fraction,
-            "notional_fraction": self.notional_fraction,
-            "initial_equity": self.initial_equity,
-            "target_first": self.target_first,
-        }
+        return {**self.execution}
 
 
 def _when(index: pd.DatetimeIndex, position: int) -> str:
@@ -175,24 +176,53 @@ def _check_number(name: str, value: float, *, low: float, low_open: bool, high: 
     return number
 
 
-def check_costs(
-    fee_bps: float,
-    slippage_bps: float,
-    risk_fraction: float,
-    notional_fraction: float,
-    initial_equity: float,
-) -> tuple[float, float, float, float, float]:
-    """Validate the cost and sizing parameters; return them as floats (same order)."""
-    fee = _check_number("fee_bps", fee_bps, low=0.0, low_open=False, high=np.inf)
-    slip = _check_number("slippage_bps", slippage_bps, low=0.0, low_open=False, high=np.inf)
-    if slip >= 10_000.0:
-        raise ConfigError(f"slippage_bps must be below 10000 (100%), got {slippage_bps!r}")
-    risk = _check_number("risk_fraction", risk_fraction, low=0.0, low_open=True, high=1.0)
-    notional = _check_number(
-        "notional_fraction", notional_fraction, low=0.0, low_open=True, high=np.inf
+def kernel_costs(execution: ExecutionParams) -> Costs:
+    """The tuple the kernel takes from validated parameters (rates, not basis points)."""
+    return (
+        execution["fee_bps"] / 10_000.0,
+        execution["slippage_bps"] / 10_000.0,
+        execution["risk_fraction"],
+        execution["notional_fraction"],
+        execution["initial_equity"],
+        execution["target_first"],
     )
-    equity0 = _check_number("initial_equity", initial_equity, low=0.0, low_open=True, high=np.inf)
-    return fee, slip, risk, notional, equity0
+
+
+# (name, default, lower bound excluded?, upper bound); every lower bound is 0.
+_LIMITS: tuple[tuple[str, float, bool, float], ...] = (
+    ("fee_bps", 0.0, False, np.inf),
+    ("slippage_bps", 0.0, False, np.inf),
+    ("risk_fraction", 0.01, True, 1.0),
+    ("notional_fraction", 1.0, True, np.inf),
+    ("initial_equity", 100_000.0, True, np.inf),
+)
+
+
+def check_execution(params: ExecutionParams) -> ExecutionParams:
+    """Validate execution parameters (fees, slippage, sizing); return them all, defaults filled
+    in. Unknown names are refused."""
+    unknown = sorted(set(params) - set(ExecutionParams.__annotations__))
+    if unknown:
+        raise ConfigError(
+            f"unknown backtest parameter(s) {', '.join(unknown)}; expected "
+            f"{', '.join(ExecutionParams.__annotations__)}"
+        )
+    values: dict[str, float] = {}
+    for name, default, low_open, high in _LIMITS:
+        value = params.get(name, default)
+        values[name] = _check_number(name, value, low=0.0, low_open=low_open, high=high)  # type: ignore[arg-type]
+    if values["slippage_bps"] >= 10_000.0:
+        raise ConfigError(
+            f"slippage_bps must be below 10000 (100%), got {params.get('slippage_bps')!r}"
+        )
+    return {
+        "fee_bps": values["fee_bps"],
+        "slippage_bps": values["slippage_bps"],
+        "risk_fraction": values["risk_fraction"],
+        "notional_fraction": values["notional_fraction"],
+        "initial_equity": values["initial_equity"],
+        "target_first": bool(params.get("target_first", False)),
+    }
 
 
 def _check_signals(
@@ -269,15 +299,7 @@ def _check_signals(
 
 
 def run_backtest(
-    candles: pd.DataFrame,
-    signals: Signals,
-    *,
-    fee_bps: float = 0.0,
-    slippage_bps: float = 0.0,
-    risk_fraction: float = 0.01,
-    notional_fraction: float = 1.0,
-    initial_equity: float = 100_000.0,
-    target_first: bool = False,
+    candles: pd.DataFrame, signals: Signals, **params: Unpack[ExecutionParams]
 ) -> BacktestResult:
     """Backtest ``signals`` on ``candles``, one position at a time.
 
@@ -290,8 +312,10 @@ def run_backtest(
         A Candles frame (validated here).
     signals:
         Per-bar signals on exactly the candles' index.
+    **params:
+        Execution parameters (:class:`ExecutionParams`):
     fee_bps:
-        Fee per side, in basis points of the fill's notional (>= 0).
+        Fee per side, in basis points of the fill's notional (>= 0; default 0).
     slippage_bps:
         Adverse price move on every fill, in basis points (0 <= slippage_bps < 10,000).
     risk_fraction:
@@ -329,10 +353,7 @@ def run_backtest(
     >>> r.trades[["entry_price", "exit_price", "exit_reason", "bars_held"]].values.tolist()
     [[10.0, 12.0, 'end', 2]]
     """
-    fee, slip, risk, notional, equity0 = check_costs(
-        fee_bps, slippage_bps, risk_fraction, notional_fraction, initial_equity
-    )
-
+    execution = check_execution(params)
     validate_candles(candles)
     index = candle_index(candles)
     open_, high, low, close = (
@@ -344,24 +365,14 @@ def run_backtest(
     column = (-1, 1)
     # Validated above with messages naming the rule, so the kernel's own check is skipped.
     *_, skipped, equity, trades_i, trades_f = simulate_panel(
-        *(a.reshape(column) for a in (open_, high, low, close, side, stop, target, max_bars, size)),
-        fee / 10_000.0,
-        slip / 10_000.0,
-        risk,
-        notional,
-        equity0,
-        bool(target_first),
+        tuple(a.reshape(column) for a in (open_, high, low, close)),
+        tuple(a.reshape(column) for a in (side, stop, target, max_bars, size)),
+        kernel_costs(execution),
         False,
     )
-    trades = trades_frame(index, trades_i, trades_f)
     return BacktestResult(
-        trades=trades,
+        trades=trades_frame(index, trades_i, trades_f),
         equity=pd.Series(equity[:, 0], index=index, name="equity", copy=False),
-        fee_bps=fee,
-        slippage_bps=slip,
-        risk_fraction=risk,
-        notional_fraction=notional,
-        initial_equity=equity0,
-        target_first=bool(target_first),
+        execution=execution,
         skipped_entries=int(skipped[0]),
     )

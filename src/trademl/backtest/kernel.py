@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+#: (open, high, low, close), each ``(bars, assets)`` float64.
+Prices = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: (side int8, stop, target, max_bars int64, size), each ``(bars, assets)``.
+SignalArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: (fee rate, slippage rate, risk fraction, notional fraction, initial equity, target first).
+Costs = tuple[float, float, float, float, float, bool]
+
 #: Exit reasons, indexed by the integer code the kernel writes.
 EXIT_REASONS: tuple[str, ...] = ("stop", "target", "time", "end")
 _STOP, _TARGET, _TIME, _END = 0, 1, 2, 3
@@ -128,21 +135,9 @@ def _signal_violation(
 
 def _column_loop(
     j: int,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    side: np.ndarray,
-    stop: np.ndarray,
-    target: np.ndarray,
-    max_bars: np.ndarray,
-    size: np.ndarray,
-    fee_rate: float,
-    slip_rate: float,
-    risk_fraction: float,
-    notional_fraction: float,
-    initial_equity: float,
-    target_first: bool,
+    prices: Prices,
+    signals: SignalArrays,
+    costs: Costs,
     equity: np.ndarray,
     trades_i: np.ndarray,
     trades_f: np.ndarray,
@@ -153,6 +148,9 @@ def _column_loop(
     ``trades_i`` columns: entry bar, exit bar, side, exit reason, asset.
     ``trades_f`` columns: entry price, exit price, stop, target, quantity, gross P&L, fees.
     """
+    open_, high, low, close = prices
+    side, stop, target, max_bars, size = signals
+    fee_rate, slip_rate, risk_fraction, notional_fraction, initial_equity, target_first = costs
     n = open_.shape[0]
     cash = initial_equity
     count = start
@@ -292,22 +290,7 @@ def _column_loop(
 
 
 def _simulate_panel(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    side: np.ndarray,
-    stop: np.ndarray,
-    target: np.ndarray,
-    max_bars: np.ndarray,
-    size: np.ndarray,
-    fee_rate: float,
-    slip_rate: float,
-    risk_fraction: float,
-    notional_fraction: float,
-    initial_equity: float,
-    target_first: bool,
-    check: bool,
+    prices: Prices, signals: SignalArrays, costs: Costs, check: bool
 ) -> tuple[Any, ...]:
     """Simulate every column; returns (violation, bar, asset, skipped per asset, equity,
     trades_i, trades_f), trades grouped by asset in column order.
@@ -316,6 +299,8 @@ def _simulate_panel(
     ``check``, each column is validated just before it is simulated (while it is in cache); a
     violation is reported for the first offending column, with no trades.
     """
+    open_, high, low, close = prices
+    side, stop, target, max_bars, size = signals
     n, k = open_.shape
     # A trade can open and close on the same bar, so column j gets rows j*n .. (j+1)*n - 1 of
     # the buffers; pages never written are never touched, and the rows are compacted below.
@@ -338,26 +323,7 @@ def _simulate_panel(
                 bars[j] = bar
                 continue
         made, missed = _simulate_column(
-            j,
-            open_,
-            high,
-            low,
-            close,
-            side,
-            stop,
-            target,
-            max_bars,
-            size,
-            fee_rate,
-            slip_rate,
-            risk_fraction,
-            notional_fraction,
-            initial_equity,
-            target_first,
-            equity,
-            trades_i,
-            trades_f,
-            j * n,
+            j, prices, signals, costs, equity, trades_i, trades_f, j * n
         )
         counts[j] = made
         skipped[j] = missed

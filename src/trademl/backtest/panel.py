@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Unpack
 
 import numpy as np
 import pandas as pd
 
-from trademl.backtest.engine import check_costs, trades_frame
+from trademl.backtest.engine import (
+    ExecutionParams,
+    check_execution,
+    kernel_costs,
+    trades_frame,
+)
 from trademl.backtest.kernel import simulate_panel
 from trademl.errors import ConfigError, DataValidationError
 
@@ -27,11 +33,11 @@ PRICE_KEYS = ("open", "high", "low", "close")
 class PanelSignals:
     """Signal arrays of shape ``(bars, assets)``; the per-bar meaning is :class:`Signals`'."""
 
-    side: np.ndarray  # int8: +1 long, -1 short, 0 none
-    stop: np.ndarray  # float64 price, NaN = no stop
-    target: np.ndarray  # float64 price, NaN = no target
-    max_bars: np.ndarray  # int64, 0 = no limit
-    size: np.ndarray  # float64, 1.0 = full size
+    side: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    max_bars: np.ndarray
+    size: np.ndarray
 
     def __post_init__(self) -> None:
         shape = np.shape(self.side)
@@ -140,15 +146,7 @@ def _describe(code: int, bar: str, asset: str) -> str:
 
 
 def run_backtest_panel(
-    prices: Mapping[str, pd.DataFrame],
-    signals: PanelSignals,
-    *,
-    fee_bps: float = 0.0,
-    slippage_bps: float = 0.0,
-    risk_fraction: float = 0.01,
-    notional_fraction: float = 1.0,
-    initial_equity: float = 100_000.0,
-    target_first: bool = False,
+    prices: Mapping[str, pd.DataFrame], signals: PanelSignals, **params: Unpack[ExecutionParams]
 ) -> PanelResult:
     """Backtest every asset of a panel at once, each as its own account.
 
@@ -159,8 +157,8 @@ def run_backtest_panel(
         same asset columns (volume is not needed).
     signals:
         :class:`PanelSignals` of shape ``(bars, assets)``.
-    fee_bps, slippage_bps, risk_fraction, notional_fraction, initial_equity, target_first:
-        As in :func:`~trademl.backtest.engine.run_backtest`.
+    **params:
+        Fees, slippage and sizing, as in :func:`~trademl.backtest.engine.run_backtest`.
 
     Raises
     ------
@@ -181,9 +179,7 @@ def run_backtest_panel(
     >>> r.trades[["asset", "entry_price", "exit_price", "exit_reason"]].values.tolist()
     [['A', 11.0, 12.0, 'end'], ['B', 19.0, 18.0, 'end']]
     """
-    fee, slip, risk, notional, equity0 = check_costs(
-        fee_bps, slippage_bps, risk_fraction, notional_fraction, initial_equity
-    )
+    execution = check_execution(params)
     index, assets = _prices(prices)
     if not isinstance(signals, PanelSignals):
         raise ConfigError(f"signals must be PanelSignals, got {type(signals).__name__}")
@@ -192,16 +188,16 @@ def run_backtest_panel(
             f"signals have shape {signals.side.shape}; the prices have {len(index)} bars × "
             f"{len(assets)} assets"
         )
-    arrays = [np.asarray(prices[key].to_numpy(dtype=np.float64)) for key in PRICE_KEYS]
-    arrays += [
+    ohlc = tuple(np.asarray(prices[key].to_numpy(dtype=np.float64)) for key in PRICE_KEYS)
+    arrays = (
         np.asarray(signals.side, dtype=np.int8),
         np.asarray(signals.stop, dtype=np.float64),
         np.asarray(signals.target, dtype=np.float64),
         np.asarray(signals.max_bars, dtype=np.int64),
         np.asarray(signals.size, dtype=np.float64),
-    ]
+    )
     code, bar, column, skipped, equity, trades_i, trades_f = simulate_panel(
-        *arrays, fee / 10_000.0, slip / 10_000.0, risk, notional, equity0, bool(target_first), True
+        ohlc, arrays, kernel_costs(execution), True
     )
     if code:
         message = _describe(int(code), index[bar].isoformat(), str(assets[column]))
