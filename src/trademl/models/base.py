@@ -115,6 +115,13 @@ class BaseModel:
             raise NotFittedError(f"this {self.kind} model is not fitted yet; call fit(X, y) first")
 
     def _align(self, X: pd.DataFrame) -> pd.DataFrame:
+        # Already in fitted order (the usual case, and the one serving hits per request):
+        # skip the column selection, which costs more than a one-row prediction.
+        fitted = self.__dict__.get("_fitted_columns")
+        if fitted is None or len(fitted) != len(self.feature_names_):
+            fitted = self.__dict__["_fitted_columns"] = pd.Index(self.feature_names_)
+        if X.columns.equals(fitted):
+            return X
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise ConfigError(

@@ -78,6 +78,10 @@ def tail_split(n_rows: int, fraction: float, gap: int, *, owner: str, role: str)
     return head_stop, n_rows - n_tail
 
 
+#: Predictions on at most this many rows run on one thread.
+SMALL_BATCH_ROWS = 64
+
+
 def _matrix(X: pd.DataFrame, owner: str) -> np.ndarray:
     """Features as a float64 array; NaN is kept (both libraries route missing values)."""
     try:
@@ -299,7 +303,15 @@ class LGBMModel(_BoostedModel):
         self.feature_importances_ = gain / gain.sum() if gain.sum() > 0 else gain
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
-        values = self.booster_.predict(_matrix(X, self.kind), num_iteration=self.best_iteration_)
+        # A few rows (serving) on one thread: waking and spinning an OpenMP pool costs ~1 ms per
+        # call, far more than the trees themselves.
+        matrix = _matrix(X, self.kind)
+        if len(X) <= SMALL_BATCH_ROWS:
+            values = self.booster_.predict(
+                matrix, num_iteration=self.best_iteration_, num_threads=1
+            )
+        else:
+            values = self.booster_.predict(matrix, num_iteration=self.best_iteration_)
         return np.asarray(values, dtype=np.float64)
 
 
