@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve clean
 
 install: $(STAMP)
 
@@ -50,6 +50,9 @@ bench-deep: install
 
 bench-backtest: install
 	$(BIN)/python bench/backtest_bench.py
+
+bench-serve: install
+	$(BIN)/python bench/serve_bench.py
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache

@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from trademl.errors import ConfigError
 
@@ -64,11 +65,105 @@ class Settings(BaseSettings):
     )
     http_timeout_s: float = Field(default=30.0, gt=0)
     http_retries: int = Field(default=3, ge=0)
+    jobs_url: str | None = Field(
+        default=None,
+        description="Job store: a SQLAlchemy URL (sqlite:///path, postgresql://...) shared by "
+        "the API and every worker; default SQLite under home.",
+    )
+    jobs_workers: int = Field(
+        default=1, ge=1, description="Threads of the in-process job pool (no broker set)."
+    )
+    jobs_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a running job's heartbeat is written; a job silent for 6 "
+        "heartbeats on another host counts as lost.",
+    )
+    jobs_max_attempts: int = Field(
+        default=3, ge=1, description="Starts of one job (after lost workers) before it fails."
+    )
+    celery_broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://... or amqp://...): when set, jobs run on "
+        "`trademl worker` processes instead of in-process.",
+    )
+    celery_queue: str = Field(default="trademl", description="Celery queue of trademl jobs.")
+    celery_visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis broker: an unacknowledged job message is redelivered after this.",
+    )
+    tracking: bool = Field(
+        default=True,
+        description="Record every train, tune and backtest as an MLflow run and register the "
+        "trained pipeline models (TRADEML_TRACKING=false turns it off).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow backend store: sqlite:///path, postgresql://..., or an http(s):// "
+        "tracking server; default SQLite under home/mlflow.",
+    )
+    mlflow_artifact_root: str | None = Field(
+        default=None,
+        description="Where new experiments keep their artifacts; default home/mlflow/artifacts.",
+    )
+    mlflow_experiment_training: str = Field(default="model_training")
+    mlflow_experiment_backtests: str = Field(default="backtests")
+    mlflow_experiment_retraining: str = Field(default="auto_retraining")
+    mlflow_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for an unreachable tracking backend."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key clients send as X-API-Key; without one, the API's mutating "
+        "endpoints (train, backtest, jobs, promote, rollback) are refused.",
+    )
+    api_auth_all: bool = Field(
+        default=False, description="Require the API key on every endpoint except /health."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (comma-separated or a JSON list); none by default.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest request body the API reads (else 413)."
+    )
+    serve_host: str = Field(default="127.0.0.1", description="Address `trademl serve` binds.")
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+    serve_workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    model_reload_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the server checks the registry for moved aliases (0: never).",
+    )
+    store_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the server looks for a new bar in the store (WebSocket streams "
+        "and the cached latest prediction).",
+    )
+    ws_heartbeat_s: float = Field(default=15.0, gt=0, description="WebSocket heartbeat period.")
+    serve_context_bars: int = Field(
+        default=200,
+        ge=0,
+        description="Bars beyond the feature warm-up used to compute a served prediction, so "
+        "that recursive indicators (EMA, RSI) settle as they did in training.",
+    )
 
     @field_validator("home", "test_data", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -89,6 +184,27 @@ class Settings(BaseSettings):
         if self.store_url:
             return self.store_url
         return f"duckdb:///{(self.home / 'market.duckdb').as_posix()}"
+
+    @property
+    def jobs_store_url(self) -> str:
+        """The job store URL in effect (SQLite under home when none is set)."""
+        if self.jobs_url:
+            return self.jobs_url
+        return f"sqlite:///{(self.home / 'jobs.sqlite').as_posix()}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The MLflow tracking URI in effect (SQLite under home when none is set)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').as_posix()}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        """The artifact location given to experiments this installation creates."""
+        if self.mlflow_artifact_root:
+            return self.mlflow_artifact_root
+        return (self.home / "mlflow" / "artifacts").as_posix()
 
 
 @lru_cache(maxsize=1)
@@ -164,6 +280,32 @@ class UncertaintySection(_Strict):
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
 
 
+class GateSection(_Strict):
+    """The promotion gate: what a model version must beat, out of sample, to become champion.
+
+    The primary model (the first of ``models``) must beat every naive baseline of the run and
+    the current champion, on their common out-of-sample rows, by ``margin`` in ``metric``
+    (``log_loss``, ``brier``, ``accuracy``, ``balanced_accuracy``, ``roc_auc`` for
+    ``direction``; ``r2``, ``mae``, ``rmse``, ``ic``, ``rank_ic`` for the other targets); and
+    its max-high / min-low interval coverage must lie within ``coverage_tolerance`` of nominal.
+    """
+
+    metric: str = "log_loss"
+    target: Literal["direction", "max_high", "min_low", "forward_return"] = "direction"
+    horizon: str | int | None = None
+    margin: float = Field(default=0.0, ge=0.0)
+    coverage_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    min_rows: int = Field(default=100, ge=1)
+
+
+class RegistrySection(_Strict):
+    """Registration of the trained pipeline model in the MLflow model registry."""
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    enabled: bool = Field(default=True, description="Register the pipeline model.")
+    gate: GateSection = Field(default_factory=GateSection)
+
+
 class RunConfig(_Strict):
     """A whole training run, as written in ``trademl train CONFIG.yaml``."""
 
@@ -175,6 +317,7 @@ class RunConfig(_Strict):
     uncertainty: UncertaintySection = Field(default_factory=UncertaintySection)
     output: str
     seed: int = 0
+    registry: RegistrySection = Field(default_factory=RegistrySection)
 
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)

@@ -98,3 +98,31 @@ class NotFoundError(TradeMLError):
 
 class ModelNotFoundError(NotFoundError):
     """A model name or version that the registry does not hold."""
+
+
+class JobNotFoundError(NotFoundError):
+    """A background job id that the job store does not hold."""
+
+
+class JobStateError(TradeMLError):
+    """A job cannot do what was asked in its current state (retry a succeeded job...)."""
+
+    exit_code = 9
+
+
+class JobQueueError(TradeMLError):
+    """The job queue cannot accept work: its broker or its job store is unreachable."""
+
+    exit_code = 10
+
+
+class TrackingError(TradeMLError):
+    """The MLflow tracking backend cannot be reached or refused a request."""
+
+    exit_code = 7
+
+
+class PromotionRefusedError(TradeMLError):
+    """A model version failed the promotion gate; the message carries the failing numbers."""
+
+    exit_code = 8

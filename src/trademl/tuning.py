@@ -582,6 +582,10 @@ def tune(
         result = _collect(study, cfg, problem, label_column, direction, automl, started)
     finally:
         close_storage(study)
+    if settings.tracking:
+        from trademl.tracking.recorders import log_tuning
+
+        log_tuning(result, cfg, settings)
     return result
 
 

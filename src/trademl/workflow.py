@@ -12,7 +12,7 @@ import pickle
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ QUANTILE_KINDS = ("lgbm", "xgb")
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run produced (also written under ``output``)."""
+    """What a run produced (also written under ``output``), and where MLflow recorded it
+    (``run_id`` None when tracking is off; ``model_version`` None when not registered)."""
 
     output: Path
     folds: pd.DataFrame
@@ -66,14 +67,32 @@ class RunResult:
     predictions: pd.DataFrame
     data_hash: str
     seconds: float
+    run_id: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    alias: str | None = None
+    registry_reason: str | None = None
 
 
 def run(
-    config: RunConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+    config: RunConfig | str | Path | dict[str, Any],
+    *,
+    settings: Settings | None = None,
+    trigger: str = "manual",
 ) -> RunResult:
-    """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`."""
+    """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`.
+
+    With tracking on (``Settings.tracking``, the default) the run is recorded in MLflow and
+    its pipeline model registered; ``trigger`` (manual, scheduled, drift, performance) tags it,
+    and non-manual runs go to the retraining experiment.
+    """
     started = time.perf_counter()
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    settings = settings or get_settings()
+    if settings.tracking:
+        from trademl.tracking.training import preflight
+
+        preflight(cfg, settings, trigger)  # an unreachable backend fails before training
     prepared = prepare(cfg, settings=settings)
     X, base_X, labels, horizons = prepared.X, prepared.baselines, prepared.labels, prepared.horizons
 
@@ -104,7 +123,21 @@ def run(
     )
     seconds = time.perf_counter() - started
     logger.info("run written to {} in {:.1f}s", output, seconds)
-    return RunResult(output, folds, summary, wide, prepared.data_hash, seconds)
+    result = RunResult(output, folds, summary, wide, prepared.data_hash, seconds)
+    if not settings.tracking:
+        return result
+    from trademl.tracking.training import track_training
+
+    tracked = track_training(cfg, result, final, prepared, settings=settings, trigger=trigger)
+    logger.info("MLflow run {} ({})", tracked.run_id, tracked.reason or "not registered")
+    return replace(
+        result,
+        run_id=tracked.run_id,
+        model_name=tracked.model_name,
+        model_version=tracked.model_version,
+        alias=tracked.alias,
+        registry_reason=tracked.reason,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """``trademl backtest``: out-of-sample predictions of a training run → signals → trades,
 metrics beside buy-and-hold (with the deflated Sharpe ratio), an HTML report; and parameter
-sweeps with the deflated Sharpe ratio and the probability of backtest overfitting (CSCV)."""
+sweeps with the deflated Sharpe ratio and the probability of backtest overfitting (CPCV)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from trademl.errors import ConfigError
 from trademl.features.horizons import resolve_horizon
 from trademl.validation.overfitting import (
     deflated_sharpe_ratio,
-    probability_of_backtest_overfitting,
+    pbo_cpcv,
     sharpe_ratio,
 )
+from trademl.validation.splitters import CombinatorialPurgedCV
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def backtest(
             "grid_best": table.attrs["best"],
             "deflated_sharpe_grid": table.attrs["deflated_sharpe"],
             "pbo": table.attrs["pbo"],
+            "pbo_method": table.attrs["pbo_method"],
         }
     baseline = buy_and_hold(inputs.candles, cfg.sizing.initial_equity)
     baseline_metrics = backtest_metrics(
@@ -161,7 +164,12 @@ def backtest(
         title=title,
     )
     logger.info("backtest written to {}", output)
-    return BacktestRun(output, result.trades, result.equity, metrics, baseline_metrics)
+    done = BacktestRun(output, result.trades, result.equity, metrics, baseline_metrics)
+    if settings.tracking:
+        from trademl.tracking.recorders import log_backtest
+
+        log_backtest(done, cfg, settings)
+    return done
 
 
 def sweep(
@@ -171,13 +179,14 @@ def sweep(
     inputs: _Inputs | None = None,
 ) -> pd.DataFrame:
     """Every combination of ``grid`` backtested; the best's deflated Sharpe ratio given the
-    number of combinations tried, and the PBO of the grid by CSCV over per-bar returns."""
+    number of combinations tried, and the PBO of the grid by CPCV over per-bar returns."""
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
     if not cfg.grid:
         raise ConfigError(
             "grid: a sweep needs a grid of strategy parameters, e.g. {reward_risk: [1, 1.5, 2]}"
         )
     settings = settings or get_settings()
+    standalone = inputs is None  # inside backtest(), the backtest's own run records the grid
     inputs = inputs or _inputs(cfg, settings)
     names = list(cfg.grid)
     rows, returns = [], {}
@@ -201,10 +210,19 @@ def sweep(
     table.attrs["deflated_sharpe"] = deflated_sharpe_ratio(
         float(per_bar_sr[best]), n_obs=len(matrix), n_trials=len(table), trials_sr_variance=variance
     )
-    table.attrs["pbo"] = (
-        probability_of_backtest_overfitting(matrix, n_partitions=8).pbo
-        if matrix.shape[1] > 1
-        else float("nan")
+    # PBO by CPCV: half the groups tested per split, the in-sample side purged and embargoed
+    # by the holding horizon so a trade open across a boundary never informs the selection.
+    groups = cfg.pbo.n_groups
+    cpcv = CombinatorialPurgedCV(
+        n_groups=groups,
+        n_test_groups=groups // 2,
+        horizon_bars=inputs.horizon_bars,
+        embargo_bars=inputs.horizon_bars,
+    )
+    table.attrs["pbo"] = pbo_cpcv(matrix, cpcv).pbo if matrix.shape[1] > 1 else float("nan")
+    table.attrs["pbo_method"] = (
+        f"CPCV over {len(matrix)} bars: {groups} groups, {groups // 2} tested per split "
+        f"({math.comb(groups, groups // 2)} splits), purge and embargo {inputs.horizon_bars} bars"
     )
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -212,8 +230,12 @@ def sweep(
         table.to_csv(temp, index=False)
     write_metrics_json(
         output / "sweep.json",
-        {k: table.attrs[k] for k in ("n_trials", "deflated_sharpe", "pbo")},
+        {k: table.attrs[k] for k in ("n_trials", "deflated_sharpe", "pbo", "pbo_method")},
         None,
         {"best": table.attrs["best"], "grid": cfg.grid},
     )
+    if standalone and settings.tracking:
+        from trademl.tracking.recorders import log_sweep
+
+        log_sweep(table, cfg, settings)
     return table

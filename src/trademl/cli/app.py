@@ -17,9 +17,15 @@ from trademl.cli import backtest as backtest_commands
 from trademl.cli import data as data_commands
 from trademl.cli import demo as demo_commands
 from trademl.cli import features as feature_commands
+from trademl.cli import jobs as jobs_commands
 from trademl.cli import labels as labels_commands
+from trademl.cli import mlflow_ui as mlflow_commands
+from trademl.cli import models as models_commands
+from trademl.cli import runs as runs_commands
+from trademl.cli import serve as serve_commands
 from trademl.cli import train as train_commands
 from trademl.cli import tune as tune_commands
+from trademl.cli import worker as worker_commands
 from trademl.config import get_settings, reload_settings
 from trademl.errors import TradeMLError
 from trademl.log import configure_logging
@@ -34,10 +40,16 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 app.add_typer(feature_commands.app, name="features")
 app.add_typer(labels_commands.app, name="labels")
+app.add_typer(runs_commands.app, name="runs")
+app.add_typer(models_commands.app, name="models")
+app.add_typer(mlflow_commands.app, name="mlflow")
 app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
 app.command("backtest")(backtest_commands.backtest)
 app.command("tune")(tune_commands.tune)
+app.command("worker")(worker_commands.worker)
+app.command("serve")(serve_commands.serve)
+app.add_typer(jobs_commands.app, name="jobs")
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trademl.cli.backtest import print_metrics
-from trademl.cli.train import print_summary
+from trademl.cli.train import print_summary, print_tracking
 from trademl.config import get_settings
 from trademl.demo import DEMO_FEATURE_SET, DemoSummary, run_demo
 from trademl.errors import TradeMLError
@@ -68,10 +68,21 @@ def demo() -> None:
         console.print(
             f"model:  {out / 'models' / 'maxmin.pkl'}  (in {summary.training.seconds:.0f}s)"
         )
+        if summary.training.run_id is not None:
+            console.rule("[bold]trademl demo: MLflow tracking and model registry")
+            print_tracking(summary.training)
     if summary.backtest is not None:
         console.rule("[bold]trademl demo: backtest of the out-of-sample predictions (after costs)")
         print_metrics(summary.backtest.metrics, summary.backtest.baseline_metrics)
         console.print(f"report: {summary.backtest.output / 'report.html'}")
+    if summary.training is not None:
+        console.rule("[bold]trademl demo: serve the model")
+        console.print(f"serve:   trademl --home {get_settings().home} serve   (docs at /docs)")
+        console.print(
+            "predict: curl -s -X POST http://127.0.0.1:8000/api/v1/predict "
+            "-H 'Content-Type: application/json' "
+            '-d \'{"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"}\''
+        )
     console.print(
         "next: trademl data list | trademl features list | "
         "trademl features build --set standard --symbol BTCUSDT --timeframe 1h --out f.parquet"

@@ -36,6 +36,24 @@ def train(
     console.print(
         f"written to {result.output} (predictions.parquet, folds.csv, summary.md, models/) in {result.seconds:.1f}s"
     )
+    print_tracking(result)
+
+
+def print_tracking(result: object) -> None:
+    """The MLflow run, the registered version, its alias (or why none) and the UI command."""
+    from trademl.workflow import RunResult
+
+    assert isinstance(result, RunResult)
+    if result.run_id is None:
+        return
+    console.print(f"MLflow run:       {result.run_id}")
+    if result.model_name is not None:
+        console.print(
+            f"registered model: {result.model_name} version {result.model_version}, "
+            f"alias {result.alias or 'none'}"
+        )
+        console.print(f"registry:         {result.registry_reason}")
+    console.print("MLflow UI:        trademl mlflow ui")
 
 
 def print_summary(summary: object) -> None:

@@ -1,0 +1,103 @@
+"""``trademl runs list|show|compare``: MLflow runs of train, tune and backtest."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+app = typer.Typer(help="MLflow runs: list, show, compare.", no_args_is_help=True)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)
+
+
+@app.command("list")
+def list_runs(
+    filter_string: Annotated[
+        str, typer.Option("--filter", help="MLflow filter, e.g. \"tags.symbol = 'BTCUSDT'\".")
+    ] = "",
+    experiment: Annotated[
+        list[str] | None, typer.Option("--experiment", help="Experiment name (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+) -> None:
+    """The newest runs, with their kind, symbol, timeframe and registered version."""
+    from trademl.tracking.runs import search_runs
+
+    runs = search_runs(filter_string, experiments=experiment or None, max_results=limit)
+    table = Table(title=f"{len(runs)} run(s)")
+    for column in ("run id", "experiment", "name", "kind", "symbol", "tf", "status", "started"):
+        table.add_column(column)
+    for _, row in runs.iterrows():
+        table.add_row(
+            str(row["run_id"]),
+            str(row["experiment"]),
+            str(row.get("run_name", "")),
+            str(row.get("tags.run_kind", "-")),
+            str(row.get("tags.symbol", "-")),
+            str(row.get("tags.timeframe", "-")),
+            str(row["status"]),
+            f"{row['start_time']:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id.")],
+    match: Annotated[
+        str, typer.Option("--match", help="Only metrics whose name contains this.")
+    ] = "",
+) -> None:
+    """A run's tags, params, metrics and artifacts."""
+    from trademl.tracking.runs import get_run
+
+    run = get_run(run_id)
+    console.print(f"[bold]{run['run_name']}[/]  {run_id}  ({run['experiment']}, {run['status']})")
+    for title, values in (("tags", run["tags"]), ("params", run["params"])):
+        table = Table(title=title)
+        table.add_column("key")
+        table.add_column("value", overflow="fold")
+        for key, value in sorted(values.items()):
+            if not key.startswith("mlflow."):
+                table.add_row(key, str(value)[:200])
+        console.print(table)
+    metrics = Table(title="metrics")
+    metrics.add_column("name")
+    metrics.add_column("value", justify="right")
+    for key, value in sorted(run["metrics"].items()):
+        if match in key:
+            metrics.add_row(key, _number(value))
+    console.print(metrics)
+    console.print("artifacts: " + ", ".join(run["artifacts"]))
+
+
+@app.command("compare")
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    match: Annotated[
+        str, typer.Option("--match", help="Only metrics whose name contains this.")
+    ] = "",
+) -> None:
+    """Metrics side by side, one column per run (metrics that any of them logged)."""
+    from trademl.tracking.runs import get_run
+
+    runs = [get_run(run_id) for run_id in run_ids]
+    table = Table(title="metrics by run")
+    table.add_column("metric")
+    for run in runs:
+        table.add_column(f"{run['run_name']}\n{run['run_id'][:8]}", justify="right")
+    names = sorted({k for run in runs for k in run["metrics"] if match in k})
+    for name in names:
+        table.add_row(name, *(_number(run["metrics"].get(name)) for run in runs))
+    for key in ("data_hash", "feature_set", "primary_model", "git_commit"):
+        table.add_row(f"tag {key}", *(str(run["tags"].get(key, "-"))[:12] for run in runs))
+    console.print(table)

@@ -1,0 +1,188 @@
+"""What a job can run: a table of named tasks, each a function ``(payload, report) -> result``.
+
+Built in: ``train`` and ``backtest`` (the library's two long operations), and three cheap
+diagnostic tasks, ``echo``, ``sleep`` and ``fail``, that prove a queue and its workers work
+without training anything. A task receives ``report(progress, message)``; each call records
+progress and is where a cancelled job stops (it raises :class:`~trademl.jobs.JobCancelled`).
+
+>>> sorted(TASKS)
+['backtest', 'echo', 'fail', 'sleep', 'train']
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from trademl.errors import ConfigError
+from trademl.plugins import PluginTable
+
+
+class Report(Protocol):
+    """Records a running job's progress (0 to 1) and what it is doing; raises
+    :class:`~trademl.jobs.JobCancelled` when the job was cancelled."""
+
+    def __call__(self, progress: float, message: str = "") -> None: ...
+
+
+TaskFunction = Callable[[dict[str, Any], Report], dict[str, Any]]
+PayloadCheck = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """A registered task: ``run`` does the work, ``check`` refuses a bad payload at submit."""
+
+    run: TaskFunction
+    check: PayloadCheck | None = None
+
+
+TASKS: PluginTable[JobTask] = PluginTable("job kind")
+
+
+def task(kind: str, *, check: PayloadCheck | None = None) -> Callable[[TaskFunction], TaskFunction]:
+    """Register the decorated function as the task ``kind``.
+
+    Workers run tasks by name, so a task must be registered on import of a module that the
+    worker imports too (this one, for the built-in tasks).
+    """
+
+    def decorate(function: TaskFunction) -> TaskFunction:
+        TASKS.register(kind)(JobTask(run=function, check=check))
+        return function
+
+    return decorate
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with JSON types only: paths and timestamps as strings, NaN and ±inf as None,
+    numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path | datetime):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return jsonable(item())
+    return str(value)
+
+
+# -- diagnostic tasks ---------------------------------------------------------------------------
+
+
+def _number(payload: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"payload {key!r}: expected a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _check_sleep(payload: dict[str, Any]) -> None:
+    _number(payload, "seconds", 1.0, 0.0, 3600.0)
+    _number(payload, "steps", 10, 1, 10_000)
+
+
+@task("echo")
+def echo(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """Return the payload: proves that a worker picks jobs up."""
+    report(0.5, "echoing")
+    return {"payload": payload}
+
+
+@task("sleep", check=_check_sleep)
+def sleep(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """Sleep ``seconds`` (default 1) in ``steps`` (default 10) steps, reporting progress."""
+    seconds = _number(payload, "seconds", 1.0, 0.0, 3600.0)
+    steps = int(_number(payload, "steps", 10, 1, 10_000))
+    report(0.0, f"sleeping {seconds:g}s")
+    for step in range(steps):
+        time.sleep(seconds / steps)
+        report((step + 1) / steps, f"slept {(step + 1) * seconds / steps:.2f}s of {seconds:g}s")
+    return {"slept_s": seconds}
+
+
+@task("fail")
+def fail(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """Fail with ``message``: shows what a failed job looks like."""
+    report(0.5, "about to fail")
+    raise RuntimeError(str(payload.get("message", "this job was asked to fail")))
+
+
+# -- the library's long operations ---------------------------------------------------------
+
+
+def _config(payload: dict[str, Any]) -> dict[str, Any] | str:
+    config = payload.get("config")
+    if not isinstance(config, dict | str):
+        raise ConfigError(
+            f"payload 'config': expected a config mapping or a YAML file path, got {config!r}"
+        )
+    unknown = set(payload) - {"config"}
+    if unknown:
+        raise ConfigError(f"payload: unknown keys {sorted(unknown)}; expected only 'config'")
+    return config
+
+
+def _check_train(payload: dict[str, Any]) -> None:
+    from trademl.config import load_run_config
+
+    load_run_config(_config(payload))
+
+
+def _check_backtest(payload: dict[str, Any]) -> None:
+    from trademl.backtest.config import load_backtest_config
+
+    load_backtest_config(_config(payload))
+
+
+@task("train", check=_check_train)
+def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """``workflow.run(payload["config"])``: a training run; returns where it was written."""
+    from trademl.workflow import run
+
+    report(0.0, "training")
+    result = run(_config(payload))
+    out: dict[str, Any] = {
+        "output": str(result.output),
+        "seconds": result.seconds,
+        "data_hash": result.data_hash,
+    }
+    # Tracking adds MLflow identifiers to the run result; pass on whichever it has.
+    for name in ("run_id", "model_name", "model_version"):
+        if getattr(result, name, None) is not None:
+            out[name] = getattr(result, name)
+    return jsonable(out)  # type: ignore[no-any-return]
+
+
+@task("backtest", check=_check_backtest)
+def backtest(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """``backtest.runner.backtest(payload["config"])``; returns its scalar metrics."""
+    from trademl.backtest.runner import backtest as run_backtest
+
+    report(0.0, "backtesting")
+    result = run_backtest(_config(payload))
+
+    def scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {key: jsonable(value) for key, value in metrics.items() if _is_scalar(value)}
+
+    return {
+        "output": str(result.output),
+        "n_trades": len(result.trades),
+        "metrics": scalars(result.metrics),
+        "baseline_metrics": scalars(result.baseline_metrics),
+    }
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str) or hasattr(value, "item")

@@ -1,0 +1,157 @@
+"""The models a server answers with: for every registered model its ``champion`` (or, before
+any promotion, its latest version), swapped for another version without downtime when an alias
+moves in the registry."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from trademl.config import Settings
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError, ModelNotFoundError, NotFoundError, TradeMLError
+from trademl.tracking.pipeline import PipelineModel, load_pipeline
+from trademl.tracking.registry import CHAMPION, list_models
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model version."""
+
+    name: str
+    version: int
+    alias: str | None
+    pipeline: PipelineModel
+    loaded_at: datetime
+
+    @property
+    def latest_unpromoted(self) -> bool:
+        """True when the model has no champion and its latest version serves instead."""
+        return self.alias is None
+
+    def describe(self) -> dict[str, Any]:
+        """The fields of :class:`~trademl.serving.schemas.ServedModel`."""
+        pipeline = self.pipeline
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "latest_unpromoted": self.latest_unpromoted,
+            "symbol": pipeline.symbol,
+            "timeframe": pipeline.timeframe,
+            "horizons": dict(pipeline.horizons),
+            "feature_set": pipeline.feature_set.name,
+            "warmup_bars": pipeline.warmup_bars,
+            "loaded_at": self.loaded_at,
+        }
+
+
+class ModelHost:
+    """Loaded pipelines by registered name, refreshed from the registry.
+
+    Readers take :attr:`served` (a dict replaced whole, never mutated), so a request sees one
+    consistent set of models while a refresh loads new versions beside the old ones.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.served: dict[str, Served] = {}
+        self.load_errors: dict[str, str] = {}
+        self._refreshing = threading.Lock()
+
+    def refresh(self, only: str | None = None) -> list[str]:
+        """Load what the registry says should serve; return the names whose version changed.
+
+        A model that fails to load keeps its previous version (if any) and its error is kept
+        in :attr:`load_errors`; with ``only`` just that model is looked at.
+        """
+        with self._refreshing:
+            rows = list_models(self.settings)
+            if only is not None:
+                rows = [row for row in rows if row["name"] == only]
+            served = dict(self.served)
+            errors = dict(self.load_errors) if only else {}
+            changed = []
+            if only is None:
+                for gone in set(served) - {row["name"] for row in rows}:
+                    del served[gone]
+                    changed.append(gone)
+            for row in rows:
+                name = row["name"]
+                champion = row.get(CHAMPION)
+                version = int(champion) if champion is not None else row.get("latest")
+                if version is None:
+                    continue
+                alias = CHAMPION if champion is not None else None
+                current = served.get(name)
+                if current is not None and current.version == version:
+                    if current.alias != alias:
+                        served[name] = Served(
+                            name, version, alias, current.pipeline, current.loaded_at
+                        )
+                    continue
+                try:
+                    pipeline, _ = load_pipeline(name, version, self.settings)
+                except TradeMLError as error:
+                    errors[name] = str(error)
+                    logger.warning("model {} version {} not loaded: {}", name, version, error)
+                    continue
+                errors.pop(name, None)
+                served[name] = Served(name, version, alias, pipeline, datetime.now(UTC))
+                changed.append(name)
+                logger.info(
+                    "serving {} version {} ({})", name, version, alias or "latest, unpromoted"
+                )
+            self.served = served
+            self.load_errors = errors
+        if changed:
+            # Loaded models live as long as the process: keep the collector from walking them.
+            gc.freeze()
+        return changed
+
+    def get(self, name: str) -> Served:
+        """The served version of the registered model ``name``."""
+        served = self.served.get(name)
+        if served is None:
+            known = ", ".join(sorted(self.served)) or "none"
+            raise ModelNotFoundError(f"model {name!r} is not served here (served: {known})")
+        return served
+
+    def find(self, symbol: str, timeframe: str, model: str | None = None) -> Served:
+        """The model serving ``symbol`` at ``timeframe`` (``model`` names one when several do).
+
+        Raises
+        ------
+        UnknownTimeframeError
+            ``timeframe`` does not parse (a 422).
+        NotFoundError
+            No served model predicts ``symbol`` at that timeframe (a 404).
+        """
+        tf = Timeframe.parse(timeframe).name
+        served = list(self.served.values())
+        if model is not None:
+            chosen = self.get(model)
+            if (chosen.pipeline.symbol, chosen.pipeline.timeframe) != (symbol, tf):
+                raise ConfigError(
+                    f"model {model!r} predicts {chosen.pipeline.symbol} "
+                    f"{chosen.pipeline.timeframe}, not {symbol} {tf}"
+                )
+            return chosen
+        matches = [s for s in served if (s.pipeline.symbol, s.pipeline.timeframe) == (symbol, tf)]
+        if not matches:
+            pairs = sorted({f"{s.pipeline.symbol} {s.pipeline.timeframe}" for s in served})
+            what = (
+                f"symbol {symbol!r}"
+                if all(s.pipeline.symbol != symbol for s in served)
+                else f"{symbol} at timeframe {tf}"
+            )
+            raise NotFoundError(
+                f"no model serves {what}; served: {', '.join(pairs) or 'none (no model loaded)'}"
+            )
+        # Champions before unpromoted versions, then by name: the same choice every time.
+        return min(matches, key=lambda s: (s.alias is None, s.name))

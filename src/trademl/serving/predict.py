@@ -1,0 +1,200 @@
+"""Predictions as the API serves them: the last bar of a tail window, from stored candles
+(cached per closed bar) or from candles in the request.
+
+The prediction for the last candle is computed on the last ``warmup_bars + 1 +
+serve_context_bars`` candles with the pipeline's own feature set and fitted models, so serving
+computes exactly what :meth:`PipelineModel.predict` computes on the same window; only the
+last row is predicted.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trademl.data.candles import make_candles, validate_candles
+from trademl.data.timeframes import Timeframe
+from trademl.errors import ConfigError, DataValidationError, NotFoundError
+from trademl.features import build_features
+from trademl.serving.host import ModelHost, Served
+from trademl.serving.schemas import Candle
+from trademl.serving.store import StoreReader
+from trademl.tracking.pipeline import PipelineModel
+
+CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Every output column of one model version for one bar."""
+
+    served: Served
+    timestamp: pd.Timestamp
+    close: float
+    values: dict[str, float]
+    source: str
+
+
+def candles_frame(candles: Sequence[Candle], symbol: str, timeframe: str) -> pd.DataFrame:
+    """Request candles as a validated Candles frame (naive timestamps read as UTC).
+
+    Raises
+    ------
+    DataValidationError
+        A contract rule is broken; the message names the row (1-based) and the rule.
+    """
+    stamps = [
+        c.timestamp if c.timestamp.tzinfo else c.timestamp.replace(tzinfo=UTC) for c in candles
+    ]
+    values = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=float)
+    values = values.reshape(len(candles), 5)
+    index = pd.DatetimeIndex([s.astimezone(UTC) for s in stamps])
+    frame = make_candles(index, *values.T, symbol=symbol, timeframe=timeframe)
+    validate_candles(frame, source="candles")
+    return frame
+
+
+def check_spacing(candles: pd.DataFrame, timeframe: str) -> None:
+    """The candles' bars must be ``timeframe`` apart (gaps allowed, as in training)."""
+    expected = Timeframe.parse(timeframe).delta
+    spacing = pd.Series(candles.index).diff().dropna()
+    if len(spacing) and (spacing.min() < expected or spacing.median() != expected):
+        raise DataValidationError(
+            f"candles are {spacing.median()} apart (median, smallest {spacing.min()}); the model "
+            f"predicts {timeframe} bars",
+            source="candles",
+            rule="timeframe",
+        )
+
+
+def predict_last(
+    pipeline: PipelineModel, candles: pd.DataFrame, context_bars: int
+) -> tuple[pd.Timestamp, float, dict[str, float]]:
+    """The pipeline's prediction for the last candle, computed on the tail window.
+
+    Returns the bar's timestamp, its close and every output column of the pipeline.
+    """
+    window = candles.iloc[-(pipeline.warmup_bars + 1 + context_bars) :]
+    check_spacing(window, pipeline.timeframe)
+    window.attrs.update(symbol=pipeline.symbol, timeframe=pipeline.timeframe)
+    features = build_features(window, pipeline.feature_set)
+    row = features.iloc[-1:][pipeline.feature_columns]
+    out = pipeline.predictor.predict(row, window["close"].iloc[-1:])
+    values = {str(k): float(v) for k, v in out.iloc[0].items()}
+    return window.index[-1], float(window["close"].iloc[-1]), values
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class PredictionService:
+    """Predictions for the routes and the WebSocket stream."""
+
+    def __init__(self, host: ModelHost, store: StoreReader, context_bars: int) -> None:
+        self.host = host
+        self.store = store
+        self.context_bars = context_bars
+        self._cache: OrderedDict[tuple[str, int, str], Prediction] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def horizons(self, served: Served, horizon: str) -> list[str]:
+        """The horizons asked for: ``all`` or one the model knows (else a 422)."""
+        names = list(served.pipeline.horizons)
+        if horizon == "all":
+            return names
+        if horizon not in names:
+            raise ConfigError(
+                f"horizon {horizon!r} is not predicted by model {served.name} version "
+                f"{served.version}; expected 'all' or one of: {', '.join(names)}"
+            )
+        return [horizon]
+
+    def from_candles(self, served: Served, candles: Sequence[Candle]) -> Prediction:
+        """Predict from request candles (nothing is stored or cached)."""
+        pipeline = served.pipeline
+        frame = candles_frame(candles, pipeline.symbol, pipeline.timeframe)
+        stamp, close, values = predict_last(pipeline, frame, self.context_bars)
+        return Prediction(served, stamp, close, values, "request")
+
+    def latest(self, served: Served) -> Prediction:
+        """Predict from the latest stored bar; one computation per model version and bar."""
+        pipeline = served.pipeline
+        info = self.store.info(pipeline.symbol, pipeline.timeframe)
+        if info is None:
+            raise NotFoundError(
+                f"no {pipeline.symbol} {pipeline.timeframe} candles in the store to predict from; "
+                "import some (trademl data import) or send candles in the request"
+            )
+        key = (served.name, served.version, info.last.isoformat())
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return (
+                    hit
+                    if hit.served is served
+                    else Prediction(served, hit.timestamp, hit.close, hit.values, hit.source)
+                )
+        bars = pipeline.warmup_bars + 1 + self.context_bars
+        frame = self.store.tail(pipeline.symbol, pipeline.timeframe, bars, info)
+        stamp, close, values = predict_last(pipeline, frame, self.context_bars)
+        prediction = Prediction(served, stamp, close, values, "store")
+        with self._lock:
+            self._cache[key] = prediction
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return prediction
+
+    def body(self, prediction: Prediction, horizons: list[str]) -> dict[str, Any]:
+        """The :class:`~trademl.serving.schemas.PredictResponse` fields of a prediction."""
+        served, values = prediction.served, prediction.values
+        pipeline = served.pipeline
+        alpha = float(getattr(pipeline.predictor, "alpha", 0.1))
+
+        def interval(name: str, target: str) -> dict[str, float | None] | None:
+            lower = values.get(f"{name}__{target}_lo")
+            upper = values.get(f"{name}__{target}_hi")
+            if lower is None and upper is None:
+                return None
+            return {"lower": _finite(lower), "upper": _finite(upper)}
+
+        return {
+            "symbol": pipeline.symbol,
+            "timeframe": pipeline.timeframe,
+            "bar_timestamp": prediction.timestamp.to_pydatetime(),
+            "close": prediction.close,
+            "source": prediction.source,
+            "model": model_ref(served),
+            "horizons": {
+                name: {
+                    "bars": int(pipeline.horizons[name]),
+                    "p_up": _finite(values.get(f"{name}__p_up")),
+                    "confidence": _finite(values.get(f"{name}__confidence")),
+                    "high": _finite(values.get(f"{name}__high")),
+                    "low": _finite(values.get(f"{name}__low")),
+                    "high_interval": interval(name, "high"),
+                    "low_interval": interval(name, "low"),
+                    "alpha": alpha,
+                }
+                for name in horizons
+            },
+        }
+
+
+def model_ref(served: Served) -> dict[str, Any]:
+    """The :class:`~trademl.serving.schemas.ModelRef` of a served version."""
+    return {
+        "name": served.name,
+        "version": served.version,
+        "alias": served.alias,
+        "latest_unpromoted": served.latest_unpromoted,
+    }

@@ -1,0 +1,130 @@
+"""The model card: what a registered model is, what it was trained on, how it was validated
+and how good it was out of sample, beside the naive baselines, in Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from trademl.config import RunConfig
+
+_COLUMNS = {
+    "direction": ["accuracy", "balanced_accuracy", "log_loss", "roc_auc", "brier", "n"],
+    "regression": ["r2", "mae", "rmse", "ic", "rank_ic", "coverage", "interval_width", "n"],
+}
+
+LIMITATIONS = [
+    "Out-of-sample numbers come from one purged walk-forward over one span of one market; "
+    "they estimate, with noise, how the model did there, not how it will do.",
+    "The model predicts price extremes and direction, not profits: costs, fills and sizing "
+    "live in the backtest, whose report says what a strategy on these predictions earned.",
+    "Regime changes (volatility, liquidity, market structure) after the training span can "
+    "degrade it without warning; monitor drift and retrain.",
+    "Interval coverage is marginal (over all rows), not conditional on any market state.",
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{int(value):,}" if value.is_integer() and abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
+def model_card(
+    cfg: RunConfig,
+    summary: pd.DataFrame,
+    meta: dict[str, Any],
+    *,
+    name: str | None = None,
+    version: int | None = None,
+    run_id: str | None = None,
+    feature_columns: list[str] | None = None,
+    gate_reason: str | None = None,
+) -> str:
+    """A Markdown model card of a training run.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run config.
+    summary : pandas.DataFrame
+        The pooled out-of-sample summary (``summary.csv``).
+    meta : dict
+        ``run.json``: data hash, first and last bar, bars, feature-set fingerprint.
+    name, version, run_id : optional
+        The registry name and version and the MLflow run, when known.
+    feature_columns : list of str or None
+        The model's input columns.
+    gate_reason : str or None
+        The promotion gate's verdict at registration.
+    """
+    title = f"{name} v{version}" if name and version else name or cfg.data.symbol
+    nominal = 1 - cfg.uncertainty.alpha
+    lines = [
+        f"# Model card: {title}",
+        "",
+        "## Model",
+        f"- Predicts, per horizon, P(up), confidence, and the future max high and min low "
+        f"(log ratios and prices) of {cfg.data.symbol} {cfg.data.timeframe} candles.",
+        f"- Primary model: `{cfg.models[0].kind}` {dict(cfg.models[0].params)}",
+        f"- Uncertainty: {cfg.uncertainty.intervals} intervals at {nominal:.0%} nominal coverage, "
+        f"{cfg.uncertainty.calibration} calibration of P(up).",
+        f"- MLflow run: `{run_id}`" if run_id else "- MLflow run: not tracked",
+        "",
+        "## Data",
+        f"- {cfg.data.symbol} {cfg.data.timeframe}, {meta.get('first_bar')} → "
+        f"{meta.get('last_bar')} ({int(meta.get('bars', 0)):,} bars)",
+        f"- Data hash: `{meta.get('data_hash')}`",
+        "",
+        "## Features",
+        f"- Feature set `{cfg.features}` (fingerprint `{meta.get('feature_set_fingerprint')}`)"
+        + (f", {len(feature_columns)} columns" if feature_columns else ""),
+    ]
+    if feature_columns:
+        shown = ", ".join(f"`{c}`" for c in feature_columns[:40])
+        lines.append(f"- Columns: {shown}" + (" …" if len(feature_columns) > 40 else ""))
+    lines += [
+        "",
+        "## Labels",
+        f"- Kinds: {', '.join(cfg.labels.kinds)}; horizons: "
+        f"{', '.join(str(h) for h in cfg.labels.horizons)}; direction dead zone "
+        f"{cfg.labels.dead_zone:g}.",
+        "- Labels at bar t look forward over bars t+1 … t+h only.",
+        "",
+        "## Validation",
+        f"- `{cfg.validation.kind}` {dict(cfg.validation.params)}, training rows whose label "
+        "window overlaps a test row purged, an embargo after each test block.",
+        "- Every number below is out of sample, pooled over the test blocks.",
+        "",
+        "## Out-of-sample metrics (naive baselines beside the model)",
+    ]
+    for (target, horizon), part in summary.groupby(["target", "horizon"], sort=False):
+        columns = _COLUMNS["direction" if target == "direction" else "regression"]
+        columns = [c for c in columns if c in part]
+        lines += [
+            "",
+            f"### {target}, horizon {horizon} ({int(part['horizon_bars'].iloc[0])} bars)",
+            "",
+            "| model | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for _, row in part.iterrows():
+            cells = " | ".join(_cell(row.get(c)) for c in columns)
+            lines.append(f"| {row['model']} | {cells} |")
+    coverage = summary.dropna(subset=["coverage"]) if "coverage" in summary else summary.iloc[0:0]
+    lines += ["", "## Interval coverage", ""]
+    if coverage.empty:
+        lines.append("- No intervals were fitted.")
+    else:
+        for _, row in coverage.iterrows():
+            lines.append(
+                f"- {row['model']} {row['target']} {row['horizon']}: {row['coverage']:.3f} "
+                f"(nominal {nominal:.2f})"
+            )
+    if gate_reason:
+        lines += ["", "## Promotion gate at registration", "", f"- {gate_reason}"]
+    lines += ["", "## Limitations", ""] + [f"- {item}" for item in LIMITATIONS]
+    return "\n".join(lines) + "\n"

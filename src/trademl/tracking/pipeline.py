@@ -1,0 +1,326 @@
+"""The pipeline model: the feature set, the label spec, the fitted max/min predictor and their
+metadata as one object, so that training, serving and backtests compute features the same way.
+
+:class:`PipelineModel` is plain Python (usable without MLflow); :class:`PipelinePyfunc` wraps
+it as an MLflow pyfunc model, logged with a signature and an input example by
+:func:`log_pipeline`; :func:`load_pipeline` loads a registered version back.
+
+>>> pipeline, info = load_pipeline("BTCUSDT_1h_btc_1h", "champion")  # doctest: +SKIP
+>>> pipeline.predict(candles).tail(1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc.model import PythonModel
+
+from trademl import __version__
+from trademl.config import Settings, get_settings
+from trademl.data.timeframes import Timeframe
+from trademl.errors import DataValidationError, TrackingError
+from trademl.features import build_features
+from trademl.features.engine import plan
+from trademl.features.sets import FeatureSet
+from trademl.models.maxmin import MaxMinPredictor
+from trademl.tracking.client import connect
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+
+    from trademl.tracking.registry import VersionInfo
+
+CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
+PIPELINE_ARTIFACT = "pipeline"
+LOGGED_MODEL_NAME = "pipeline"
+# What the pyfunc's environment needs, pinned to what trained it (never inferred: the inferred
+# list is noisy and drops torch's +cpu local version).
+_REQUIREMENTS = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "scipy",
+    "lightgbm",
+    "TA-Lib",
+    "numba",
+    "PyYAML",
+    "pydantic",
+)
+
+
+def warmup_bars(feature_set: FeatureSet, timeframe: str) -> int:
+    """Leading bars the feature set needs before its first complete row."""
+    base = Timeframe.parse(timeframe)
+    return max(p.warmup_base_bars(base) for p in plan(feature_set, base))
+
+
+@dataclass
+class PipelineModel:
+    """Candles in, per-horizon predictions out: features, label spec and fitted models.
+
+    Attributes
+    ----------
+    symbol, timeframe : str
+        What the models were trained on; ``predict`` checks the candles' bar spacing.
+    horizons : dict of str to int
+        Horizon name (as in the run config) → bars.
+    feature_set : FeatureSet
+        The full feature-set definition (not only its name), so a custom set travels along.
+    label_spec : dict
+        The run config's ``labels`` section and the dead zone, as trained.
+    predictor : MaxMinPredictor
+        The fitted per-horizon direction, max-high and min-low models.
+    feature_columns : list of str
+        The columns the models were fitted on, in order.
+    warmup_bars : int
+        Leading candles the features need: ``predict`` needs at least ``warmup_bars + 1``
+        candles and returns one row per candle after the first ``warmup_bars``.
+    metadata : dict
+        Data hash, train span, run id, library versions.
+    """
+
+    symbol: str
+    timeframe: str
+    horizons: dict[str, int]
+    feature_set: FeatureSet
+    label_spec: dict[str, Any]
+    predictor: MaxMinPredictor
+    feature_columns: list[str]
+    warmup_bars: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The prediction columns, ``{horizon}__{p_up|confidence|high|low|...}``."""
+        columns: list[str] = []
+        for name, models in self.predictor.horizons.items():
+            columns += [f"{name}__{c}" for c in ("p_up", "confidence", "high_log", "low_log")]
+            columns += [f"{name}__high", f"{name}__low"]
+            for target, model in (("high", models.max_high), ("low", models.min_low)):
+                if model.supports_interval:
+                    columns += [f"{name}__{target}_lo", f"{name}__{target}_hi"]
+        return columns
+
+    def predict(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """Per-horizon predictions for every candle after the warm-up.
+
+        Parameters
+        ----------
+        candles : pandas.DataFrame
+            ``open, high, low, close, volume``, indexed by a UTC ``DatetimeIndex`` or with a
+            ``timestamp`` column (naive timestamps are read as UTC), oldest first, at the
+            model's timeframe; at least ``warmup_bars + 1`` rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``timestamp``: ``{horizon}__p_up``, ``__confidence``, ``__high``,
+            ``__low`` (prices), ``__high_log``, ``__low_log`` and the interval bounds.
+
+        Raises
+        ------
+        DataValidationError
+            Missing columns, broken candles, the wrong bar spacing or too few rows.
+        """
+        frame = self._candles(candles)
+        features = build_features(frame, self.feature_set)
+        usable = features.iloc[self.warmup_bars :]
+        out = self.predictor.predict(
+            usable[self.feature_columns], frame["close"].iloc[self.warmup_bars :]
+        )
+        out.index.name = "timestamp"
+        return out
+
+    def _candles(self, candles: pd.DataFrame) -> pd.DataFrame:
+        frame = candles.copy()
+        if "timestamp" in frame.columns:
+            frame = frame.set_index("timestamp")
+        missing = [c for c in CANDLE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"candles lack column(s) {', '.join(missing)}; expected {', '.join(CANDLE_COLUMNS)}"
+                " and a timestamp (index or column)",
+                rule="missing_column",
+            )
+        if not isinstance(frame.index, pd.DatetimeIndex):
+            frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index))
+        index = frame.index
+        index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        frame.index = index.rename("timestamp")
+        frame = frame[list(CANDLE_COLUMNS)].astype(np.float64)
+        if len(frame) <= self.warmup_bars:
+            raise DataValidationError(
+                f"{len(frame)} candles given; the {self.feature_set.name} features need at least "
+                f"{self.warmup_bars + 1} ({self.warmup_bars} of warm-up)",
+                rule="too_few_bars",
+            )
+        expected = Timeframe.parse(self.timeframe).delta
+        spacing = frame.index.to_series().diff().dropna()
+        if len(spacing) and (spacing.min() < expected or spacing.median() != expected):
+            raise DataValidationError(
+                f"candles are {spacing.median()} apart (median); this model was trained on "
+                f"{self.timeframe} bars",
+                rule="timeframe",
+            )
+        frame.attrs.update(symbol=self.symbol, timeframe=self.timeframe)
+        return frame
+
+
+class PipelinePyfunc(PythonModel):
+    """The MLflow pyfunc face of a :class:`PipelineModel`.
+
+    Its input is the candles with a (naive, UTC) ``timestamp`` column, as MLflow signatures
+    hold no time zone; its output is :meth:`PipelineModel.predict` with the index as a
+    ``timestamp`` column, so it survives JSON serving.
+    """
+
+    def load_context(self, context: Any) -> None:
+        """Unpickle the pipeline from the model's artifacts."""
+        with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
+            self.pipeline: PipelineModel = pickle.load(handle)
+
+    # A DataFrame hint: MLflow validates nothing from it (the signature rules) and stays quiet.
+    def predict(
+        self, context: object, model_input: pd.DataFrame, params: dict[str, object] | None = None
+    ) -> pd.DataFrame:
+        """Per-horizon predictions of the candles in ``model_input``."""
+        out = self.pipeline.predict(pd.DataFrame(model_input))
+        out.index = pd.DatetimeIndex(out.index).tz_convert("UTC").tz_localize(None)
+        return out.reset_index()
+
+
+def to_model_input(candles: pd.DataFrame) -> pd.DataFrame:
+    """Candles as the pyfunc takes them: a naive UTC ``timestamp`` column and float64 OHLCV."""
+    frame = candles[list(CANDLE_COLUMNS)].astype(np.float64)
+    index = pd.DatetimeIndex(frame.index)
+    frame.index = (index.tz_convert("UTC") if index.tz else index).tz_localize(None)
+    frame.index.name = "timestamp"
+    return frame.reset_index()
+
+
+def requirements(kinds: list[str]) -> list[str]:
+    """Pinned pip requirements of the pyfunc for the given model kinds."""
+    names = list(_REQUIREMENTS)
+    if "xgb" in kinds:
+        names.append("xgboost-cpu")
+    if set(kinds) & {"gru", "lstm", "transformer", "cnn_lstm"}:
+        names.append("torch")
+    pinned = [f"trademl=={__version__}"]
+    for name in names:
+        try:
+            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pinned
+
+
+def log_pipeline(pipeline: PipelineModel, candles: pd.DataFrame, kinds: list[str]) -> ModelInfo:
+    """Log ``pipeline`` as a pyfunc model of the active MLflow run.
+
+    The input example is the last ``warmup_bars + 3`` of ``candles`` (MLflow runs the model on
+    it when logging, so it must be long enough to predict); the signature is inferred from it
+    and from the model's output on it.
+    """
+    from mlflow.models import infer_signature
+
+    example = to_model_input(candles.iloc[-(pipeline.warmup_bars + 3) :])
+    wrapper = PipelinePyfunc()
+    wrapper.pipeline = pipeline
+    signature = infer_signature(example, wrapper.predict(None, example))
+    with tempfile.TemporaryDirectory() as folder, _quiet("mlflow.pyfunc"):
+        path = Path(folder) / "pipeline.pkl"
+        path.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+        info: ModelInfo = mlflow.pyfunc.log_model(
+            name=LOGGED_MODEL_NAME,
+            python_model=PipelinePyfunc(),
+            artifacts={PIPELINE_ARTIFACT: str(path)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(kinds),
+            metadata={
+                "symbol": pipeline.symbol,
+                "timeframe": pipeline.timeframe,
+                "horizons": pipeline.horizons,
+                "feature_set": pipeline.feature_set.name,
+                "feature_set_version": pipeline.feature_set.version,
+                "warmup_bars": pipeline.warmup_bars,
+            },
+        )
+    return info
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    # MLflow warns about cloudpickle for any Python-object model; ours is a class of trademl.
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def load_pipeline(
+    name: str, alias_or_version: str | int = "champion", settings: Settings | None = None
+) -> tuple[PipelineModel, VersionInfo]:
+    """Load a registered pipeline model without MLflow's pyfunc machinery.
+
+    Parameters
+    ----------
+    name : str
+        The registered model name.
+    alias_or_version : str or int
+        ``"champion"``, ``"challenger"`` or a version number.
+    settings : Settings or None
+        The tracking backend; the process settings by default.
+
+    Returns
+    -------
+    tuple of (PipelineModel, VersionInfo)
+        The pipeline and the registry's record of the version (name, version, aliases, run
+        id, tags).
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model, version or alias.
+    TrackingError
+        The backend is unreachable or the version holds no pipeline.
+    """
+    from trademl.tracking.registry import resolve_version
+
+    info = resolve_version(name, alias_or_version, settings)
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                # The version's own storage location: no registry lookup through MLflow's
+                # process-wide URI, which another thread may point elsewhere.
+                artifact_uri=connect(settings).get_model_version_download_uri(
+                    name, str(info.version)
+                ),
+                dst_path=folder,
+                tracking_uri=(settings or get_settings()).mlflow_uri,
+            )
+        )
+        found = list(local.rglob("pipeline.pkl"))
+        if not found:
+            raise TrackingError(f"model {name} version {info.version} holds no pipeline.pkl")
+        with open(found[0], "rb") as handle:
+            pipeline = pickle.load(handle)
+    if not isinstance(pipeline, PipelineModel):
+        raise TrackingError(f"model {name} version {info.version} is not a trademl pipeline")
+    return pipeline, info

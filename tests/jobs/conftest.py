@@ -1,0 +1,105 @@
+"""Job queues for the shared job suite: the in-process pool, and Celery on this machine's real
+Redis and RabbitMQ with a real ``trademl worker`` subprocess (one per broker per session)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.jobs import (
+    RABBITMQ_URL,
+    REDIS_URL,
+    SESSION_QUEUE,
+    Worker,
+    job_settings,
+    service_missing,
+)
+
+from trademl.jobs import JobQueue, open_queue
+
+
+def _check_redis() -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as error:
+        service_missing("Redis", error)
+
+
+def _check_rabbitmq() -> None:
+    from kombu import Connection
+
+    try:
+        with Connection(RABBITMQ_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:
+        service_missing("RabbitMQ", error)
+
+
+def _clean_redis(queues: list[str]) -> None:
+    """Drop this session's queues and their unacknowledged messages from the Redis db."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(*queues)
+    for name in queues:  # kombu's exchange bindings of the queue
+        for key in client.scan_iter(f"_kombu.binding*.{name}"):
+            client.delete(key)
+    for tag, entry in client.hgetall("unacked").items():
+        try:
+            routing_key = json.loads(entry)[2]
+        except (ValueError, IndexError):
+            continue
+        if routing_key in queues:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+    client.close()
+
+
+def _clean_rabbitmq(queues: list[str]) -> None:
+    from kombu import Connection
+
+    with Connection(RABBITMQ_URL, connect_timeout=2) as connection:
+        channel = connection.default_channel
+        for name in queues:
+            channel.queue_delete(name)
+
+
+@pytest.fixture(scope="session")
+def redis_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A ``trademl worker`` on Redis, shared by the session (concurrency 1)."""
+    _check_redis()
+    worker = Worker.start(job_settings(tmp_path_factory.mktemp("redis-home"), REDIS_URL))
+    yield worker
+    worker.stop()
+    _clean_redis([SESSION_QUEUE, f"{SESSION_QUEUE}-kill"])
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A ``trademl worker`` on RabbitMQ, shared by the session (concurrency 1)."""
+    _check_rabbitmq()
+    worker = Worker.start(job_settings(tmp_path_factory.mktemp("rabbitmq-home"), RABBITMQ_URL))
+    yield worker
+    worker.stop()
+    _clean_rabbitmq([SESSION_QUEUE])
+
+
+BACKENDS = ["inprocess", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobQueue]:
+    """A job queue of each backend; Celery ones share their session's worker and store."""
+    if request.param == "inprocess":
+        settings = job_settings(tmp_path / "home")
+    else:
+        settings = request.getfixturevalue(f"{request.param}_worker").settings
+    opened = open_queue(settings)
+    yield opened
+    opened.close()

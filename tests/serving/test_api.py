@@ -1,0 +1,159 @@
+"""Every endpoint answers, against a model trained on real BTCUSDT candles; predictions equal
+the pipeline model's own on the same candles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from tests.serving.conftest import MODEL, STORE_END, Served
+
+from trademl.data.ingest import open_default_store
+from trademl.features import build_features
+from trademl.tracking.pipeline import load_pipeline
+
+
+def candle_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Candles as the API takes them."""
+    return [
+        {"timestamp": ts.isoformat(), **{c: float(row[c]) for c in frame.columns}}
+        for ts, row in frame.iterrows()
+    ]
+
+
+def window(served: Served, bars: int, end: pd.Timestamp = STORE_END) -> pd.DataFrame:
+    candles = served.candles[served.candles.index < end]
+    return candles.iloc[-bars:]
+
+
+def test_health_ready_and_docs(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] and body["store"]["reachable"] and body["tracking"]["reachable"]
+    assert [m["name"] for m in body["models"]] == [MODEL]
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/predict", "/api/v1/predict/batch", "/api/v1/signals/{symbol}"} <= set(paths)
+
+
+def test_predict_from_store_is_cached_and_stores_nothing(
+    client: TestClient, served: Served
+) -> None:
+    with open_default_store(served.settings) as store:
+        before = store.series_info("BTCUSDT", "1h")
+    first = client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["source"] == "store" and body["model"]["name"] == MODEL
+    intraday = body["horizons"]["intraday"]
+    assert intraday["bars"] == 6 and 0 <= intraday["p_up"] <= 1
+    assert intraday["low"] < body["close"] < intraday["high"]
+    assert intraday["high_interval"]["lower"] <= intraday["high_interval"]["upper"]
+    again = client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "60m"})
+    assert again.json()["horizons"] == body["horizons"]
+    with open_default_store(served.settings) as store:
+        assert store.series_info("BTCUSDT", "1h") == before
+
+
+def test_predict_equals_pipeline_predict_on_the_same_candles(
+    client: TestClient, served: Served
+) -> None:
+    candles = window(served, 49 + 1 + 30)  # fewer than the served window: all are used
+    response = client.post(
+        "/api/v1/predict",
+        json={
+            "symbol": "BTCUSDT",
+            "timeframe": "1h",
+            "horizon": "intraday",
+            "candles": candle_rows(candles),
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["source"] == "request"
+    assert pd.Timestamp(body["bar_timestamp"]) == candles.index[-1]
+    pipeline, _ = load_pipeline(MODEL, body["model"]["version"], served.settings)
+    expected = pipeline.predict(candles).iloc[-1]
+    got = body["horizons"]["intraday"]
+    for key in ("p_up", "confidence", "high", "low"):
+        assert got[key] == pytest.approx(expected[f"intraday__{key}"], rel=1e-12)
+    assert got["high_interval"]["upper"] == pytest.approx(expected["intraday__high_hi"])
+
+
+def test_predict_batch_answers_each_item(client: TestClient, served: Served) -> None:
+    candles = candle_rows(window(served, 60))
+    items = [
+        {"symbol": "BTCUSDT", "timeframe": "1h"},
+        {"symbol": "BTCUSDT", "timeframe": "1h", "candles": candles},
+        {"symbol": "NOPE", "timeframe": "1h"},
+        {"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "swing"},
+    ]
+    response = client.post("/api/v1/predict/batch", json={"items": items})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 200, 404, 422]
+    assert results[2]["error"]["type"] == "NotFoundError"
+    assert "swing" in results[3]["error"]["message"]
+
+
+def test_signal_is_consistent_with_the_prediction(client: TestClient) -> None:
+    response = client.get("/api/v1/signals/BTCUSDT", params={"timeframe": "1h", "reward_risk": 0.5})
+    assert response.status_code == 200, response.text
+    signal = response.json()
+    assert signal["side"] in ("long", "short", "flat") and signal["horizon"] == "intraday"
+    if signal["side"] == "long":
+        assert signal["stop"] < signal["entry"] < signal["target"]
+    elif signal["side"] == "short":
+        assert signal["target"] < signal["entry"] < signal["stop"]
+    if signal["side"] != "flat":
+        assert signal["reward_risk"] >= 0.5
+    flat = client.get("/api/v1/signals/BTCUSDT", params={"timeframe": "1h", "reward_risk": 100})
+    assert flat.json()["side"] == "flat" and flat.json()["stop"] is None
+
+
+def test_indicators_equal_build_features(client: TestClient, served: Served) -> None:
+    candles = window(served, 100)
+    response = client.post(
+        "/api/v1/indicators",
+        json={
+            "timeframe": "1h",
+            "candles": candle_rows(candles),
+            "indicators": [{"name": "rsi", "params": {"timeperiod": 14}}, {"name": "atr"}],
+            "tail": 10,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    candles.attrs["timeframe"] = "1h"
+    expected = build_features(
+        candles,
+        {"name": "x", "version": 1, "features": [{"indicator": "rsi"}, {"indicator": "atr"}]},  # type: ignore[arg-type]
+    ).iloc[-10:]
+    assert list(body["columns"]) == list(expected.columns)
+    np.testing.assert_allclose(body["columns"]["rsi_14"], expected["rsi_14"].to_numpy())
+    preset = client.post(
+        "/api/v1/indicators",
+        json={"timeframe": "1h", "candles": candle_rows(candles), "preset": "minimal"},
+    )
+    assert preset.status_code == 200 and preset.json()["warmup_bars"] == 49
+    first = preset.json()["columns"]["sma_50"]
+    assert first[0] is None and first[-1] is not None  # null during the warm-up
+    catalog = client.get("/api/v1/indicators").json()
+    assert {"rsi", "atr"} <= {i["name"] for i in catalog["indicators"]}
+    assert "minimal" in {p["name"] for p in catalog["presets"]}
+
+
+def test_models_and_metrics(client: TestClient) -> None:
+    models = client.get("/api/v1/models").json()["models"]
+    assert [m["name"] for m in models] == [MODEL]
+    assert models[0]["served"]["symbol"] == "BTCUSDT"
+    client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
+    text = client.get("/metrics").text
+    assert 'trademl_http_requests_total{method="POST",route="/api/v1/predict"' in text
+    assert f'trademl_predictions_total{{model="{MODEL}"' in text
+    assert "trademl_served_model_version" in text and "trademl_jobs" in text

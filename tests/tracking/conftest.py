@@ -1,0 +1,85 @@
+"""One MLflow backend per parameter (SQLite file, PostgreSQL database), each with a market
+store holding real BTCUSDT 1h candles and three small registered training runs, shared by
+the tracking tests of that backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import POSTGRES_ADMIN_URL, _scratch_database
+
+from trademl.config import Settings
+from trademl.data.ingest import import_path, open_default_store
+from trademl.workflow import RunResult, run
+
+MODEL = "BTCUSDT_1h_tracking_test"
+# Gate numbers chosen for these short runs: log loss vs the prior baseline, loose coverage.
+GATE = {"metric": "log_loss", "coverage_tolerance": 0.2, "min_rows": 50}
+
+
+def tiny_config(output: Path, model: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A few-second training run: 4 months of 1h bars, minimal features, two folds."""
+    config: dict[str, Any] = {
+        "data": {
+            "symbol": "BTCUSDT",
+            "timeframe": "1h",
+            "start": "2023-01-01",
+            "end": "2023-05-01",
+        },
+        "features": "minimal",
+        "labels": {"kinds": ["direction", "max_high", "min_low"], "horizons": ["intraday"]},
+        "models": [model],
+        "validation": {
+            "kind": "walk_forward",
+            "params": {"test_size": 400, "n_splits": 2, "min_train_size": 1500},
+        },
+        "output": str(output),
+        "registry": {"name": MODEL, "gate": GATE},
+    }
+    config.update(changes)
+    return config
+
+
+WEAK = {"kind": "naive", "params": {"strategy": "mean"}}
+# On this span GOOD beats the prior baseline's log loss and BETTER beats GOOD's (seeded).
+GOOD = {"kind": "lgbm", "params": {"n_estimators": 10, "min_child_samples": 300}}
+BETTER = {"kind": "lgbm", "params": {"n_estimators": 30, "min_child_samples": 100}}
+
+
+@dataclass
+class Backend:
+    """A tracking backend with its settings and the registered runs on it."""
+
+    name: str
+    settings: Settings
+    runs: dict[str, RunResult]
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> Iterator[Backend]:
+    """Settings on one MLflow backend, with runs v1 (naive), v2 and v3 (LightGBM) registered."""
+    home = tmp_path_factory.mktemp(f"tracking_{request.param}")
+    scratch = None
+    if request.param == "postgresql":
+        scratch = _scratch_database(
+            POSTGRES_ADMIN_URL, f"trademl_mlflow_test_{uuid.uuid4().hex[:10]}"
+        )
+        settings = Settings(home=home, mlflow_tracking_uri=next(scratch), mlflow_timeout_s=5)
+    else:
+        settings = Settings(home=home, mlflow_timeout_s=5)
+    with open_default_store(settings) as store:
+        import_path(data_dir / "crypto" / "BTCUSDT_1h.csv", store)
+    runs = {
+        label: run(tiny_config(home / "runs" / label, model), settings=settings)
+        for label, model in (("weak", WEAK), ("good", GOOD), ("better", BETTER))
+    }
+    yield Backend(request.param, settings, runs)
+    if scratch is not None:
+        scratch.close()  # drops the database, ending MLflow's pooled connections first
