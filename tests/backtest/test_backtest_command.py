@@ -63,7 +63,9 @@ def test_backtest_writes_report_metrics_and_trades(cli, trained: Path, tmp_path:
     assert metrics["metrics"]["grid_trials"] == 6
     assert metrics["metrics"]["pbo"] is None or 0.0 <= metrics["metrics"]["pbo"] <= 1.0
     assert "pbo" in result.stdout
-    assert metrics["baseline_metrics"]["n_trades"] == 0
+    # Buy-and-hold: one position held throughout, always exposed.
+    assert metrics["baseline_metrics"]["n_trades"] == 1
+    assert metrics["baseline_metrics"]["exposure"] == 1.0
     html = (out / "report.html").read_text()
     for section in (
         "Metrics",

@@ -138,6 +138,9 @@ def backtest(
     baseline_metrics = backtest_metrics(
         result.trades.iloc[0:0], baseline, periods_per_year=inputs.periods_per_year
     )
+    # Buy-and-hold is one position held throughout, not zero trades: trade statistics do not
+    # apply to it, and it is always exposed.
+    baseline_metrics.update(exposure=1.0, total_r=math.nan, n_trades=1)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "trades.csv") as temp:

@@ -138,14 +138,12 @@ def fluent(settings: Settings | None = None) -> Iterator[MlflowClient]:
     settings = settings or get_settings()
     with _fluent_lock:
         client = connect(settings)
-        previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        # Left pointing at this backend afterwards (never reset to MLflow's default, a
+        # ./mlflow.db in the working directory): the last backend used is the best guess for
+        # a user's own mlflow calls in the same process.
         mlflow.set_tracking_uri(settings.mlflow_uri)
         mlflow.set_registry_uri(settings.mlflow_uri)
-        try:
-            yield client
-        finally:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
+        yield client
 
 
 def experiment_id(client: MlflowClient, name: str, settings: Settings | None = None) -> str:
