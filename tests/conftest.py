@@ -140,8 +140,9 @@ class Outcome:
     stderr: str
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:
+def cli_runner(capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """Run ``trademl`` in process with these arguments, capturing its exit code and output."""
+
     def run(*args: str) -> Outcome:
         capsys.readouterr()
         try:
@@ -153,3 +154,8 @@ def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:
         return Outcome(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], home) -> Callable[..., Outcome]:
+    return cli_runner(capsys)

@@ -202,3 +202,24 @@ def test_cqr_intervals_cover_near_nominal(btc_store, tmp_path: Path) -> None:
     assert ((lgbm["coverage"] > 0.65) & (lgbm["coverage"] < 0.95)).all(), lgbm[
         ["target", "coverage"]
     ]
+
+
+def test_progress_reports_each_stage_and_can_stop_the_run(btc_store, tmp_path: Path) -> None:
+    seen: list[tuple[float, str]] = []
+    run(small_config(tmp_path / "done"), progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    # data, 2 horizons x 3 targets, the final fit, tracking
+    assert len(seen) == 1 + 6 + 1 + 1
+    assert any("max_high" in m for _, m in seen)
+
+    class StopError(Exception):
+        pass
+
+    def cancel(fraction: float, message: str) -> None:
+        if fraction >= 0.5:
+            raise StopError(message)
+
+    with pytest.raises(StopError):
+        run(small_config(tmp_path / "stopped"), progress=cancel)
+    assert not (tmp_path / "stopped" / "predictions.parquet").exists()

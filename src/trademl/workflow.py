@@ -79,13 +79,17 @@ def run(
     *,
     settings: Settings | None = None,
     trigger: str = "manual",
+    progress: Callable[[float, str], None] | None = None,
 ) -> RunResult:
     """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`.
 
     With tracking on (``Settings.tracking``, the default) the run is recorded in MLflow and
     its pipeline model registered; ``trigger`` (manual, scheduled, drift, performance) tags it,
-    and non-manual runs go to the retraining experiment.
+    and non-manual runs go to the retraining experiment. ``progress(fraction, message)`` is
+    called before each stage (data, each target's validation, the final fit, tracking); an
+    exception it raises (a job being cancelled) stops the run there, nothing half-written.
     """
+    report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
     settings = settings or get_settings()
@@ -93,14 +97,18 @@ def run(
         from trademl.tracking.training import preflight
 
         preflight(cfg, settings, trigger)  # an unreachable backend fails before training
+    report(0.0, "features and labels")
     prepared = prepare(cfg, settings=settings)
     X, base_X, labels, horizons = prepared.X, prepared.baselines, prepared.labels, prepared.horizons
 
     records: list[dict[str, Any]] = []
     predictions: list[pd.DataFrame] = []
+    # Stages: data, one per (horizon, target), the final fit; tracking ends it.
+    stages = 2 + len(horizons) * len(cfg.labels.kinds)
     for name, bars in horizons.items():
         splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
         for kind in cfg.labels.kinds:
+            report((1 + len(predictions)) / stages, f"validating {kind} at {name} ({bars} bars)")
             evaluation = _evaluate_target(cfg, kind, bars, X, base_X, labels, splitter)
             records.extend(_fold_records(evaluation, kind, name, bars, cfg.uncertainty.alpha))
             predictions.append(_wide(evaluation, kind, bars))
@@ -109,6 +117,7 @@ def run(
     wide = _join(predictions)
 
     output = Path(cfg.output)
+    report((stages - 1) / stages, "fitting the final models")
     final = _fit_final(cfg, X, labels, horizons)
     _write_outputs(
         output,
@@ -128,6 +137,7 @@ def run(
         return result
     from trademl.tracking.training import track_training
 
+    report(1.0, "recording in MLflow")
     tracked = track_training(cfg, result, final, prepared, settings=settings, trigger=trigger)
     logger.info("MLflow run {} ({})", tracked.run_id, tracked.reason or "not registered")
     return replace(

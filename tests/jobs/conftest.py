@@ -4,8 +4,9 @@ Redis and RabbitMQ with a real ``trademl worker`` subprocess (one per broker per
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.jobs import (
@@ -70,24 +71,33 @@ def _clean_rabbitmq(queues: list[str]) -> None:
             channel.queue_delete(name)
 
 
-@pytest.fixture(scope="session")
-def redis_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A ``trademl worker`` on Redis, shared by the session (concurrency 1)."""
-    _check_redis()
-    worker = Worker.start(job_settings(tmp_path_factory.mktemp("redis-home"), REDIS_URL))
-    yield worker
-    worker.stop()
-    _clean_redis([SESSION_QUEUE, f"{SESSION_QUEUE}-kill"])
+def _broker_worker(
+    broker: str, url: str, check: Callable[[], None], clean: Callable[[], None]
+) -> Any:
+    """The session fixture ``<broker>_worker``: once ``check`` finds the broker at ``url``, a
+    ``trademl worker`` on it (concurrency 1) shared by the session, stopped at its end, when
+    ``clean`` drops the session's queues."""
+
+    def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+        check()
+        started = Worker.start(job_settings(tmp_path_factory.mktemp(f"{broker}-home"), url))
+        yield started
+        started.stop()
+        clean()
+
+    worker.__doc__ = f"A ``trademl worker`` on {broker}, shared by the session (concurrency 1)."
+    return pytest.fixture(worker, scope="session", name=f"{broker}_worker")
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A ``trademl worker`` on RabbitMQ, shared by the session (concurrency 1)."""
-    _check_rabbitmq()
-    worker = Worker.start(job_settings(tmp_path_factory.mktemp("rabbitmq-home"), RABBITMQ_URL))
-    yield worker
-    worker.stop()
-    _clean_rabbitmq([SESSION_QUEUE])
+redis_worker = _broker_worker(
+    "redis",
+    REDIS_URL,
+    _check_redis,
+    lambda: _clean_redis([SESSION_QUEUE, f"{SESSION_QUEUE}-kill"]),
+)
+rabbitmq_worker = _broker_worker(
+    "rabbitmq", RABBITMQ_URL, _check_rabbitmq, lambda: _clean_rabbitmq([SESSION_QUEUE])
+)
 
 
 BACKENDS = ["inprocess", "redis"]

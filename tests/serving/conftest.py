@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.training import tiny_run_config
 
 from trademl.config import Settings
 from trademl.data.ingest import open_default_store
@@ -26,27 +27,12 @@ STORE_END = pd.Timestamp("2023-06-01", tz="UTC")
 
 
 def tiny_config(output: Path, n_estimators: int) -> dict[str, Any]:
-    """A few-second training run: 4 months of 1h bars, minimal features, LightGBM, 2 folds."""
-    return {
-        "data": {
-            "symbol": "BTCUSDT",
-            "timeframe": "1h",
-            "start": "2023-01-01",
-            "end": "2023-05-01",
-        },
-        "features": "minimal",
-        "labels": {"kinds": ["direction", "max_high", "min_low"], "horizons": ["intraday"]},
-        "models": [
-            {"kind": "lgbm", "params": {"n_estimators": n_estimators, "min_child_samples": 200}}
-        ],
-        "validation": {
-            "kind": "walk_forward",
-            "params": {"test_size": 400, "n_splits": 2, "min_train_size": 1500},
-        },
-        "output": str(output),
-        # A gate no short run passes: versions stay unpromoted until the API promotes them.
-        "registry": {"name": MODEL, "gate": {"metric": "log_loss", "min_rows": 1_000_000}},
-    }
+    """A few-second LightGBM training run (see :func:`tiny_run_config`)."""
+    model = {"kind": "lgbm", "params": {"n_estimators": n_estimators, "min_child_samples": 200}}
+    # A gate no short run passes: versions stay unpromoted until the API promotes them.
+    return tiny_run_config(
+        output, model, name=MODEL, gate={"metric": "log_loss", "min_rows": 1_000_000}
+    )
 
 
 @dataclass

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tests.conftest import POSTGRES_ADMIN_URL, _scratch_database
+from tests.support.training import tiny_run_config
 
 from trademl.config import Settings
 from trademl.data.ingest import import_path, open_default_store
@@ -20,29 +20,6 @@ from trademl.workflow import RunResult, run
 MODEL = "BTCUSDT_1h_tracking_test"
 # Gate numbers chosen for these short runs: log loss vs the prior baseline, loose coverage.
 GATE = {"metric": "log_loss", "coverage_tolerance": 0.2, "min_rows": 50}
-
-
-def tiny_config(output: Path, model: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A few-second training run: 4 months of 1h bars, minimal features, two folds."""
-    config: dict[str, Any] = {
-        "data": {
-            "symbol": "BTCUSDT",
-            "timeframe": "1h",
-            "start": "2023-01-01",
-            "end": "2023-05-01",
-        },
-        "features": "minimal",
-        "labels": {"kinds": ["direction", "max_high", "min_low"], "horizons": ["intraday"]},
-        "models": [model],
-        "validation": {
-            "kind": "walk_forward",
-            "params": {"test_size": 400, "n_splits": 2, "min_train_size": 1500},
-        },
-        "output": str(output),
-        "registry": {"name": MODEL, "gate": GATE},
-    }
-    config.update(changes)
-    return config
 
 
 WEAK = {"kind": "naive", "params": {"strategy": "mean"}}
@@ -77,7 +54,10 @@ def backend(
     with open_default_store(settings) as store:
         import_path(data_dir / "crypto" / "BTCUSDT_1h.csv", store)
     runs = {
-        label: run(tiny_config(home / "runs" / label, model), settings=settings)
+        label: run(
+            tiny_run_config(home / "runs" / label, model, name=MODEL, gate=GATE),
+            settings=settings,
+        )
         for label, model in (("weak", WEAK), ("good", GOOD), ("better", BETTER))
     }
     yield Backend(request.param, settings, runs)

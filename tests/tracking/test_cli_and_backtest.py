@@ -6,11 +6,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import Outcome
+from tests.conftest import Outcome, cli_runner
 from tests.tracking.conftest import MODEL, Backend
 
 from trademl.backtest.runner import backtest
-from trademl.cli.app import main
 from trademl.config import _cached_settings, reload_settings
 from trademl.tracking.client import connect
 
@@ -23,18 +22,7 @@ def tracked_cli(
     if backend.settings.mlflow_tracking_uri:
         monkeypatch.setenv("TRADEML_MLFLOW_TRACKING_URI", backend.settings.mlflow_tracking_uri)
     reload_settings()
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = int(stop.code or 0) if not isinstance(stop.code, str) else 1
-        out, err = capsys.readouterr()
-        return Outcome(code, out, err)
-
-    yield run
+    yield cli_runner(capsys)
     _cached_settings.cache_clear()
 
 

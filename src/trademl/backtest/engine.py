@@ -44,7 +44,7 @@ from typing import TypedDict, Unpack
 import numpy as np
 import pandas as pd
 
-from trademl.backtest.kernel import EXIT_REASONS, Costs, simulate_panel
+from trademl.backtest.kernel import EXIT_REASONS, Costs, simulate_serial
 from trademl.backtest.signals import Signals
 from trademl.data.candles import candle_index, validate_candles
 from trademl.errors import ConfigError
@@ -364,7 +364,7 @@ def run_backtest(
 
     column = (-1, 1)
     # Validated above with messages naming the rule, so the kernel's own check is skipped.
-    *_, skipped, equity, trades_i, trades_f = simulate_panel(
+    *_, skipped, equity, trades_i, trades_f = simulate_serial(
         tuple(a.reshape(column) for a in (open_, high, low, close)),
         tuple(a.reshape(column) for a in (side, stop, target, max_bars, size)),
         kernel_costs(execution),

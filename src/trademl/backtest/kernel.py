@@ -7,6 +7,7 @@ call simulates a whole panel without a Python round trip per asset. The rules ar
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,14 @@ VIOLATIONS: tuple[str, ...] = (
     "short_stop",
     "short_target",
 )
+
+
+def _renamed(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The same function under another name, so numba caches its second compilation (other
+    flags) in a file of its own."""
+    clone = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__)
+    clone.__qualname__ = name
+    return clone
 
 
 def _compile(func: Callable[..., Any], *, parallel: bool = False) -> Any:
@@ -295,7 +304,8 @@ def _simulate_panel(
     """Simulate every column; returns (violation, bar, asset, skipped per asset, equity,
     trades_i, trades_f), trades grouped by asset in column order.
 
-    Columns run in parallel (numba threads; each asset is an independent account). With
+    Columns run in parallel in :data:`simulate_parallel` (numba threads; each asset is an
+    independent account), one after the other in :data:`simulate_serial`. With
     ``check``, each column is validated just before it is simulated (while it is in cache); a
     violation is reported for the first offending column, with no trades.
     """
@@ -346,4 +356,11 @@ _prices_screen: Any = _compile(_prices_ok)
 _prices_scan: Any = _compile(_price_violation)
 _signals_scan: Any = _compile(_signal_violation)
 _simulate_column: Any = _compile(_column_loop)
-simulate_panel: Any = _compile(_simulate_panel, parallel=True)
+#: One thread: what single-asset backtests and sweeps use. It never starts numba's thread
+#: pool, whose OpenMP runtime would then compete with PyTorch's own in the same process (a
+#: GRU trained after a backtest ran ~10x slower).
+simulate_serial: Any = _compile(_simulate_panel)
+#: Columns on numba's threads: for panels of many assets.
+simulate_parallel: Any = _compile(
+    _renamed(_simulate_panel, "_simulate_panel_parallel"), parallel=True
+)

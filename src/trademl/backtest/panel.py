@@ -3,7 +3,8 @@
 The rules are exactly :func:`~trademl.backtest.engine.run_backtest`'s (each asset is its own
 account starting from ``initial_equity``); the difference is speed. Inputs are validated in one
 compiled pass and simulated in one kernel call, so a sweep over hundreds of assets pays no
-per-asset Python overhead.
+per-asset Python overhead. Assets run on numba's threads (``NUMBA_NUM_THREADS``); note that
+numba's OpenMP pool and PyTorch's compete when one process does both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from trademl.backtest.engine import (
     kernel_costs,
     trades_frame,
 )
-from trademl.backtest.kernel import simulate_panel
+from trademl.backtest.kernel import simulate_parallel, simulate_serial
 from trademl.errors import ConfigError, DataValidationError
 
 __all__ = ["PanelResult", "PanelSignals", "run_backtest_panel"]
@@ -196,7 +197,8 @@ def run_backtest_panel(
         np.asarray(signals.max_bars, dtype=np.int64),
         np.asarray(signals.size, dtype=np.float64),
     )
-    code, bar, column, skipped, equity, trades_i, trades_f = simulate_panel(
+    simulate = simulate_parallel if len(assets) > 1 else simulate_serial
+    code, bar, column, skipped, equity, trades_i, trades_f = simulate(
         ohlc, arrays, kernel_costs(execution), True
     )
     if code:

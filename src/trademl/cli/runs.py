@@ -12,11 +12,25 @@ from rich.table import Table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(help="MLflow runs: list, show, compare.", no_args_is_help=True)
 
+MatchOpt = Annotated[str, typer.Option("--match", help="Only metrics whose name contains this.")]
+
 
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "-" if value is None else str(value)
+
+
+# `runs list`: each column's header and the search_runs column it shows ("-" when absent).
+_LIST_COLUMNS = {
+    "run id": "run_id",
+    "experiment": "experiment",
+    "name": "run_name",
+    "kind": "tags.run_kind",
+    "symbol": "tags.symbol",
+    "tf": "tags.timeframe",
+    "status": "status",
+}
 
 
 @app.command("list")
@@ -34,28 +48,18 @@ def list_runs(
 
     runs = search_runs(filter_string, experiments=experiment or None, max_results=limit)
     table = Table(title=f"{len(runs)} run(s)")
-    for column in ("run id", "experiment", "name", "kind", "symbol", "tf", "status", "started"):
+    for column in (*_LIST_COLUMNS, "started"):
         table.add_column(column)
     for _, row in runs.iterrows():
-        table.add_row(
-            str(row["run_id"]),
-            str(row["experiment"]),
-            str(row.get("run_name", "")),
-            str(row.get("tags.run_kind", "-")),
-            str(row.get("tags.symbol", "-")),
-            str(row.get("tags.timeframe", "-")),
-            str(row["status"]),
-            f"{row['start_time']:%Y-%m-%d %H:%M:%S}",
-        )
+        cells = [str(row.get(key, "-")) for key in _LIST_COLUMNS.values()]
+        table.add_row(*cells, f"{row['start_time']:%Y-%m-%d %H:%M:%S}")
     console.print(table)
 
 
 @app.command("show")
 def show(
     run_id: Annotated[str, typer.Argument(help="The MLflow run id.")],
-    match: Annotated[
-        str, typer.Option("--match", help="Only metrics whose name contains this.")
-    ] = "",
+    match: MatchOpt = "",
 ) -> None:
     """A run's tags, params, metrics and artifacts."""
     from trademl.tracking.runs import get_run
@@ -83,9 +87,7 @@ def show(
 @app.command("compare")
 def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
-    match: Annotated[
-        str, typer.Option("--match", help="Only metrics whose name contains this.")
-    ] = "",
+    match: MatchOpt = "",
 ) -> None:
     """Metrics side by side, one column per run (metrics that any of them logged)."""
     from trademl.tracking.runs import get_run

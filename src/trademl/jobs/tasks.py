@@ -151,8 +151,8 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     """``workflow.run(payload["config"])``: a training run; returns where it was written."""
     from trademl.workflow import run
 
-    report(0.0, "training")
-    result = run(_config(payload))
+    # Progress per validation stage; a cancel request stops the run at the next stage.
+    result = run(_config(payload), progress=report)
     out: dict[str, Any] = {
         "output": str(result.output),
         "seconds": result.seconds,

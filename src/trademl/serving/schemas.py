@@ -29,12 +29,16 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    """A model config showing ``examples`` in the JSON schema (and /docs); merged by Pydantic
+    with the base's config, so a :class:`_Request` stays strict."""
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
 class Candle(_Request):
     """One OHLCV bar; ``timestamp`` is the bar's start (ISO 8601, UTC when no zone is given)."""
 
-    model_config = ConfigDict(
-        strict=True, extra="forbid", json_schema_extra={"examples": [_EXAMPLE_CANDLE]}
-    )
+    model_config = _examples(_EXAMPLE_CANDLE)
 
     timestamp: Annotated[datetime, Field(strict=False)]
     open: float
@@ -51,15 +55,7 @@ TimeframeName = Annotated[str, Field(min_length=1, max_length=16, examples=["1h"
 class PredictRequest(_Request):
     """What to predict: a served symbol and timeframe, from stored or supplied candles."""
 
-    model_config = ConfigDict(
-        strict=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"},
-            ]
-        },
-    )
+    model_config = _examples({"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"})
 
     symbol: Symbol
     timeframe: TimeframeName
@@ -119,35 +115,31 @@ class ModelRef(BaseModel):
 class PredictResponse(BaseModel):
     """Per-horizon predictions for the bar at ``bar_timestamp``."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "symbol": "BTCUSDT",
-                    "timeframe": "1h",
-                    "bar_timestamp": "2024-01-01T00:00:00Z",
-                    "close": 42475.23,
-                    "source": "store",
-                    "model": {
-                        "name": "BTCUSDT_1h_btc",
-                        "version": 3,
-                        "alias": "champion",
-                        "latest_unpromoted": False,
-                    },
-                    "horizons": {
-                        "intraday": {
-                            "bars": 6,
-                            "p_up": 0.54,
-                            "confidence": 0.08,
-                            "high": 42890.1,
-                            "low": 42011.7,
-                            "high_interval": {"lower": 42510.3, "upper": 43650.2},
-                            "low_interval": {"lower": 41320.8, "upper": 42401.5},
-                            "alpha": 0.1,
-                        }
-                    },
+    model_config = _examples(
+        {
+            "symbol": "BTCUSDT",
+            "timeframe": "1h",
+            "bar_timestamp": "2024-01-01T00:00:00Z",
+            "close": 42475.23,
+            "source": "store",
+            "model": {
+                "name": "BTCUSDT_1h_btc",
+                "version": 3,
+                "alias": "champion",
+                "latest_unpromoted": False,
+            },
+            "horizons": {
+                "intraday": {
+                    "bars": 6,
+                    "p_up": 0.54,
+                    "confidence": 0.08,
+                    "high": 42890.1,
+                    "low": 42011.7,
+                    "high_interval": {"lower": 42510.3, "upper": 43650.2},
+                    "low_interval": {"lower": 41320.8, "upper": 42401.5},
+                    "alpha": 0.1,
                 }
-            ]
+            },
         }
     )
 
@@ -230,18 +222,12 @@ class IndicatorRequestItem(_Request):
 class IndicatorsRequest(_Request):
     """Named indicators, or a feature preset, computed on the supplied candles."""
 
-    model_config = ConfigDict(
-        strict=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "timeframe": "1h",
-                    "indicators": [{"name": "rsi", "params": {"timeperiod": 14}}],
-                    "candles": [_EXAMPLE_CANDLE],
-                }
-            ]
-        },
+    model_config = _examples(
+        {
+            "timeframe": "1h",
+            "indicators": [{"name": "rsi", "params": {"timeperiod": 14}}],
+            "candles": [_EXAMPLE_CANDLE],
+        }
     )
 
     timeframe: TimeframeName

@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from trademl.config import Settings, get_settings, load_run_config
-from trademl.tracking.runs import (
-    base_tags,
-    flatten,
-    log_folder,
-    log_metric_points,
-    log_params,
-    note_nonfinite,
-    tracked_run,
-)
+from trademl.tracking.runs import base_tags, log_folder, log_outcome, tracked_run
 from trademl.tracking.training import TRACKING_FILE
 
 if TYPE_CHECKING:
@@ -94,11 +86,8 @@ def log_backtest(
     name = f"backtest_{source.get('symbol', '')}_{source.get('timeframe', '')}_{cfg.strategy.kind}"
     experiment = settings.mlflow_experiment_backtests
     with tracked_run(experiment, run_name=name, tags=tags, settings=settings) as (client, run_id):
-        log_params(client, run_id, flatten(cfg.model_dump(mode="json")))
-        skipped = log_metric_points(
-            client, run_id, [(k, v, 0) for k, v in {**metrics, **baseline}.items()]
-        )
-        note_nonfinite(client, run_id, skipped)
+        points = [(k, v, 0) for k, v in {**metrics, **baseline}.items()]
+        log_outcome(client, run_id, cfg.model_dump(mode="json"), points)
         log_folder(client, run_id, run.output, BACKTEST_ARTIFACTS)
     return run_id
 
@@ -117,9 +106,8 @@ def log_sweep(table: pd.DataFrame, cfg: BacktestConfig, settings: Settings | Non
     name = f"sweep_{source.get('symbol', '')}_{source.get('timeframe', '')}_{cfg.strategy.kind}"
     experiment = settings.mlflow_experiment_backtests
     with tracked_run(experiment, run_name=name, tags=tags, settings=settings) as (client, run_id):
-        log_params(client, run_id, flatten(cfg.model_dump(mode="json")))
-        skipped = log_metric_points(client, run_id, [(k, v, 0) for k, v in summary.items()])
-        note_nonfinite(client, run_id, skipped)
+        points = [(k, v, 0) for k, v in summary.items()]
+        log_outcome(client, run_id, cfg.model_dump(mode="json"), points)
         log_folder(client, run_id, Path(cfg.output), ["sweep.csv", "sweep.json"])
     return run_id
 
@@ -139,9 +127,6 @@ def log_tuning(result: TuneResult, cfg: RunConfig, settings: Settings | None = N
     name = f"tune_{cfg.data.symbol}_{cfg.data.timeframe}_{result.target}"
     experiment = settings.mlflow_experiment_training
     with tracked_run(experiment, run_name=name, tags=tags, settings=settings) as (client, run_id):
-        params = flatten(cfg.model_dump(mode="json"))
-        params.update(flatten({"best": result.best_params}))
-        log_params(client, run_id, params)
         points: list[tuple[str, Any, int]] = [
             (f"best.{result.metric}", result.best_value, 0),
             ("n_trials", result.n_trials, 0),
@@ -158,6 +143,7 @@ def log_tuning(result: TuneResult, cfg: RunConfig, settings: Settings | None = N
                     result.trials["number"], result.trials["value"], strict=True
                 )
             ]
-        note_nonfinite(client, run_id, log_metric_points(client, run_id, points))
+        params = {**cfg.model_dump(mode="json"), "best": result.best_params}
+        log_outcome(client, run_id, params, points)
         log_folder(client, run_id, result.output, TUNING_ARTIFACTS)
     return run_id

@@ -142,6 +142,18 @@ def note_nonfinite(client: MlflowClient, run_id: str, names: list[str]) -> None:
         client.set_tag(run_id, NONFINITE_TAG, ",".join(sorted(set(names)))[:8000])
 
 
+def log_outcome(
+    client: MlflowClient,
+    run_id: str,
+    config: Mapping[str, Any],
+    points: list[tuple[str, Any, int]],
+) -> None:
+    """Log ``config`` as flattened params and the metric ``points`` (``(name, value, step)``);
+    the points left out for being NaN or inf are named in the :data:`NONFINITE_TAG` tag."""
+    log_params(client, run_id, flatten(config))
+    note_nonfinite(client, run_id, log_metric_points(client, run_id, points))
+
+
 @contextlib.contextmanager
 def tracked_run(
     experiment: str,

@@ -19,15 +19,7 @@ from trademl.tracking.client import connect, redact
 from trademl.tracking.gate import Evidence, check_gate_config
 from trademl.tracking.pipeline import PipelineModel, log_pipeline, warmup_bars
 from trademl.tracking.registry import default_name, register_trained
-from trademl.tracking.runs import (
-    base_tags,
-    flatten,
-    log_folder,
-    log_metric_points,
-    log_params,
-    note_nonfinite,
-    tracked_run,
-)
+from trademl.tracking.runs import base_tags, log_folder, log_outcome, tracked_run
 
 if TYPE_CHECKING:
     from trademl.workflow import Prepared, RunResult
@@ -125,9 +117,8 @@ def track_training(
     tags = {**base_tags("train", trigger), **common, "registered_model": name}
     experiment = experiment_for(trigger, settings)
     with tracked_run(experiment, run_name=name, tags=tags, settings=settings) as (client, run_id):
-        log_params(client, run_id, flatten(cfg.model_dump(mode="json")))
-        skipped = log_metric_points(client, run_id, _metric_points(result.summary, result.folds))
-        note_nonfinite(client, run_id, skipped)
+        points = _metric_points(result.summary, result.folds)
+        log_outcome(client, run_id, cfg.model_dump(mode="json"), points)
         columns = list(prepared.X.columns)
         pipeline = PipelineModel(
             symbol=cfg.data.symbol,
