@@ -5,7 +5,7 @@
 """
 
 from trademl.features.cache import FeatureCache
-from trademl.features.engine import build_features, warmup_bars
+from trademl.features.engine import build_features, last_bar_features, warmup_bars
 from trademl.features.horizons import HORIZON_NAMES, resolve_horizon
 from trademl.features.indicators import Indicator, all_indicators, get_indicator
 from trademl.features.labels import LabelSpec, build_labels, parse_label_specs
@@ -22,6 +22,7 @@ __all__ = [
     "build_features",
     "build_labels",
     "get_indicator",
+    "last_bar_features",
     "load_feature_set",
     "parse_label_specs",
     "preset_names",

@@ -209,3 +209,45 @@ def take_or_nan(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     out: np.ndarray = values[np.maximum(positions, 0)]
     out[positions < 0] = np.nan
     return out
+
+
+def last_bar_features(candles: pd.DataFrame, feature_set: FeatureSet | str) -> pd.DataFrame:
+    """The features of the last candle, computed on exactly the set's warm-up + 1 candles.
+
+    This is the one function the server, the WebSocket stream, signals and the pipeline's
+    pyfunc use for "the features of the last bar": past its declared warm-up every feature is
+    start-invariant, so the values equal those computed over the full history (within the
+    declared tolerance) — what the model was validated on.
+
+    Parameters
+    ----------
+    candles : pandas.DataFrame
+        A Candles frame, oldest first; only its last ``warmup + 1`` rows are read.
+    feature_set : FeatureSet or str
+        The set (or preset name) to compute.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row, indexed by the last candle's timestamp, with the set's columns in order.
+
+    Raises
+    ------
+    DataValidationError
+        Fewer candles than ``warmup + 1`` (``rule="too_few_bars"``, the message says how many
+        are needed), or candles that break the contract.
+    """
+    fs = load_feature_set(feature_set)
+    base = infer_timeframe(candles)
+    needed = max(p.warmup_base_bars(base) for p in plan(fs, base))
+    if len(candles) < needed + 1:
+        raise DataValidationError(
+            f"feature set {fs.name!r} on {base.name} needs at least {needed + 1} candles "
+            f"({needed} of warm-up + the bar predicted), got {len(candles)}",
+            source=str(candles.attrs.get("symbol") or "candles"),
+            rule="too_few_bars",
+        )
+    window = candles.iloc[-(needed + 1) :]
+    window.attrs.update(candles.attrs)
+    window.attrs["timeframe"] = base.name
+    return build_features(window, fs).iloc[-1:]
