@@ -251,8 +251,9 @@ def _r_figure(trades: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def _div(fig: go.Figure) -> str:
-    return str(fig.to_html(full_html=False, include_plotlyjs=False))
+def _div(fig: go.Figure, div_id: str) -> str:
+    # A fixed id (Plotly draws a random UUID by default) keeps reruns' reports byte-identical.
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id))
 
 
 def _description(
@@ -332,15 +333,15 @@ def write_report(
         "<h2>Metrics</h2>",
         _metrics_table(metrics, baseline_metrics),
         "<h2>Price and trades</h2>",
-        _div(_price_figure(shown, trades)),
+        _div(_price_figure(shown, trades), "chart-price"),
         f'<p class="caption">{caption}</p>',
         "<h2>Equity and drawdown</h2>",
-        _div(_equity_figure(equity, baseline_equity)),
+        _div(_equity_figure(equity, baseline_equity), "chart-equity"),
         "<h2>Monthly returns</h2>",
-        _div(_monthly_figure(equity)),
+        _div(_monthly_figure(equity), "chart-monthly"),
         '<p class="caption">Strategy returns per calendar month, in percent.</p>',
         "<h2>R-multiple distribution</h2>",
-        _div(_r_figure(trades)),
+        _div(_r_figure(trades), "chart-r-multiples"),
         no_trades,
     ]
     document = (

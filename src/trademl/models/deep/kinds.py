@@ -434,7 +434,11 @@ class DeepSequenceModel(BaseModel):
         state = dict(self.__dict__)
         network = state.pop("network_", None)
         if network is not None and not getattr(_saving, "active", False):
-            state["_network_state"] = {k: v.cpu() for k, v in network.state_dict().items()}
+            # numpy arrays, not tensors: a pickled tensor names its storage by memory address,
+            # so the same weights would pickle to different bytes on every run.
+            state["_network_state"] = {
+                k: v.detach().cpu().numpy() for k, v in network.state_dict().items()
+            }
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -445,10 +449,13 @@ class DeepSequenceModel(BaseModel):
 
     def _restore_network(self, weights: dict[str, Any]) -> None:
         require_torch(self.kind)
+        import torch
+
         from trademl.models.deep.trainer import pick_device
 
         network = self._build(len(self.feature_names_), len(self.target_names_))
-        network.load_state_dict(weights)
+        # Pickles hold numpy arrays (older ones tensors); network.pt holds tensors.
+        network.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
         self.network_ = network.to(pick_device()).eval()
 
     def save(self, directory: str | Path) -> Path:
