@@ -1,17 +1,22 @@
 """Conformance checks for plug-in authors, the same ones trademl runs on its own plug-ins.
 
->>> from trademl.testing import check_causal  # doctest: +SKIP
+>>> from trademl.testing import check_causal, check_start_invariant  # doctest: +SKIP
 >>> check_causal(lambda c: build_features(c, "minimal"), candles, cut=500)  # doctest: +SKIP
+>>> check_start_invariant("standard", candles, start=1_234)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trademl.data.candles import COLUMNS, with_meta
+from trademl.features.indicators import Bars, Indicator
+from trademl.features.invariance import DEFAULT_TOLERANCE, start_error
+from trademl.features.sets import FeatureSet
 
 FeatureFunction = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -84,3 +89,97 @@ def check_causal(
                 f"column {reference.columns[col]!r} at {before.index[row]} (bar {row} <= cut {cut}) "
                 f"changed from {a[row, col]!r} to {b[row, col]!r} when bars after the cut were {probe}"
             )
+
+
+class StartInvarianceError(AssertionError):
+    """Past its declared warm-up, a feature's value depended on where the history began."""
+
+
+def check_start_invariant(
+    subject: Indicator | FeatureSet | str,
+    candles: pd.DataFrame,
+    start: int,
+    *,
+    params: Mapping[str, Any] | None = None,
+    warmup: int | None = None,
+    tolerance: float | None = None,
+) -> int:
+    """Assert that features built from ``candles.iloc[start:]`` equal those built from all of
+    ``candles`` at every bar past the declared warm-up, within the declared tolerance.
+
+    This is the promise that lets a server compute the last bar from a short window and get
+    the number the model was validated on.
+
+    Parameters
+    ----------
+    subject : Indicator, FeatureSet or str
+        An indicator (with ``params``), or a feature set or preset name.
+    candles : pandas.DataFrame
+        The full history (a Candles frame).
+    start : int
+        Position of the later start.
+    params : mapping, optional
+        The indicator's parameters (its defaults when omitted).
+    warmup : int, optional
+        Bars to skip after ``start``; the subject's declared warm-up by default.
+    tolerance : float, optional
+        Largest :func:`~trademl.features.invariance.start_error` allowed; the indicator's
+        declared tolerance (1e-9 by default).
+
+    Returns
+    -------
+    int
+        How many bars were compared.
+
+    Raises
+    ------
+    StartInvarianceError
+        Naming the first column and bar that differ, both values and the warm-up.
+    """
+    from trademl.features.engine import build_features, warmup_bars
+
+    compute: Callable[[pd.DataFrame], pd.DataFrame]
+    if isinstance(subject, Indicator):
+        resolved = subject.resolve(params)
+        declared = subject.warmup(resolved)
+        tol = subject.tolerance if tolerance is None else tolerance
+        name = subject.name
+
+        def compute(frame: pd.DataFrame) -> pd.DataFrame:
+            values = subject.run(Bars.from_candles(frame), resolved)
+            return pd.DataFrame(values, index=frame.index)
+
+    else:
+        timeframe = candles.attrs.get("timeframe")
+        if not timeframe:
+            raise ValueError("candles.attrs['timeframe'] must name the candles' timeframe")
+        declared = warmup_bars(subject, timeframe)
+        tol = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        name = subject.name if isinstance(subject, FeatureSet) else subject
+
+        def compute(frame: pd.DataFrame) -> pd.DataFrame:
+            return build_features(frame, subject)
+
+    skip = declared if warmup is None else warmup
+    if not 0 < start < len(candles):
+        raise ValueError(f"start {start} is not inside the {len(candles)} candles")
+    later = candles.iloc[start:]
+    later.attrs.update(candles.attrs)
+    full = compute(candles).iloc[start + skip :]
+    part = compute(later).iloc[skip:]
+    if len(full) == 0:
+        raise ValueError(
+            f"{name}: nothing to compare: start {start} + warm-up {skip} >= {len(candles)} bars"
+        )
+    for column in full.columns:
+        error = start_error(full[column].to_numpy(), part[column].to_numpy())
+        bad = np.flatnonzero(error > tol)
+        if bad.size:
+            row = int(bad[0])
+            raise StartInvarianceError(
+                f"{name}: column {column!r} at {full.index[row]} ({row} bars past the declared "
+                f"warm-up of {skip} after a start at bar {start}) is {full[column].iloc[row]!r} "
+                f"from the full history but {part[column].iloc[row]!r} from the later start "
+                f"(relative error {error[row]:.3g} > tolerance {tol:g})"
+            )
+    return len(full)

@@ -160,21 +160,20 @@ def test_realised_volatilities(candles: pd.DataFrame, window: int) -> None:
         check_at(values, expected, positions(len(c), first))
 
 
-def wilder_atr(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    """Wilder's ATR written out: the mean of the first n true ranges, then (n-1)/n smoothing."""
+def mean_true_range(h: np.ndarray, low: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    """The finite-window ATR written out: the plain mean of the last n true ranges."""
     true_range = np.maximum(h[1:] - low[1:], np.abs(h[1:] - c[:-1]))
     true_range = np.r_[np.nan, np.maximum(true_range, np.abs(low[1:] - c[:-1]))]
     atr = np.full(len(c), np.nan)
-    atr[n] = true_range[1 : n + 1].mean()
-    for t in range(n + 1, len(c)):
-        atr[t] = (atr[t - 1] * (n - 1) + true_range[t]) / n
+    for t in range(n, len(c)):
+        atr[t] = true_range[t - n + 1 : t + 1].mean()
     return atr
 
 
 @pytest.mark.parametrize("atr_window", [14, 3])
 def test_candle_geometry(candles: pd.DataFrame, atr_window: int) -> None:
     o, h, low, c = ohlc(candles)
-    atr = wilder_atr(h, low, c, atr_window)
+    atr = mean_true_range(h, low, c, atr_window)
     values = run("candle", Bars.from_candles(candles), atr_window=atr_window)
     at = positions(len(c), atr_window)
     check_at(values["body"], lambda p: (c[p] - o[p]) / atr[p], at)
@@ -309,9 +308,10 @@ def test_warmup_is_exact(candles: pd.DataFrame, name: str, given: dict[str, Any]
     for output in indicator.outputs:
         # What the user gets: NaN up to the warm-up, a value at it.
         assert np.flatnonzero(~np.isnan(ran[output]))[0] == warmup, f"{name} {output}"
-        if name == "amd_phase" and output != "compression":
-            # Event columns are 0 rather than NaN before the range exists; the compression
-            # ratio carries the warm-up, checked on its own output.
+        if name == "amd_phase":
+            # Its warm-up is where every output stops depending on the start (the phase looks
+            # back `memory` bars twice), after the compression ratio's first value: the raw
+            # outputs start earlier; the masked ones are checked above.
             continue
         # The raw output, before Indicator.run masks the warm-up: not one bar shorter either.
         defined = np.flatnonzero(~np.isnan(np.asarray(raw[output], dtype=np.float64)))
@@ -358,7 +358,9 @@ def test_amd_phase_on_a_constructed_sequence() -> None:
     values = run("amd_phase", bars, window=10, compression=0.6, expansion=1.5, memory=5)
     sweep, burst = wide + flat, wide + flat + 1
 
-    assert np.isnan(values["phase"][:49]).all() and not np.isnan(values["phase"][49])
+    # Warm-up max(5w - 1 + 2 * memory, 5w) = 59: the phase looks back at compressions and
+    # manipulations `memory` bars each, past the first compression ratio at 5w - 1.
+    assert np.isnan(values["phase"][:59]).all() and not np.isnan(values["phase"][59])
     assert (values["compression"][sweep - 5 : sweep + 1] < 0.6).all()
     assert (values["phase"][sweep - 5 : sweep] == 1).all()  # accumulation
     assert values["false_breakout"][sweep] == 1

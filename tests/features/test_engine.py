@@ -29,14 +29,22 @@ def test_minimal_preset_names_values_and_warmup(btc: pd.DataFrame) -> None:
     assert features.index.equals(btc.index)
     assert (features.dtypes == np.float64).all()
     assert features.columns.tolist()[:3] == ["sma_20", "sma_50", "rsi_14"]
-    assert features.attrs["warmup_bars"] == 49
-    assert features.iloc[:49].isna().any(axis=1).all()
-    assert not features.iloc[49:].isna().any().any()
+    # The warm-up is MACD's: TA-Lib's lookback (33) plus the bars its EMAs need to forget
+    # the first bar (measured, with a margin); every column is complete from there on.
+    warm = features.attrs["warmup_bars"]
+    assert warm == max(get_indicator(n).warmup(get_indicator(n).resolve()) for n in ("macd", "rsi"))
+    assert warm > 33
+    assert features.iloc[:warm].isna().any(axis=1).all()
+    assert not features.iloc[warm:].isna().any().any()
     close = btc["close"].to_numpy()
-    np.testing.assert_array_equal(features["rsi_14"].to_numpy(), talib.RSI(close, 14))
+    rsi_warm = get_indicator("rsi").warmup(get_indicator("rsi").resolve())
+    np.testing.assert_array_equal(
+        features["rsi_14"].to_numpy()[rsi_warm:], talib.RSI(close, 14)[rsi_warm:]
+    )
+    assert np.isnan(features["rsi_14"].to_numpy()[:rsi_warm]).all()
     dropped = build_features(btc, "minimal", warmup="drop")
-    assert len(dropped) == len(btc) - 49
-    pd.testing.assert_frame_equal(dropped, features.iloc[49:], check_freq=False)
+    assert len(dropped) == len(btc) - warm
+    pd.testing.assert_frame_equal(dropped, features.iloc[warm:], check_freq=False)
 
 
 def test_talib_indicators_equal_talib_reference(btc: pd.DataFrame) -> None:
@@ -184,7 +192,7 @@ def test_cache_recomputes_only_when_data_or_set_change(
     changed.iloc[-1, changed.columns.get_loc("volume")] += 1
     build_features(changed, "minimal", cache=cache)
     assert len(calls) == 2
-    bumped = load_feature_set("minimal").model_copy(update={"version": 2})
+    bumped = load_feature_set("minimal").model_copy(update={"version": 3})
     build_features(btc, bumped, cache=cache)
     assert len(calls) == 3
 

@@ -22,6 +22,10 @@ from trademl.data.timeframes import Timeframe
 if TYPE_CHECKING:
     from trademl.features.sets import FeatureSet
 
+# Bumped whenever indicator values change for the same definition (2: warm-ups extended to
+# start invariance, finite-window ATR in candle/amd_phase, exact rolling moments).
+FEATURE_CONTRACT = "2"
+
 
 def data_hash(candles: pd.DataFrame, timeframe: Timeframe) -> str:
     """SHA-256 of the candles' timestamps, values and timeframe."""
@@ -47,6 +51,7 @@ class FeatureCache:
             str(feature_set.version),
             feature_set.fingerprint(),
             __version__,
+            FEATURE_CONTRACT,
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 

@@ -35,8 +35,8 @@ volume, and sums running over the :math:`n` bars ending at t.
     :math:`k = 0.34 / (1.34 + (n+1)/(n-1))`. Warm-up ``window``.
 ``candle`` (geometry)
     ``body`` :math:`(C-O)/ATR`, ``upper_wick`` :math:`(H - \max(O,C))/ATR`, ``lower_wick``
-    :math:`(\min(O,C) - L)/ATR`, ``range`` :math:`(H-L)/ATR`, with TA-Lib's Wilder ATR over
-    ``atr_window`` bars. Warm-up ``atr_window``.
+    :math:`(\min(O,C) - L)/ATR`, ``range`` :math:`(H-L)/ATR`, with :math:`ATR` the mean true
+    range over ``atr_window`` bars (finite, so start-invariant). Warm-up ``atr_window``.
 ``dist_high`` / ``dist_low`` (price)
     :math:`C_t / \max H - 1` and :math:`C_t / \min L - 1` over the window (bar t included).
     Warm-up ``window - 1``.
@@ -45,6 +45,23 @@ volume, and sums running over the :math:`n` bars ending at t.
 ``vwap_distance`` (volume)
     :math:`C_t / VWAP - 1` with :math:`VWAP = \sum P V / \sum V` and the typical price
     :math:`P = (H + L + C)/3`; NaN where the window traded nothing. Warm-up ``window - 1``.
+``obv_flow`` (volume)
+    :math:`\sum \operatorname{sign}(C_t - C_{t-1}) V_t / \sum V_t`: the change of on-balance
+    volume over the window divided by the volume traded in it, in [-1, 1]; the windowed,
+    start-invariant form of OBV (a running total from the first bar). Warm-up ``window``.
+``ad_flow`` (volume)
+    :math:`\sum \mathrm{CLV}_t V_t / \sum V_t` with the close location value
+    :math:`\mathrm{CLV} = ((C - L) - (H - C)) / (H - L)` (0 when :math:`H = L`): the change of
+    the accumulation/distribution line over the window per unit of volume, in [-1, 1]; the
+    windowed form of A/D. Warm-up ``window - 1``.
+``rsi_sma`` (momentum)
+    Cutler's RSI, :math:`100 \bar G / (\bar G + \bar L)` with :math:`\bar G, \bar L` the
+    plain means of the close's gains and losses over the window: Wilder's RSI with a finite
+    window instead of recursive smoothing (start-invariant exactly, and short to warm up on
+    higher timeframes). Warm-up ``window``.
+``natr_sma`` (volatility)
+    :math:`100 \cdot \overline{TR} / C_t`: the mean true range over the window as a percentage
+    of the close (a finite-window NATR). Warm-up ``window``.
 ``time_cyclical`` (time)
     ``hour_sin``, ``hour_cos`` of :math:`2\pi (h + m/60) / 24` and ``dow_sin``, ``dow_cos`` of
     :math:`2\pi d / 7` (Monday = 0), from the bar's start time in UTC. Warm-up 0.
@@ -55,7 +72,7 @@ annualise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -82,23 +99,53 @@ def _as_array(result: pd.Series) -> np.ndarray:
     return result.to_numpy(dtype=np.float64)
 
 
+# Windows up to this length are reduced each on its own values (exact, and bitwise the same
+# whatever bar the history starts at); longer ones use pandas' running sums, whose rounding
+# drifts with the start by about 1e-12 relative.
+EXACT_WINDOW_MAX = 1_024
+_BLOCK_VALUES = 4_000_000  # values per block of windows: bounds the temporary memory
+
+
+def _window_reduce(
+    values: np.ndarray, window: int, reduce: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """``reduce`` applied to every full window (rows of a strided view), NaN before."""
+    out = np.full(len(values), np.nan)
+    if window > len(values):
+        return out
+    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(values, np.float64), window)
+    step = max(1, _BLOCK_VALUES // window)
+    for first in range(0, len(windows), step):
+        block = windows[first : first + step]
+        out[window - 1 + first : window - 1 + first + len(block)] = reduce(block)
+    return out
+
+
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the ``window`` values ending at each position (NaN until the window is full)."""
+    if window <= EXACT_WINDOW_MAX:
+        return _window_reduce(values, window, lambda block: block.mean(axis=1))
     return _as_array(_rolling(values, window).mean())
-
-
-def rolling_std(values: np.ndarray, window: int, ddof: int) -> np.ndarray:
-    """Standard deviation of the ``window`` values ending at each position."""
-    return _as_array(_rolling(values, window).std(ddof=ddof))
 
 
 def rolling_var(values: np.ndarray, window: int, ddof: int) -> np.ndarray:
     """Variance of the ``window`` values ending at each position."""
+    if window <= EXACT_WINDOW_MAX:
+        if window - ddof <= 0:
+            return np.full(len(values), np.nan)
+        return _window_reduce(values, window, lambda block: block.var(axis=1, ddof=ddof))
     return _as_array(_rolling(values, window).var(ddof=ddof))
+
+
+def rolling_std(values: np.ndarray, window: int, ddof: int) -> np.ndarray:
+    """Standard deviation of the ``window`` values ending at each position."""
+    return _sqrt(rolling_var(values, window, ddof))
 
 
 def rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
     """Sum of the ``window`` values ending at each position."""
+    if window <= EXACT_WINDOW_MAX:
+        return _window_reduce(values, window, lambda block: block.sum(axis=1))
     return _as_array(_rolling(values, window).sum())
 
 
@@ -219,11 +266,18 @@ def _rv_yang_zhang(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarra
 # -- candle geometry and distances --------------------------------------------------------------
 
 
+def mean_true_range(bars: Bars, window: int) -> np.ndarray:
+    """Mean of the true range over ``window`` bars: a finite-window ATR (first at ``window``).
+
+    Wilder's ATR smooths recursively and never quite forgets its first bar; the plain mean is
+    start-invariant from its first full window.
+    """
+    true_range = np.asarray(talib.TRANGE(bars.high, bars.low, bars.close), dtype=np.float64)
+    return rolling_mean(true_range, window)
+
+
 def _candle(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    atr = np.asarray(
-        talib.ATR(bars.high, bars.low, bars.close, timeperiod=params["atr_window"]),
-        dtype=np.float64,
-    )
+    atr = mean_true_range(bars, params["atr_window"])
     top = np.maximum(bars.open, bars.close)
     bottom = np.minimum(bars.open, bars.close)
     return {
@@ -258,6 +312,43 @@ def _vwap_distance(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarra
     # may round to a tiny non-zero number, a maximum cannot.
     traded = rolling_max(bars.volume, window) > 0
     return {"": np.where(traded, _divide(bars.close, vwap) - 1.0, np.nan)}
+
+
+def _traded_share(flow: np.ndarray, volume: np.ndarray, window: int) -> np.ndarray:
+    traded = rolling_sum(volume, window)
+    # A window that traded nothing has no flow to speak of: NaN, not 0/0 noise.
+    return np.where(
+        rolling_max(volume, window) > 0, _divide(rolling_sum(flow, window), traded), np.nan
+    )
+
+
+def _obv_flow(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    direction = np.full(len(bars), np.nan)
+    direction[1:] = np.sign(np.diff(bars.close))
+    return {"": _traded_share(direction * bars.volume, bars.volume, params["window"])}
+
+
+def _ad_flow(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    spread = bars.high - bars.low
+    location = np.where(
+        spread > 0, _divide((bars.close - bars.low) - (bars.high - bars.close), spread), 0.0
+    )
+    return {"": _traded_share(location * bars.volume, bars.volume, params["window"])}
+
+
+def _rsi_sma(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    change = np.full(len(bars), np.nan)
+    change[1:] = np.diff(bars.close)
+    gains = rolling_mean(np.maximum(change, 0.0), params["window"])
+    losses = rolling_mean(np.maximum(-change, 0.0), params["window"])
+    # A window with no move at all is neutral, as Wilder's RSI leaves it: 50.
+    moved = gains + losses
+    rsi = np.where(moved > 0, 100.0 * _divide(gains, moved), 50.0)
+    return {"": np.where(np.isnan(moved), np.nan, rsi)}
+
+
+def _natr_sma(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {"": 100.0 * _divide(mean_true_range(bars, params["window"]), bars.close)}
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -337,7 +428,7 @@ def _register_all() -> None:
             warmup=lambda p: int(p["atr_window"]),
             params=(Param("atr_window", 14, low=1, high=MAX_WINDOW),),
             outputs=("body", "upper_wick", "lower_wick", "range"),
-            description="candle body, wicks and range in ATRs",
+            description="candle body, wicks and range in mean true ranges",
         )
     )
     register(
@@ -378,6 +469,46 @@ def _register_all() -> None:
             warmup=_window_minus_one,
             params=(_window(low=1),),
             description="close / rolling VWAP - 1",
+        )
+    )
+    register(
+        Indicator(
+            name="obv_flow",
+            family="volume",
+            compute=_obv_flow,
+            warmup=_full_window,
+            params=(_window(low=1),),
+            description="on-balance volume change over the window / volume traded in it",
+        )
+    )
+    register(
+        Indicator(
+            name="ad_flow",
+            family="volume",
+            compute=_ad_flow,
+            warmup=_window_minus_one,
+            params=(_window(low=1),),
+            description="accumulation/distribution change over the window / volume traded",
+        )
+    )
+    register(
+        Indicator(
+            name="rsi_sma",
+            family="momentum",
+            compute=_rsi_sma,
+            warmup=_full_window,
+            params=(_window(14, low=1),),
+            description="Cutler's RSI: RSI with plain means over a finite window",
+        )
+    )
+    register(
+        Indicator(
+            name="natr_sma",
+            family="volatility",
+            compute=_natr_sma,
+            warmup=_full_window,
+            params=(_window(14, low=1),),
+            description="mean true range over the window, % of the close",
         )
     )
     register(

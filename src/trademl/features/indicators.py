@@ -1,9 +1,13 @@
 """The indicator protocol and the table of registered indicators.
 
 An indicator is a pure, causal function of the bars: its value at bar t uses bars up to and
-including t. It declares its parameters (with defaults and bounds), its outputs, and how many
-bars it needs before its first valid value (its warm-up). Column names say the indicator and
-its parameters: ``rsi_14``, ``macd_12_26_9_signal``, ``rv_parkinson_20``.
+including t. It declares its parameters (with defaults and bounds), its outputs, and its warm-up: the number of leading
+bars after which its value no longer depends on where the history starts — exactly for
+finite windows, within its declared relative tolerance for recursive smoothing (see
+:mod:`trademl.features.invariance`). Values before the warm-up are NaN. Running totals from
+the first bar are declared not start-invariant, and feature sets refuse them, naming the
+windowed alternative. Column names say the indicator and its parameters: ``rsi_14``,
+``macd_12_26_9_signal``, ``rv_parkinson_20``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandas as pd
 
 from trademl.data.candles import candle_index
 from trademl.errors import ConfigError
+from trademl.features.invariance import DEFAULT_TOLERANCE
 from trademl.plugins import PluginTable
 
 FAMILIES = (
@@ -112,8 +117,12 @@ class Indicator:
     """A registered indicator.
 
     ``compute(bars, params)`` returns one array per output (keys = ``outputs``), each as long
-    as the bars, NaN where undefined. ``warmup(params)`` is the number of leading bars that
-    are undefined (so the first valid value is at index ``warmup``).
+    as the bars, NaN where undefined. ``warmup(params)`` is the number of leading bars after
+    which the values no longer depend on where the history starts (within ``tolerance``,
+    relative; see :func:`trademl.features.invariance.start_error`): the first value kept is at
+    index ``warmup``. ``start_invariant`` is False for running totals and path-dependent
+    states, which no warm-up makes start-invariant; ``alternative`` then names the indicator
+    to use instead.
     """
 
     name: str
@@ -125,6 +134,20 @@ class Indicator:
     description: str = ""
     source: str = "trademl"
     name_params: tuple[str, ...] | None = field(default=None)
+    start_invariant: bool = True
+    alternative: str = ""
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def refusal(self) -> str:
+        """Why a feature set may not use this indicator ('' when it may)."""
+        if self.start_invariant:
+            return ""
+        hint = f"; use {self.alternative} instead" if self.alternative else ""
+        return (
+            f"{self.name} is not start-invariant (its value depends on the first bar of the "
+            f"history, so a server computing the last bar from a window would not reproduce "
+            f"the value the model was validated on){hint}"
+        )
 
     def resolve(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``given``, each checked; unknown names list the valid ones."""

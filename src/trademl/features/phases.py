@@ -21,8 +21,8 @@ Prior range
     that sweeps both sides.
 ``expansion``
     +1 when :math:`C_t > \overline{H}_t`, -1 when :math:`C_t < \underline{L}_t`, provided
-    :math:`(H_t - L_t) / ATR_{t-1} \geq` ``expansion``, 0 otherwise. :math:`ATR_{t-1}` is TA-Lib's
-    Wilder ATR over :math:`w` bars up to the previous bar, so that a large bar does not dilute
+    :math:`(H_t - L_t) / ATR_{t-1} \geq` ``expansion``, 0 otherwise. :math:`ATR_{t-1}` is the mean
+    true range over the :math:`w` bars up to the previous bar (finite, so start-invariant), so that a large bar does not dilute
     the yardstick it is measured against.
 ``phase``
     An event at bar :math:`s` is *recent* at bar t when :math:`0 \leq t - s \leq` ``memory``.
@@ -31,10 +31,12 @@ Prior range
     (accumulation) when the prior range is compressed now; else 0. Phases 2 and 3 are events of
     one bar; the signed ``false_breakout`` and ``expansion`` columns give their direction.
 ``bars_since_sweep``
-    Bars since the last false breakout (0 on its bar), capped at :math:`10w`; NaN before the
-    first.
+    Bars since the last false breakout (0 on its bar), capped at :math:`4w`; the cap too
+    when no sweep is seen in the last :math:`4w` bars.
 
-Warm-up :math:`5w - 1`: the prior range needs :math:`w` bars and its median :math:`4w` widths.
+Warm-up :math:`\max(5w - 1 + 2m, 5w)` with :math:`m` = ``memory``: the prior range needs
+:math:`w` bars, its median :math:`4w` widths, the phase looks back :math:`m` bars twice, and
+the sweep age :math:`4w` bars; from there on every output is start-invariant, exactly.
 Every value at bar t reads bars up to t only (rolling windows end at t, the prior range is shifted
 one bar into the past).
 """
@@ -47,17 +49,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import talib
 
 from trademl.errors import ConfigError
-from trademl.features.custom import MAX_WINDOW
+from trademl.features.custom import MAX_WINDOW, mean_true_range
 from trademl.features.indicators import Bars, Indicator, Param, register
 
 # The median of the range width is taken over this many ranges, so that "compressed" means
 # narrow compared with the last few ranges, not with all history.
 MEDIAN_RANGES = 4
-# bars_since_sweep stops counting here: a sweep this old says nothing more.
-SWEEP_AGE_CAP = 10
+# bars_since_sweep stops counting here (in windows): a sweep this old says nothing more. It also
+# bounds how far back the count looks, which keeps it start-invariant past the warm-up.
+SWEEP_AGE_CAP = 4
 
 PHASE_NONE, PHASE_ACCUMULATION, PHASE_MANIPULATION, PHASE_DISTRIBUTION = 0, 1, 2, 3
 
@@ -91,11 +93,16 @@ def _recent(events: np.ndarray, memory: int) -> np.ndarray:
 
 
 def bars_since(events: np.ndarray, cap: int) -> np.ndarray:
-    """Bars since the last ``True`` of ``events`` (0 on it), capped at ``cap``; NaN before."""
+    """Bars since the last event (0 on its bar), capped at ``cap``.
+
+    With no event yet, the count is ``cap`` once ``cap`` bars have been seen (none in the last
+    ``cap`` bars is known) and NaN before: the value never depends on bars older than ``cap``.
+    """
     positions = np.arange(len(events))
     last = np.maximum.accumulate(np.where(events, positions, -1)) if len(events) else positions
     age = np.minimum(positions - last, cap).astype(np.float64)
-    return np.where(last >= 0, age, np.nan)
+    known = (last >= 0) | (positions >= cap)
+    return np.where(known, np.where(last >= 0, age, float(cap)), np.nan)
 
 
 def amd_phases(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -115,7 +122,7 @@ def amd_phases(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     swept_high = (high > prior_high) & (close <= prior_high)
     false_breakout = swept_low.astype(np.float64) - swept_high.astype(np.float64)
 
-    atr = _shift_one(np.asarray(talib.ATR(high, low, close, timeperiod=window), dtype=np.float64))
+    atr = _shift_one(mean_true_range(bars, window))
     with np.errstate(divide="ignore", invalid="ignore"):
         wide = (high - low) / atr >= params["expansion"]
     expansion = (wide & (close > prior_high)).astype(np.float64) - (
@@ -139,11 +146,16 @@ def amd_phases(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def amd_warmup(params: Mapping[str, Any]) -> int:
-    """Leading undefined bars: the prior range (``window``) and its median (``4 * window``)."""
-    window = int(params["window"])
-    # The prior range's first width is at index `window`; its median needs 4*window of them.
-    # The ATR of the previous bar (first at window + 1) is always ready earlier.
-    return max(window + (MEDIAN_RANGES * window - 1), window + 1)
+    """Bars until every output is start-invariant.
+
+    The prior range's first width is at index ``window`` and its median needs
+    ``4 * window`` of them; the phase looks back ``memory`` bars at compressions and another
+    ``memory`` at manipulations; the sweep age looks back its cap from the first sweep that
+    can be seen (at ``window``).
+    """
+    window, memory = int(params["window"]), int(params["memory"])
+    compression_ready = window + (MEDIAN_RANGES * window - 1)
+    return max(compression_ready + 2 * memory, window + SWEEP_AGE_CAP * window)
 
 
 register(

@@ -94,11 +94,14 @@ class FeatureSet(BaseModel):
         """Resolve every feature now, so a typo fails before any data loads."""
         for position, spec in enumerate(self.features, start=1):
             try:
-                spec.resolved()
+                indicator, _ = spec.resolved()
             except ConfigError as error:
                 raise ConfigError(
                     f"feature set {self.name!r}, feature {position}: {error}"
                 ) from None
+            refusal = indicator.refusal()
+            if refusal:
+                raise ConfigError(f"feature set {self.name!r}, feature {position}: {refusal}")
 
     def higher_timeframe(self, spec: FeatureSpec, base: str | Timeframe) -> Timeframe | None:
         """The timeframe ``spec`` runs on for ``base`` (None when it is the base itself)."""
