@@ -185,3 +185,36 @@ def test_higher_timeframe_warmup_is_counted_in_higher_bars(hourly: pd.DataFrame)
     daily = resample_candles(hourly, Timeframe.parse("1h"), Timeframe.parse("1d")).candles
     assert own > int(talib.abstract.Function("RSI").lookback)  # type: ignore[attr-defined]
     assert len(daily) > own  # the data can hold the warm-up this test checks
+
+
+@pytest.mark.parametrize("preset", preset_names())
+@pytest.mark.parametrize("name", sorted(SERIES))
+def test_the_last_bar_from_its_tail_equals_the_full_history(
+    preset: str, name: str, series: dict[str, pd.DataFrame]
+) -> None:
+    from trademl.features.engine import build_features, last_bar_features
+    from trademl.features.invariance import start_error
+
+    candles = series[name]
+    full = build_features(candles, preset)
+    for end in (len(candles), len(candles) - 1, len(candles) - 333):
+        history = candles.iloc[:end]
+        history.attrs.update(candles.attrs)
+        row = last_bar_features(history, preset)
+        assert row.index[0] == candles.index[end - 1]
+        assert list(row.columns) == list(full.columns)
+        expected = full.iloc[end - 1].to_numpy()
+        got = row.iloc[0].to_numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        assert np.nanmax(start_error(expected, got)) <= 1e-9
+
+
+def test_too_few_candles_for_the_last_bar_say_how_many(hourly: pd.DataFrame) -> None:
+    from trademl.errors import DataValidationError
+    from trademl.features.engine import last_bar_features, warmup_bars
+
+    needed = warmup_bars("minimal", "1h") + 1
+    short = hourly.iloc[-(needed - 1) :]
+    with pytest.raises(DataValidationError, match=rf"needs at least {needed} candles"):
+        last_bar_features(short, "minimal")
+    assert len(last_bar_features(hourly.iloc[-needed:], "minimal")) == 1

@@ -211,13 +211,17 @@ def take_or_nan(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
-def last_bar_features(candles: pd.DataFrame, feature_set: FeatureSet | str) -> pd.DataFrame:
-    """The features of the last candle, computed on exactly the set's warm-up + 1 candles.
+def last_bar_features(
+    candles: pd.DataFrame, feature_set: FeatureSet | str, *, validated: bool = False
+) -> pd.DataFrame:
+    """The features of the last candle, computed from at most the set's warm-up + 1 candles.
 
     This is the one function the server, the WebSocket stream, signals and the pipeline's
-    pyfunc use for "the features of the last bar": past its declared warm-up every feature is
-    start-invariant, so the values equal those computed over the full history (within the
-    declared tolerance) — what the model was validated on.
+    pyfunc use for "the features of the last bar". Past its declared warm-up every feature is
+    start-invariant, so these values equal those computed over the full history (within the
+    declared tolerance): what the model was validated on. Each feature reads only the tail it
+    needs (its own warm-up + 1 bars; a higher-timeframe feature the base bars of its own
+    warm-up in higher bars), numpy end to end.
 
     Parameters
     ----------
@@ -225,6 +229,9 @@ def last_bar_features(candles: pd.DataFrame, feature_set: FeatureSet | str) -> p
         A Candles frame, oldest first; only its last ``warmup + 1`` rows are read.
     feature_set : FeatureSet or str
         The set (or preset name) to compute.
+    validated : bool
+        The caller has already checked the candles against the Candles contract (a store
+        validates on write, the API on parsing): skip the check here.
 
     Returns
     -------
@@ -236,18 +243,87 @@ def last_bar_features(candles: pd.DataFrame, feature_set: FeatureSet | str) -> p
     DataValidationError
         Fewer candles than ``warmup + 1`` (``rule="too_few_bars"``, the message says how many
         are needed), or candles that break the contract.
+
+    Examples
+    --------
+    >>> from trademl.data.sources.files import read_candle_file
+    >>> candles = read_candle_file("../shared/data/crypto/BTCUSDT_1h.csv")  # doctest: +SKIP
+    >>> last_bar_features(candles, "minimal").index[0] == candles.index[-1]  # doctest: +SKIP
+    True
     """
     fs = load_feature_set(feature_set)
     base = infer_timeframe(candles)
-    needed = max(p.warmup_base_bars(base) for p in plan(fs, base))
-    if len(candles) < needed + 1:
+    planned, tails, names = _last_bar_plan(fs, base)
+    needed = max(tails)
+    if len(candles) < needed:
         raise DataValidationError(
-            f"feature set {fs.name!r} on {base.name} needs at least {needed + 1} candles "
-            f"({needed} of warm-up + the bar predicted), got {len(candles)}",
+            f"feature set {fs.name!r} on {base.name} needs at least {needed} candles "
+            f"({needed - 1} of warm-up + the bar predicted), got {len(candles)}",
             source=str(candles.attrs.get("symbol") or "candles"),
             rule="too_few_bars",
         )
-    window = candles.iloc[-(needed + 1) :]
-    window.attrs.update(candles.attrs)
-    window.attrs["timeframe"] = base.name
-    return build_features(window, fs).iloc[-1:]
+    window = candles.iloc[-needed:]
+    if not validated:
+        validate_candles(window)
+    bars = Bars.from_candles(window)
+    row = np.empty(len(names))
+    offsets = np.cumsum([0, *(len(f.indicator.outputs) for f in planned)])
+    higher: dict[Timeframe, Bars] = {}
+    for feature, tail, start in zip(planned, tails, offsets[:-1], strict=True):
+        if feature.timeframe is None:
+            outputs = feature.indicator.run(bars.tail(tail), feature.params)
+            row[start : start + len(outputs)] = [values[-1] for values in outputs.values()]
+            continue
+        if feature.timeframe not in higher:
+            higher[feature.timeframe] = _closed_higher_bars(bars, base, feature.timeframe)
+        closed = higher[feature.timeframe]
+        outputs = feature.indicator.run(closed, feature.params) if len(closed) else {}
+        for column in range(len(feature.indicator.outputs)):
+            values = list(outputs.values())[column] if outputs else np.array([np.nan])
+            row[start + column] = values[-1]
+    row[np.isinf(row)] = np.nan
+    return pd.DataFrame(row[None, :], index=window.index[-1:], columns=names, copy=False)
+
+
+_PLANS: dict[tuple[str, int, str, str], tuple[list[PlannedFeature], list[int], list[str]]] = {}
+
+
+def _last_bar_plan(
+    fs: FeatureSet, base: Timeframe
+) -> tuple[list[PlannedFeature], list[int], list[str]]:
+    """The resolved plan, each feature's tail length and the columns, memoised per set."""
+    key = (fs.name, fs.version, fs.fingerprint(), base.name)
+    found = _PLANS.get(key)
+    if found is None:
+        planned = plan(fs, base)
+        found = (planned, [p.warmup_base_bars(base) + 1 for p in planned], fs.columns(base))
+        _PLANS[key] = found
+    return found
+
+
+def _closed_higher_bars(bars: Bars, base: Timeframe, higher: Timeframe) -> Bars:
+    """The higher-timeframe bars of ``bars`` that had closed by the last base bar's close.
+
+    The same aggregation as :func:`~trademl.data.resample.resample_candles` (first open, max
+    high, min low, last close, summed volume, on UTC boundaries), in numpy on the tail alone.
+    """
+    ns = bars.index.as_unit("ns").asi8
+    bins = higher.floor_ns(ns)
+    starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+    ends = np.r_[starts[1:], len(bins)] - 1
+    closed = bins[starts] + higher.nanoseconds <= ns[-1] + base.nanoseconds
+    starts, ends = starts[closed], ends[closed]
+    if not len(starts):
+        empty = np.empty(0)
+        return Bars(empty, empty, empty, empty, empty, pd.DatetimeIndex([], tz="UTC"))
+    # The unfinished last period (if any) is cut off before reducing: reduceat's last segment
+    # runs to the end of the array.
+    stop = int(ends[-1]) + 1
+    return Bars(
+        open=bars.open[starts],
+        high=np.maximum.reduceat(bars.high[:stop], starts),
+        low=np.minimum.reduceat(bars.low[:stop], starts),
+        close=bars.close[ends],
+        volume=np.add.reduceat(bars.volume[:stop], starts),
+        index=pd.DatetimeIndex(bins[starts].astype("datetime64[ns]")).tz_localize("UTC"),
+    )

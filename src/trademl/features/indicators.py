@@ -58,6 +58,18 @@ class Bars:
     def __len__(self) -> int:
         return len(self.close)
 
+    def tail(self, n: int) -> Bars:
+        """The last ``n`` bars (views, no copy)."""
+        n = min(n, len(self))
+        return Bars(
+            open=self.open[-n:],
+            high=self.high[-n:],
+            low=self.low[-n:],
+            close=self.close[-n:],
+            volume=self.volume[-n:],
+            index=self.index[-n:],
+        )
+
 
 @dataclass(frozen=True)
 class Param:
