@@ -8,6 +8,7 @@ import pandas as pd
 
 from trademl.data.sources.files import read_candle_file
 from trademl.features import build_features
+from trademl.features.engine import warmup_bars
 
 
 def test_list_shows_indicators_parameters_and_presets(cli) -> None:
@@ -45,7 +46,7 @@ def test_build_writes_the_set_without_warmup_rows(
     candles = read_candle_file(path)
     expected = build_features(candles[candles.index >= "2023-01-01"], "minimal", warmup="drop")
     pd.testing.assert_frame_equal(written, expected, check_freq=False)
-    assert "49 warm-up rows dropped" in result.stdout
+    assert f"{warmup_bars('minimal', '1h')} warm-up rows dropped" in result.stdout
     again = cli(*args, "--start", "2023-01-01")
     assert again.code == 0
     assert len(list((home / "cache" / "features").glob("*.parquet"))) == 1
