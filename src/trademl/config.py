@@ -143,12 +143,6 @@ class Settings(BaseSettings):
         "and the cached latest prediction).",
     )
     ws_heartbeat_s: float = Field(default=15.0, gt=0, description="WebSocket heartbeat period.")
-    serve_context_bars: int = Field(
-        default=200,
-        ge=0,
-        description="Bars beyond the feature warm-up used to compute a served prediction, so "
-        "that recursive indicators (EMA, RSI) settle as they did in training.",
-    )
 
     @field_validator("home", "test_data", mode="after")
     @classmethod

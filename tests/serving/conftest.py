@@ -17,6 +17,7 @@ from trademl.config import Settings
 from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
 from trademl.serving import create_app
+from trademl.tracking.pipeline import load_pipeline
 from trademl.workflow import RunResult, run
 
 MODEL = "BTCUSDT_1h_serving_test"
@@ -43,6 +44,7 @@ class Served:
     settings: Settings
     candles: pd.DataFrame  # every real BTCUSDT 1h bar of the shared file
     runs: list[RunResult]
+    window_bars: int  # candles a served prediction reads: the feature warm-up + 1
 
 
 @pytest.fixture(scope="session")
@@ -56,15 +58,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Served:
         model_reload_s=1.0,
         store_poll_s=0.1,
         ws_heartbeat_s=0.3,
-        serve_context_bars=60,
         max_body_bytes=256 * 1024,
         jobs_workers=2,
+        # The session's versions stay unpromoted (an impossible gate) and serve nonetheless.
+        serve_latest_unpromoted=True,
     )
     candles = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
     with open_default_store(settings) as store:
         store.write(candles[candles.index < STORE_END], "BTCUSDT", "1h")
     runs = [run(tiny_config(home / "runs" / "v1", 10), settings=settings)]
-    return Served(home, settings, candles, runs)
+    pipeline, _ = load_pipeline(MODEL, 1, settings)
+    return Served(home, settings, candles, runs, pipeline.window_bars)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests.serving.conftest import MODEL, STORE_END, Served
 
 from trademl.data.ingest import open_default_store
-from trademl.features import build_features
+from trademl.features import build_features, warmup_bars
 from trademl.tracking.pipeline import load_pipeline
 
 
@@ -63,7 +63,9 @@ def test_predict_from_store_is_cached_and_stores_nothing(
 def test_predict_equals_pipeline_predict_on_the_same_candles(
     client: TestClient, served: Served
 ) -> None:
-    candles = window(served, 49 + 1 + 30)  # fewer than the served window: all are used
+    # A longer history than the window: the served prediction reads its last window_bars only,
+    # and equals the batch prediction over all of them.
+    candles = window(served, served.window_bars + 30)
     response = client.post(
         "/api/v1/predict",
         json={
@@ -86,7 +88,7 @@ def test_predict_equals_pipeline_predict_on_the_same_candles(
 
 
 def test_predict_batch_answers_each_item(client: TestClient, served: Served) -> None:
-    candles = candle_rows(window(served, 60))
+    candles = candle_rows(window(served, served.window_bars))
     items = [
         {"symbol": "BTCUSDT", "timeframe": "1h"},
         {"symbol": "BTCUSDT", "timeframe": "1h", "candles": candles},
@@ -117,7 +119,9 @@ def test_signal_is_consistent_with_the_prediction(client: TestClient) -> None:
 
 
 def test_indicators_equal_build_features(client: TestClient, served: Served) -> None:
-    candles = window(served, 100)
+    two = {"name": "x", "version": 1, "features": [{"indicator": "rsi"}, {"indicator": "atr"}]}
+    minimal_warmup = warmup_bars("minimal", "1h")
+    candles = window(served, max(warmup_bars(two, "1h"), minimal_warmup) + 10)  # type: ignore[arg-type]
     response = client.post(
         "/api/v1/indicators",
         json={
@@ -130,17 +134,14 @@ def test_indicators_equal_build_features(client: TestClient, served: Served) -> 
     assert response.status_code == 200, response.text
     body = response.json()
     candles.attrs["timeframe"] = "1h"
-    expected = build_features(
-        candles,
-        {"name": "x", "version": 1, "features": [{"indicator": "rsi"}, {"indicator": "atr"}]},  # type: ignore[arg-type]
-    ).iloc[-10:]
+    expected = build_features(candles, two).iloc[-10:]  # type: ignore[arg-type]
     assert list(body["columns"]) == list(expected.columns)
     np.testing.assert_allclose(body["columns"]["rsi_14"], expected["rsi_14"].to_numpy())
     preset = client.post(
         "/api/v1/indicators",
         json={"timeframe": "1h", "candles": candle_rows(candles), "preset": "minimal"},
     )
-    assert preset.status_code == 200 and preset.json()["warmup_bars"] == 49
+    assert preset.status_code == 200 and preset.json()["warmup_bars"] == minimal_warmup
     first = preset.json()["columns"]["sma_50"]
     assert first[0] is None and first[-1] is not None  # null during the warm-up
     catalog = client.get("/api/v1/indicators").json()

@@ -94,7 +94,14 @@ def test_candles_wrong_types_and_contract(client: TestClient, served: Served) ->
         "duplicate_timestamp",
     )
     few = error_of(client.post(PREDICT, json={**base, "candles": rows[:10]}), 422)
-    assert few["rule"] == "too_few_bars" and "50" in few["message"]
+    assert few["rule"] == "too_few_bars"
+    assert f"needs at least {served.window_bars} candles" in few["message"]
+    assert "got 10" in few["message"]
+    # One short of the window is still too few; the window itself predicts.
+    short = {**base, "candles": candle_rows(window(served, served.window_bars - 1))}
+    assert error_of(client.post(PREDICT, json=short), 422)["rule"] == "too_few_bars"
+    enough = {**base, "candles": candle_rows(window(served, served.window_bars))}
+    assert client.post(PREDICT, json=enough).status_code == 200
     daily = [dict(r, timestamp=f"2023-01-{i + 1:02d}T00:00:00Z") for i, r in enumerate(rows[:31])]
     daily += [
         dict(r, timestamp=f"2023-02-{i + 1:02d}T00:00:00Z") for i, r in enumerate(rows[31:59])

@@ -33,7 +33,7 @@ def candles(settings: Settings) -> pd.DataFrame:
             store,
             "BTCUSDT",
             "1h",
-            pd.Timestamp("2023-06-01", tz="UTC"),
+            pd.Timestamp("2023-05-01", tz="UTC"),  # longer than the warm-up
             pd.Timestamp("2023-06-20", tz="UTC"),
         )
     frame.attrs.update(symbol="BTCUSDT", timeframe="1h")

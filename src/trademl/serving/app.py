@@ -70,7 +70,7 @@ def create_app(
         settings=settings,
         host=host,
         store=store,
-        predictions=PredictionService(host, store, settings.serve_context_bars),
+        predictions=PredictionService(host, store),
         metrics=Metrics(lambda: {}, lambda: {}),
         queue=queue,
     )

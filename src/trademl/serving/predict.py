@@ -1,14 +1,17 @@
-"""Predictions as the API serves them: the last bar of a tail window, from stored candles
-(cached per closed bar) or from candles in the request.
+"""Predictions as the API serves them: the last bar, from stored candles (cached per closed
+bar) or from candles in the request.
 
-The prediction for the last candle is computed on the last ``warmup_bars + 1 +
-serve_context_bars`` candles with the pipeline's own feature set and fitted models, so serving
-computes exactly what :meth:`PipelineModel.predict` computes on the same window; only the
-last row is predicted.
+Every path computes the last bar with :meth:`PipelineModel.predict_last` on exactly the
+pipeline's ``warmup_bars + 1`` last candles: past the declared warm-up the features are
+start-invariant, so the served numbers are those the model was validated on over the full
+history (tested by replay in ``tests/serving/test_replay_parity.py``). A window with missing
+bars is served flagged (``gapped``, ``missing_bars``), not refused: training computed its
+features over the stored rows with the same gaps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
@@ -23,11 +26,10 @@ import pandas as pd
 from trademl.data.candles import make_candles, validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError, NotFoundError
-from trademl.features import build_features
 from trademl.serving.host import ModelHost, Served
 from trademl.serving.schemas import Candle
 from trademl.serving.store import StoreReader
-from trademl.tracking.pipeline import PipelineModel
+from trademl.tracking.pipeline import LastBar, PipelineModel
 
 CACHE_SIZE = 4096
 
@@ -41,6 +43,12 @@ class Prediction:
     close: float
     values: dict[str, float]
     source: str
+    missing_bars: int = 0
+
+    @property
+    def gapped(self) -> bool:
+        """Whether bars were missing inside the warm-up window."""
+        return self.missing_bars > 0
 
 
 def candles_frame(candles: Sequence[Candle], symbol: str, timeframe: str) -> pd.DataFrame:
@@ -75,21 +83,10 @@ def check_spacing(candles: pd.DataFrame, timeframe: str) -> None:
         )
 
 
-def predict_last(
-    pipeline: PipelineModel, candles: pd.DataFrame, context_bars: int
-) -> tuple[pd.Timestamp, float, dict[str, float]]:
-    """The pipeline's prediction for the last candle, computed on the tail window.
-
-    Returns the bar's timestamp, its close and every output column of the pipeline.
-    """
-    window = candles.iloc[-(pipeline.warmup_bars + 1 + context_bars) :]
-    check_spacing(window, pipeline.timeframe)
-    window.attrs.update(symbol=pipeline.symbol, timeframe=pipeline.timeframe)
-    features = build_features(window, pipeline.feature_set)
-    row = features.iloc[-1:][pipeline.feature_columns]
-    out = pipeline.predictor.predict(row, window["close"].iloc[-1:])
-    values = {str(k): float(v) for k, v in out.iloc[0].items()}
-    return window.index[-1], float(window["close"].iloc[-1]), values
+def predict_last(pipeline: PipelineModel, candles: pd.DataFrame) -> LastBar:
+    """The pipeline's prediction for the last candle: :meth:`PipelineModel.predict_last`, the
+    one computation every serving path (REST, WebSocket, signals) goes through."""
+    return pipeline.predict_last(candles)
 
 
 def _finite(value: float | None) -> float | None:
@@ -99,11 +96,10 @@ def _finite(value: float | None) -> float | None:
 class PredictionService:
     """Predictions for the routes and the WebSocket stream."""
 
-    def __init__(self, host: ModelHost, store: StoreReader, context_bars: int) -> None:
+    def __init__(self, host: ModelHost, store: StoreReader) -> None:
         self.host = host
         self.store = store
-        self.context_bars = context_bars
-        self._cache: OrderedDict[tuple[str, int, str], Prediction] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, str, int], Prediction] = OrderedDict()
         self._lock = threading.Lock()
 
     def horizons(self, served: Served, horizon: str) -> list[str]:
@@ -122,8 +118,7 @@ class PredictionService:
         """Predict from request candles (nothing is stored or cached)."""
         pipeline = served.pipeline
         frame = candles_frame(candles, pipeline.symbol, pipeline.timeframe)
-        stamp, close, values = predict_last(pipeline, frame, self.context_bars)
-        return Prediction(served, stamp, close, values, "request")
+        return _prediction(served, predict_last(pipeline, frame), "request")
 
     def latest(self, served: Served) -> Prediction:
         """Predict from the latest stored bar; one computation per model version and bar."""
@@ -134,20 +129,15 @@ class PredictionService:
                 f"no {pipeline.symbol} {pipeline.timeframe} candles in the store to predict from; "
                 "import some (trademl data import) or send candles in the request"
             )
-        key = (served.name, served.version, info.last.isoformat())
+        # The row count too: a bar filled in (or removed) behind the last one changes the window.
+        key = (served.name, served.version, info.last.isoformat(), info.rows)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return (
-                    hit
-                    if hit.served is served
-                    else Prediction(served, hit.timestamp, hit.close, hit.values, hit.source)
-                )
-        bars = pipeline.warmup_bars + 1 + self.context_bars
-        frame = self.store.tail(pipeline.symbol, pipeline.timeframe, bars, info)
-        stamp, close, values = predict_last(pipeline, frame, self.context_bars)
-        prediction = Prediction(served, stamp, close, values, "store")
+                return hit if hit.served is served else dataclasses.replace(hit, served=served)
+        frame = self.store.tail(pipeline.symbol, pipeline.timeframe, pipeline.window_bars, info)
+        prediction = _prediction(served, predict_last(pipeline, frame), "store")
         with self._lock:
             self._cache[key] = prediction
             while len(self._cache) > CACHE_SIZE:
@@ -173,6 +163,8 @@ class PredictionService:
             "bar_timestamp": prediction.timestamp.to_pydatetime(),
             "close": prediction.close,
             "source": prediction.source,
+            "gapped": prediction.gapped,
+            "missing_bars": prediction.missing_bars,
             "model": model_ref(served),
             "horizons": {
                 name: {
@@ -188,6 +180,10 @@ class PredictionService:
                 for name in horizons
             },
         }
+
+
+def _prediction(served: Served, last: LastBar, source: str) -> Prediction:
+    return Prediction(served, last.timestamp, last.close, last.values, source, last.missing_bars)
 
 
 def model_ref(served: Served) -> dict[str, Any]:

@@ -25,6 +25,13 @@ _EXAMPLE_CANDLE: dict[str, Any] = {
 }
 
 
+_GAPPED = (
+    "True when bars are missing inside the warm-up window the prediction was computed on: served "
+    "(training computed its features over the same gapped rows), but flagged."
+)
+_MISSING_BARS = "How many bars the timeframe expects in that window and the data lacks."
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -122,6 +129,8 @@ class PredictResponse(BaseModel):
             "bar_timestamp": "2024-01-01T00:00:00Z",
             "close": 42475.23,
             "source": "store",
+            "gapped": False,
+            "missing_bars": 0,
             "model": {
                 "name": "BTCUSDT_1h_btc",
                 "version": 3,
@@ -148,6 +157,8 @@ class PredictResponse(BaseModel):
     bar_timestamp: datetime = Field(description="The (closed) bar the prediction is made from.")
     close: float = Field(description="That bar's close.")
     source: Literal["store", "request"]
+    gapped: bool = Field(description=_GAPPED)
+    missing_bars: int = Field(ge=0, description=_MISSING_BARS)
     model: ModelRef
     horizons: dict[str, HorizonPrediction]
 
@@ -192,6 +203,8 @@ class SignalResponse(BaseModel):
     symbol: str
     timeframe: str
     bar_timestamp: datetime
+    gapped: bool = Field(description=_GAPPED)
+    missing_bars: int = Field(ge=0, description=_MISSING_BARS)
     model: ModelRef
     horizon: str
     side: Literal["long", "short", "flat"]

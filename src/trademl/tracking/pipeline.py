@@ -7,6 +7,7 @@ it as an MLflow pyfunc model, logged with a signature and an input example by
 
 >>> pipeline, info = load_pipeline("BTCUSDT_1h_btc_1h", "champion")  # doctest: +SKIP
 >>> pipeline.predict(candles).tail(1)  # doctest: +SKIP
+>>> pipeline.predict_last(candles).values  # the same numbers, from warm-up + 1 candles  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from trademl import __version__
 from trademl.config import Settings, get_settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import DataValidationError, TrackingError
-from trademl.features import build_features
+from trademl.features import build_features, last_bar_features
 from trademl.features.engine import plan
 from trademl.features.sets import FeatureSet
 from trademl.models.maxmin import MaxMinPredictor
@@ -65,6 +66,48 @@ def warmup_bars(feature_set: FeatureSet, timeframe: str) -> int:
     """Leading bars the feature set needs before its first complete row."""
     base = Timeframe.parse(timeframe)
     return max(p.warmup_base_bars(base) for p in plan(feature_set, base))
+
+
+@dataclass(frozen=True)
+class LastBar:
+    """The pipeline's prediction for the last candle of a window.
+
+    Attributes
+    ----------
+    timestamp : pandas.Timestamp
+        The (UTC) start of the bar predicted from.
+    close : float
+        That bar's close.
+    values : dict of str to float
+        Every output column of :meth:`PipelineModel.predict` for that bar.
+    missing_bars : int
+        Bars absent from the warm-up window (timestamps that the timeframe says should be there
+        and are not): the features were computed over rows with a gap, as training computes
+        them over the stored history with the same gap.
+    """
+
+    timestamp: pd.Timestamp
+    close: float
+    values: dict[str, float]
+    missing_bars: int
+
+    @property
+    def gapped(self) -> bool:
+        """Whether bars were missing inside the warm-up window."""
+        return self.missing_bars > 0
+
+
+def missing_bars(index: pd.DatetimeIndex, timeframe: str) -> int:
+    """How many ``timeframe`` bars are absent between the first and the last of ``index``.
+
+    >>> index = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 04:00"])
+    >>> missing_bars(index, "1h")
+    2
+    """
+    if len(index) < 2:
+        return 0
+    span = index[-1] - index[0]
+    return max(0, int(span // Timeframe.parse(timeframe).delta) - (len(index) - 1))
 
 
 @dataclass
@@ -144,6 +187,56 @@ class PipelineModel:
         out.index.name = "timestamp"
         return out
 
+    @property
+    def window_bars(self) -> int:
+        """Candles a last-bar prediction reads: the warm-up and the bar predicted."""
+        return self.warmup_bars + 1
+
+    def predict_last(self, candles: pd.DataFrame) -> LastBar:
+        """The prediction for the last candle, from its ``warmup_bars + 1`` last candles only.
+
+        This is the one computation of a served prediction (HTTP, WebSocket, signals): the
+        features come from :func:`~trademl.features.last_bar_features`, which past the declared
+        warm-up equal those computed over the full history, so the result equals the last row
+        of :meth:`predict` over any longer history ending at the same bar.
+
+        Parameters
+        ----------
+        candles : pandas.DataFrame
+            As for :meth:`predict`; only the last ``warmup_bars + 1`` rows are read, so a
+            caller may pass exactly those or any longer history.
+
+        Returns
+        -------
+        LastBar
+            The bar's timestamp and close, every output column, and how many bars are missing
+            inside the window (a gapped prediction is flagged, not refused).
+
+        Raises
+        ------
+        DataValidationError
+            Missing columns, broken candles, bars not ``timeframe`` apart
+            (``rule="timeframe"``), or fewer than ``warmup_bars + 1`` candles
+            (``rule="too_few_bars"``, the message says how many are needed).
+
+        Examples
+        --------
+        >>> last = pipeline.predict_last(candles)  # doctest: +SKIP
+        >>> last.values["intraday__p_up"] == pipeline.predict(candles).iloc[-1]["intraday__p_up"]  # doctest: +SKIP
+        True
+        """
+        frame = self._candles(candles.iloc[-self.window_bars :])
+        features = last_bar_features(frame, self.feature_set)
+        close = frame["close"].iloc[-1:]
+        out = self.predictor.predict(features[self.feature_columns], close)
+        values = {str(k): float(v) for k, v in out.iloc[0].items()}
+        return LastBar(
+            frame.index[-1],
+            float(close.iloc[0]),
+            values,
+            missing_bars(pd.DatetimeIndex(frame.index), self.timeframe),
+        )
+
     def _candles(self, candles: pd.DataFrame) -> pd.DataFrame:
         frame = candles.copy()
         if "timestamp" in frame.columns:
@@ -161,19 +254,21 @@ class PipelineModel:
         index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
         frame.index = index.rename("timestamp")
         frame = frame[list(CANDLE_COLUMNS)].astype(np.float64)
-        if len(frame) <= self.warmup_bars:
-            raise DataValidationError(
-                f"{len(frame)} candles given; the {self.feature_set.name} features need at least "
-                f"{self.warmup_bars + 1} ({self.warmup_bars} of warm-up)",
-                rule="too_few_bars",
-            )
+        # The spacing first: candles of another timeframe are wrong however many there are.
         expected = Timeframe.parse(self.timeframe).delta
         spacing = frame.index.to_series().diff().dropna()
         if len(spacing) and (spacing.min() < expected or spacing.median() != expected):
             raise DataValidationError(
-                f"candles are {spacing.median()} apart (median); this model was trained on "
-                f"{self.timeframe} bars",
+                f"candles are {spacing.median()} apart (median, smallest {spacing.min()}); this "
+                f"model predicts {self.timeframe} bars",
                 rule="timeframe",
+            )
+        if len(frame) < self.window_bars:
+            raise DataValidationError(
+                f"model {self.symbol} {self.timeframe} needs at least {self.window_bars} candles "
+                f"({self.warmup_bars} of warm-up for the {self.feature_set.name} features + the "
+                f"bar predicted), got {len(frame)}",
+                rule="too_few_bars",
             )
         frame.attrs.update(symbol=self.symbol, timeframe=self.timeframe)
         return frame

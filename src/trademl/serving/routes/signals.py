@@ -71,6 +71,8 @@ def signal(
         "symbol": served.pipeline.symbol,
         "timeframe": served.pipeline.timeframe,
         "bar_timestamp": prediction.timestamp.to_pydatetime(),
+        "gapped": prediction.gapped,
+        "missing_bars": prediction.missing_bars,
         "model": model_ref(served),
         "horizon": name,
         "side": side,
