@@ -171,7 +171,8 @@ class PipelineModel:
         -------
         pandas.DataFrame
             Indexed by ``timestamp``: ``{horizon}__p_up``, ``__confidence``, ``__high``,
-            ``__low`` (prices), ``__high_log``, ``__low_log`` and the interval bounds.
+            ``__low`` (prices), ``__high_log``, ``__low_log`` and the interval bounds. Given
+            exactly ``warmup_bars + 1`` candles, the one row is :meth:`predict_last`'s.
 
         Raises
         ------
@@ -179,6 +180,10 @@ class PipelineModel:
             Missing columns, broken candles, the wrong bar spacing or too few rows.
         """
         frame = self._candles(candles)
+        if len(frame) == self.window_bars:
+            # The served window (what the pyfunc is sent for one bar): the one last-bar
+            # computation, so MLflow serving answers what the server answers.
+            return self._predict_last(frame)
         features = build_features(frame, self.feature_set)
         usable = features.iloc[self.warmup_bars :]
         out = self.predictor.predict(
@@ -226,16 +231,20 @@ class PipelineModel:
         True
         """
         frame = self._candles(candles.iloc[-self.window_bars :])
-        features = last_bar_features(frame, self.feature_set)
-        close = frame["close"].iloc[-1:]
-        out = self.predictor.predict(features[self.feature_columns], close)
+        out = self._predict_last(frame)
         values = {str(k): float(v) for k, v in out.iloc[0].items()}
         return LastBar(
             frame.index[-1],
-            float(close.iloc[0]),
+            float(frame["close"].iloc[-1]),
             values,
             missing_bars(pd.DatetimeIndex(frame.index), self.timeframe),
         )
+
+    def _predict_last(self, frame: pd.DataFrame) -> pd.DataFrame:
+        features = last_bar_features(frame, self.feature_set)
+        out = self.predictor.predict(features[self.feature_columns], frame["close"].iloc[-1:])
+        out.index.name = "timestamp"
+        return out
 
     def _candles(self, candles: pd.DataFrame) -> pd.DataFrame:
         frame = candles.copy()

@@ -38,7 +38,9 @@ def predict(body: PredictRequest, state: State) -> dict[str, Any]:
     """Per-horizon predicted high, low, P(up), confidence and intervals for the last bar.
 
     Without ``candles`` the latest stored bars are used (and the answer is cached until a new
-    bar arrives); with them, the last candle is predicted from them. Nothing is stored.
+    bar arrives); with them, the last candle is predicted from them. Either way exactly the
+    model's warm-up + 1 last candles are read (fewer is a 422 that says how many are needed),
+    and a window with missing bars is answered with ``gapped`` true. Nothing is stored.
     """
     return answer(state, body)
 
