@@ -30,6 +30,7 @@ from trademl.backtest.strategies import maxmin_signals
 from trademl.config import Settings
 from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
+from trademl.errors import ConfigError
 from trademl.serving import create_app
 from trademl.serving.parity import max_abs_diff, replay_parity
 from trademl.tracking.client import fluent
@@ -246,3 +247,14 @@ def test_the_window_is_warmup_plus_one_and_fewer_is_a_422(replay: Replay) -> Non
         assert error["rule"] == "too_few_bars"
         assert f"needs at least {pipeline.window_bars} candles" in error["message"]
         assert f"got {pipeline.window_bars - 1}" in error["message"]
+
+
+def test_replay_parity_refuses_what_it_cannot_replay(replay: Replay) -> None:
+    pipeline = replay.pipeline
+    history = replay.candles[replay.candles.index < FEED_START]
+    with pytest.raises(ConfigError, match="bars must be at least 1, got 0"):
+        replay_parity(pipeline, history, 0)
+    short = history.iloc[-(pipeline.warmup_bars + 3) :]
+    with pytest.raises(ConfigError, match=f"needs at least {pipeline.warmup_bars + 4} candles"):
+        replay_parity(pipeline, short, 4)
+    assert replay_parity(pipeline, short, 3).bars == 3
