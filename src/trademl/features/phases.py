@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from trademl.errors import ConfigError
-from trademl.features.custom import MAX_WINDOW, mean_true_range
+from trademl.features.custom import MAX_WINDOW, mean_true_range, rolling_max, rolling_min
 from trademl.features.indicators import Bars, Indicator, Param, register
 
 # The median of the range width is taken over this many ranges, so that "compressed" means
@@ -85,6 +85,17 @@ def _shift_one(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    if len(values) <= 2 * window:
+        # A short tail (the server's last bar): numpy, without pandas' per-call overhead.
+        out = np.full(len(values), np.nan)
+        if len(values) >= window:
+            windows = np.lib.stride_tricks.sliding_window_view(values, window)
+            out[window - 1 :] = np.median(windows, axis=1)
+        return out
+    return pd.Series(values, copy=False).rolling(window).median().to_numpy()
+
+
 def _recent(events: np.ndarray, memory: int) -> np.ndarray:
     # True where an event happened within the last `memory` bars (t included). Rolling max of a
     # 0/1 series; a partial window at the start still counts what it saw.
@@ -109,10 +120,10 @@ def amd_phases(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The ``amd_phase`` outputs for resolved ``params`` (see the module's definitions)."""
     window, memory = int(params["window"]), int(params["memory"])
     high, low, close = bars.high, bars.low, bars.close
-    prior_high = _shift_one(pd.Series(high, copy=False).rolling(window).max().to_numpy())
-    prior_low = _shift_one(pd.Series(low, copy=False).rolling(window).min().to_numpy())
+    prior_high = _shift_one(rolling_max(high, window))
+    prior_low = _shift_one(rolling_min(low, window))
     width = prior_high - prior_low
-    median = pd.Series(width, copy=False).rolling(MEDIAN_RANGES * window).median().to_numpy()
+    median = _rolling_median(width, MEDIAN_RANGES * window)
     with np.errstate(divide="ignore", invalid="ignore"):
         compression = np.asarray(width / median, dtype=np.float64)
     # NaN comparisons are False: an undefined ratio is not a compression.
