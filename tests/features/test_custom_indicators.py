@@ -197,14 +197,22 @@ def test_distances_to_the_window_extremes(candles: pd.DataFrame, window: int) ->
 
 
 def test_volume_zscore(candles: pd.DataFrame) -> None:
-    x = np.log(1 + candles["volume"].to_numpy())
+    v = candles["volume"].to_numpy()
+
+    def relative(p: int) -> float:
+        return float(np.log(1 + v[p] / v[p - 19 : p + 1].mean()))
 
     def expected(p: int) -> float:
-        s = x[p - 19 : p + 1]
-        return float((x[p] - s.mean()) / s.std(ddof=0))
+        s = np.array([relative(q) for q in range(p - 19, p + 1)])
+        return float((s[-1] - s.mean()) / s.std(ddof=0))
 
     values = run("volume_zscore", Bars.from_candles(candles))[""]
-    check_at(values, expected, positions(len(x), 19))
+    check_at(values, expected, positions(len(v), 38))
+    # The same in any volume unit.
+    lots = candles.assign(volume=candles["volume"] * 1_000.0)
+    np.testing.assert_allclose(
+        run("volume_zscore", Bars.from_candles(lots))[""], values, rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("window", [1, 20])

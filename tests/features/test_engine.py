@@ -28,7 +28,7 @@ def test_minimal_preset_names_values_and_warmup(btc: pd.DataFrame) -> None:
     features = build_features(btc, "minimal")
     assert features.index.equals(btc.index)
     assert (features.dtypes == np.float64).all()
-    assert features.columns.tolist()[:3] == ["sma_20", "sma_50", "rsi_14"]
+    assert features.columns.tolist()[:3] == ["sma_20_vs_close", "sma_50_vs_close", "rsi_14"]
     # The warm-up is MACD's: TA-Lib's lookback (33) plus the bars its EMAs need to forget
     # the first bar (measured, with a margin); every column is complete from there on.
     warm = features.attrs["warmup_bars"]
@@ -42,6 +42,11 @@ def test_minimal_preset_names_values_and_warmup(btc: pd.DataFrame) -> None:
         features["rsi_14"].to_numpy()[rsi_warm:], talib.RSI(close, 14)[rsi_warm:]
     )
     assert np.isnan(features["rsi_14"].to_numpy()[:rsi_warm]).all()
+    # Price levels come relative to the close: ln(SMA / close).
+    sma = talib.SMA(close, 20)
+    np.testing.assert_allclose(
+        features["sma_20_vs_close"].to_numpy()[warm:], np.log(sma / close)[warm:], rtol=1e-12
+    )
     dropped = build_features(btc, "minimal", warmup="drop")
     assert len(dropped) == len(btc) - warm
     pd.testing.assert_frame_equal(dropped, features.iloc[warm:], check_freq=False)

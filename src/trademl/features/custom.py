@@ -41,7 +41,9 @@ volume, and sums running over the :math:`n` bars ending at t.
     :math:`C_t / \max H - 1` and :math:`C_t / \min L - 1` over the window (bar t included).
     Warm-up ``window - 1``.
 ``volume_zscore`` (volume)
-    ``zscore`` of :math:`\ln(1 + V)`. Warm-up ``window - 1``.
+    ``zscore`` of :math:`\ln(1 + V_t / \bar V_t)` with :math:`\bar V_t` the mean volume over
+    the window ending at t (scale-free: the same in any volume unit). Warm-up
+    ``2 * window - 2``.
 ``vwap_distance`` (volume)
     :math:`C_t / VWAP - 1` with :math:`VWAP = \sum P V / \sum V` and the typical price
     :math:`P = (H + L + C)/3`; NaN where the window traded nothing. Warm-up ``window - 1``.
@@ -305,8 +307,11 @@ def _dist_low(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _volume_zscore(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    # log(1 + V) tames volume's heavy right tail and keeps zero volume finite.
-    return {"": zscore_of(np.log1p(bars.volume), params["window"])}
+    window = params["window"]
+    # log(1 + V / mean V) tames volume's heavy right tail, keeps zero volume finite, and is the
+    # same whatever unit the volume is counted in (base asset, quote, shares, lots).
+    relative = _divide(bars.volume, rolling_mean(bars.volume, window))
+    return {"": zscore_of(np.log1p(relative), window)}
 
 
 def _vwap_distance(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -461,7 +466,7 @@ def _register_all() -> None:
             name="volume_zscore",
             family="volume",
             compute=_volume_zscore,
-            warmup=_window_minus_one,
+            warmup=lambda p: 2 * int(p["window"]) - 2,
             params=(_window(),),
             description="rolling z-score of log(1 + volume)",
         )

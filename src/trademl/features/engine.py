@@ -37,6 +37,21 @@ class PlannedFeature:
     indicator: Indicator
     params: dict[str, Any]
     timeframe: Timeframe | None  # None: the base timeframe
+    relative: str | None = None  # "log_close", "close" or None (see FeatureSpec.relative)
+
+    def run(self, bars: Bars) -> list[np.ndarray]:
+        """The feature's output columns on ``bars``, made relative to their close if asked."""
+        outputs = list(self.indicator.run(bars, self.params).values())
+        if self.relative is None:
+            return outputs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.relative == "log_close":
+                scaled = [np.log(values / bars.close) for values in outputs]
+            else:
+                scaled = [values / bars.close for values in outputs]
+        for values in scaled:
+            values[np.isinf(values)] = np.nan
+        return scaled
 
     def warmup_base_bars(self, base: Timeframe) -> int:
         """Leading base bars before this feature's first valid value (an upper bound)."""
@@ -53,7 +68,11 @@ def plan(feature_set: FeatureSet, base: Timeframe) -> list[PlannedFeature]:
     planned = []
     for spec in feature_set.features:
         indicator, params = spec.resolved()
-        planned.append(PlannedFeature(indicator, params, feature_set.higher_timeframe(spec, base)))
+        planned.append(
+            PlannedFeature(
+                indicator, params, feature_set.higher_timeframe(spec, base), spec.relative
+            )
+        )
     return planned
 
 
@@ -112,7 +131,7 @@ def build_features(
     >>> from trademl.data.sources.files import read_candle_file
     >>> candles = read_candle_file("../shared/data/crypto/BTCUSDT_1h.csv")  # doctest: +SKIP
     >>> build_features(candles, "minimal").columns[:3].tolist()  # doctest: +SKIP
-    ['sma_20', 'sma_50', 'rsi_14']
+    ['sma_20_vs_close', 'sma_50_vs_close', 'rsi_14']
     """
     if warmup not in ("keep", "drop"):
         raise ConfigError(f"warmup={warmup!r}: expected 'keep' or 'drop'")
@@ -175,7 +194,11 @@ def _compute(
         width = len(feature.indicator.outputs)
         target = block[:, start : start + width]
         if feature.timeframe is None:
-            feature.indicator.run_into(bars, feature.params, target)
+            if feature.relative is None:
+                feature.indicator.run_into(bars, feature.params, target)
+            else:
+                for column, values in enumerate(feature.run(bars)):
+                    target[:, column] = values
             continue
         if feature.timeframe not in higher:
             resampled = resample_candles(candles, base, feature.timeframe).candles
@@ -184,9 +207,7 @@ def _compute(
             )
             higher[feature.timeframe] = (Bars.from_candles(resampled), positions)
         higher_bars, positions = higher[feature.timeframe]
-        for column, values in enumerate(
-            feature.indicator.run(higher_bars, feature.params).values()
-        ):
+        for column, values in enumerate(feature.run(higher_bars)):
             target[:, column] = take_or_nan(values, positions)
     return pd.DataFrame(block, index=index, columns=names, copy=False)
 
@@ -271,16 +292,14 @@ def last_bar_features(
     higher: dict[Timeframe, Bars] = {}
     for feature, tail, start in zip(planned, tails, offsets[:-1], strict=True):
         if feature.timeframe is None:
-            outputs = feature.indicator.run(bars.tail(tail), feature.params)
-            row[start : start + len(outputs)] = [values[-1] for values in outputs.values()]
-            continue
-        if feature.timeframe not in higher:
-            higher[feature.timeframe] = _closed_higher_bars(bars, base, feature.timeframe)
-        closed = higher[feature.timeframe]
-        outputs = feature.indicator.run(closed, feature.params) if len(closed) else {}
-        for column in range(len(feature.indicator.outputs)):
-            values = list(outputs.values())[column] if outputs else np.array([np.nan])
-            row[start + column] = values[-1]
+            outputs = feature.run(bars.tail(tail))
+        else:
+            if feature.timeframe not in higher:
+                higher[feature.timeframe] = _closed_higher_bars(bars, base, feature.timeframe)
+            closed = higher[feature.timeframe]
+            width = len(feature.indicator.outputs)
+            outputs = feature.run(closed) if len(closed) else [np.array([np.nan])] * width
+        row[start : start + len(outputs)] = [values[-1] for values in outputs]
     row[np.isinf(row)] = np.nan
     return pd.DataFrame(row[None, :], index=window.index[-1:], columns=names, copy=False)
 

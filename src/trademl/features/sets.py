@@ -15,6 +15,12 @@ in YAML and validated before any data is touched.
 
 ``timeframe`` is empty (the base timeframe), absolute (``4h``), or relative to the base
 (``x4``: the standard timeframe nearest to four times the base that the base divides).
+
+``relative`` makes a feature in price units scale-free, against the close of the bars it is
+computed on: ``log_close`` for price levels (an SMA, Bollinger bands: ``ln(level / close)``,
+columns suffixed ``_vs_close``) and ``close`` for price differences (MACD, momentum, ATR:
+``value / close``, columns suffixed ``_per_close``). Trees split on price levels memorise
+regimes; ratios carry over to prices never seen.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,6 +39,7 @@ from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 from trademl.features.indicators import Indicator, get_indicator
 
+RELATIVE_SUFFIX = {"log_close": "_vs_close", "close": "_per_close"}
 # Timeframes a relative `xN` may land on (those exchanges and our resampler know).
 STANDARD_TIMEFRAMES = tuple(
     Timeframe.parse(t)
@@ -48,6 +55,7 @@ class FeatureSpec(BaseModel):
     indicator: str
     params: dict[str, Any] = Field(default_factory=dict)
     timeframe: str | None = None
+    relative: Literal["log_close", "close"] | None = None
 
     @field_validator("timeframe")
     @classmethod
@@ -114,7 +122,8 @@ class FeatureSet(BaseModel):
             indicator, params = spec.resolved()
             tf = self.higher_timeframe(spec, base)
             prefix = f"tf{tf.name}_" if tf else ""
-            names.extend(prefix + column for column in indicator.columns(params))
+            suffix = RELATIVE_SUFFIX[spec.relative] if spec.relative else ""
+            names.extend(prefix + column + suffix for column in indicator.columns(params))
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ConfigError(
