@@ -394,6 +394,35 @@ def test_volatility_baseline_recovers_intercept_and_slope() -> None:
     assert 0.88 <= float(np.mean((lower <= y) & (y <= upper))) <= 0.92
 
 
+def test_har_baseline_recovers_every_window_and_survives_collinear_and_constant_columns() -> None:
+    rng = np.random.default_rng(25)
+    n = 6000
+    short, medium, long = (rng.uniform(0.002, 0.05, size=n) for _ in range(3))
+    y = 0.001 + 0.5 * short + 0.3 * medium + 0.9 * long + 0.001 * rng.normal(size=n)
+    X = pd.DataFrame(
+        {
+            "rv_short": short,
+            "rv_medium": medium,
+            "rv_long": long,
+            "rv_copy": 2.0 * long,  # collinear with rv_long
+            "flat": np.full(n, 0.01),  # no spread: no weight
+        }
+    )
+    columns = ["rv_short", "rv_medium", "rv_long"]
+    har = NaiveModel(strategy="volatility", volatility_features=columns).fit(X, pd.Series(y))
+    np.testing.assert_allclose(har.coefficients_, [0.5, 0.3, 0.9], atol=0.02)
+    assert har.intercept_ == pytest.approx(0.001, abs=5e-4)
+    # Collinear and constant columns leave the fitted forecast as good, with no error.
+    degenerate = NaiveModel(
+        strategy="volatility", volatility_features=[*columns, "rv_copy", "flat"]
+    ).fit(X, pd.Series(y))
+    np.testing.assert_allclose(degenerate.predict(X), har.predict(X), atol=1e-9)
+    assert degenerate.coefficients_[-1] == 0.0
+    # A single short window explains less: the HAR fit is the stronger baseline in sample.
+    single = NaiveModel(strategy="volatility", volatility_feature="rv_short").fit(X, pd.Series(y))
+    assert np.mean((har.predict(X) - y) ** 2) < 0.5 * np.mean((single.predict(X) - y) ** 2)
+
+
 def test_volatility_baseline_needs_its_column() -> None:
     X, y = synthetic(200, seed=23)
     with pytest.raises(ConfigError, match=r"'rv_close_10'.*rv_close, params: \{window: 10\}"):

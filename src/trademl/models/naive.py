@@ -15,11 +15,14 @@ Kind ``naive``, one class, the rule chosen by ``strategy``:
 ``prior`` (classification)
     The class prior P(y = 1) of the training fold.
 ``volatility`` (regression)
-    ``y ≈ a + b · vol_t``, fitted by least squares on the training fold, where ``vol_t`` is the
-    trailing realised volatility known at ``t``: the baseline for range targets such as
-    ``max_high`` or ``-min_low``, whose size scales with volatility. ``vol_t`` is read from the
-    feature column ``volatility_feature``, by default ``rv_close_{volatility_window}`` (the
-    ``rv_close`` indicator with ``window: volatility_window``); the column is required.
+    ``y ≈ a + Σ b_k · vol_k,t``, fitted by least squares on the training fold, where the
+    ``vol_k,t`` are trailing realised volatilities known at ``t``: the baseline for range targets
+    such as ``max_high`` or ``-min_low``, whose size scales with volatility. With several columns
+    (``volatility_features``: realised return volatility and realised range over a short, a
+    medium and a long window) it is the HAR model of the volatility literature (Corsi's
+    heterogeneous autoregression), the strongest simple forecast of a range. With one column
+    (``volatility_feature``, by default ``rv_close_{volatility_window}``) it is ``a + b · vol_t``.
+    The columns are required.
 
 Regression strategies support ``predict_interval``: the interval is the point forecast plus the
 ``alpha/2`` and ``1 - alpha/2`` quantiles of the training-fold residuals. These baselines have
@@ -69,13 +72,20 @@ class NaiveModel(BaseModel):
         ``None`` means ``rv_close_{volatility_window}``.
     volatility_window:
         Window of the default volatility column name.
+    volatility_features:
+        Several volatility columns for a HAR-style regression (``volatility`` only); takes
+        precedence over ``volatility_feature``.
 
     Attributes
     ----------
     constant_ : float
         The fitted constant (``mean``, ``prior``), 0 for ``zero``.
-    intercept_, slope_ : float
-        ``a`` and ``b`` of the ``volatility`` strategy.
+    intercept_ : float
+        ``a`` of the ``volatility`` strategy.
+    coefficients_ : numpy.ndarray
+        The ``b_k`` of the ``volatility`` strategy, one per column.
+    slope_ : float
+        The first of ``coefficients_`` (the only one with a single column).
     residuals_ : numpy.ndarray
         Sorted training residuals ``y - prediction`` (regression), used by
         ``predict_interval``.
@@ -99,19 +109,23 @@ class NaiveModel(BaseModel):
         persistence_feature: str | None = None,
         volatility_feature: str | None = None,
         volatility_window: int = 20,
+        volatility_features: list[str] | None = None,
     ) -> None:
         self.task = task
         self.strategy = strategy
         self.persistence_feature = persistence_feature
         self.volatility_feature = volatility_feature
         self.volatility_window = volatility_window
+        self.volatility_features = volatility_features
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _volatility_column(self) -> str:
+    def _volatility_columns(self) -> list[str]:
+        if self.volatility_features:
+            return list(self.volatility_features)
         if self.volatility_feature is not None:
-            return self.volatility_feature
-        return f"rv_close_{self.volatility_window}"
+            return [self.volatility_feature]
+        return [f"rv_close_{self.volatility_window}"]
 
     def _column(self, X: pd.DataFrame, name: str, role: str, hint: str) -> np.ndarray:
         if name not in X.columns:
@@ -141,12 +155,18 @@ class NaiveModel(BaseModel):
         return np.where(np.isfinite(values), values, 0.0)
 
     def _volatility_values(self, X: pd.DataFrame) -> np.ndarray:
-        return self._column(
-            X,
-            self._volatility_column(),
-            "trailing realised volatility",
-            "add e.g. {indicator: rv_close, params: {window: "
-            f"{self.volatility_window}}} or set volatility_feature",
+        """The volatility columns as an (n, k) matrix."""
+        return np.column_stack(
+            [
+                self._column(
+                    X,
+                    name,
+                    "trailing realised volatility",
+                    "add e.g. {indicator: rv_close, params: {window: "
+                    f"{self.volatility_window}}} or set volatility_feature(s)",
+                )
+                for name in self._volatility_columns()
+            ]
         )
 
     # -- fit / predict ---------------------------------------------------------------------
@@ -184,19 +204,27 @@ class NaiveModel(BaseModel):
 
     def _fit_volatility(self, X: pd.DataFrame, target: np.ndarray) -> None:
         vol = self._volatility_values(X)
-        finite = np.isfinite(vol)
-        if finite.sum() < 2:
+        finite = np.isfinite(vol).all(axis=1)
+        columns = vol.shape[1]
+        if finite.sum() < columns + 1:
             raise ConfigError(
-                f"naive: feature column {self._volatility_column()!r} has fewer than two "
-                "finite values in the training rows"
+                f"naive: feature column(s) {', '.join(self._volatility_columns())} have fewer "
+                f"than {columns + 1} rows with every value finite in the training rows"
             )
         v, t = vol[finite], target[finite]
-        self.fill_volatility_ = float(np.median(v))
-        spread = v - v.mean()
-        denominator = float(spread @ spread)
-        # Constant volatility leaves the slope undetermined: fall back to the mean forecast.
-        self.slope_ = float(spread @ (t - t.mean())) / denominator if denominator > 0 else 0.0
-        self.intercept_ = float(t.mean() - self.slope_ * v.mean())
+        self.fill_volatility_ = np.median(v, axis=0)
+        centred = v - v.mean(axis=0)
+        # Least squares on centred columns; a constant column (no spread) gets no weight, so
+        # constant volatility falls back to the mean forecast. lstsq's minimum-norm solution
+        # also copes with collinear windows.
+        spread = centred.std(axis=0) > 0
+        coefficients = np.zeros(columns)
+        if spread.any():
+            solution, *_ = np.linalg.lstsq(centred[:, spread], t - t.mean(), rcond=None)
+            coefficients[spread] = solution
+        self.coefficients_ = coefficients
+        self.slope_ = float(coefficients[0])
+        self.intercept_ = float(t.mean() - v.mean(axis=0) @ coefficients)
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         n = len(X)
@@ -205,7 +233,7 @@ class NaiveModel(BaseModel):
         if self.strategy == "volatility":
             vol = self._volatility_values(X)
             vol = np.where(np.isfinite(vol), vol, self.fill_volatility_)
-            return self.intercept_ + self.slope_ * vol
+            return np.asarray(self.intercept_ + vol @ self.coefficients_, dtype=np.float64)
         return np.full(n, self.constant_, dtype=np.float64)
 
     def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:
