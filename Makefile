@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve bench-soak clean
 
 install: $(STAMP)
 
@@ -51,8 +51,13 @@ bench-deep: install
 bench-backtest: install
 	$(BIN)/python bench/backtest_bench.py
 
+# Load from Debian's wrk (apt-get install wrk); a Python client stands in without it.
 bench-serve: install
-	$(BIN)/python bench/serve_bench.py
+	$(BIN)/python bench/serve_bench.py $(BENCH_ARGS)
+
+# 10 minutes of wrk at concurrency 32 on the store path, the server's RSS sampled (needs wrk).
+bench-soak: install
+	$(BIN)/python bench/serve_soak.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .trademl-demo .pytest_cache .mypy_cache .ruff_cache
