@@ -14,10 +14,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from trademl.errors import ConfigError
+from trademl.redact import register_settings
 
 DEFAULT_HOME = Path("~/.trademl")
 
@@ -82,6 +91,18 @@ class Settings(BaseSettings):
     jobs_max_attempts: int = Field(
         default=3, ge=1, description="Starts of one job (after lost workers) before it fails."
     )
+    jobs_max_queued: int = Field(
+        default=100, ge=1, description="Queued jobs of one kind beyond which a submit is a 429."
+    )
+    jobs_max_payload_bytes: int = Field(
+        default=262_144, gt=0, description="Largest job payload, as JSON (else refused)."
+    )
+    backtest_max_grid: int = Field(
+        default=256,
+        ge=1,
+        description="Most parameter combinations a backtest job's grid may hold (each is a "
+        "backtest with its per-bar returns kept in memory).",
+    )
     celery_broker_url: str | None = Field(
         default=None,
         description="Celery broker (redis://... or amqp://...): when set, jobs run on "
@@ -131,6 +152,17 @@ class Settings(BaseSettings):
     serve_host: str = Field(default="127.0.0.1", description="Address `trademl serve` binds.")
     serve_port: int = Field(default=8000, ge=1, le=65535)
     serve_workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    serve_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["champion"],
+        description="Registry aliases whose versions the server loads, first found first "
+        "(comma-separated or a JSON list). Loading a version unpickles it: only versions "
+        "someone promoted are loaded.",
+    )
+    serve_latest_unpromoted: bool = Field(
+        default=False,
+        description="Also serve a model's latest version when it carries none of "
+        "serve_aliases (development only: then any registered version runs in the server).",
+    )
     model_reload_s: float = Field(
         default=5.0,
         ge=0,
@@ -149,7 +181,13 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("cors_origins", mode="before")
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Settings:
+        # Every key and URL password these settings hold is masked in messages and logs.
+        register_settings(self)
+        return self
+
+    @field_validator("cors_origins", "serve_aliases", mode="before")
     @classmethod
     def _origins(cls, value: object) -> object:
         if isinstance(value, str):

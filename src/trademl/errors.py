@@ -116,6 +116,12 @@ class JobQueueError(TradeMLError):
     exit_code = 10
 
 
+class LimitExceededError(TradeMLError):
+    """A bound on resources was reached (queued jobs of a kind...): try again later."""
+
+    exit_code = 11
+
+
 class TrackingError(TradeMLError):
     """The MLflow tracking backend cannot be reached or refused a request."""
 

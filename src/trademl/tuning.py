@@ -430,16 +430,16 @@ def open_storage(url: str | None, *, attempts: int = 5) -> optuna.storages.BaseS
             return optuna.storages.RDBStorage(url)
         except sqlalchemy.exc.DBAPIError as error:
             if attempt == attempts or isinstance(error, sqlalchemy.exc.OperationalError):
-                raise StoreError(f"Optuna storage {_redacted(url)}: {error}") from error
+                raise StoreError(_redacted(f"Optuna storage {url}: {error}")) from error
             logger.debug("Optuna storage set-up raced another worker ({}); retrying", error)
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from trademl.redact import redact
 
-    return make_url(url).render_as_string(hide_password=True)
+    return redact(url)
 
 
 def close_storage(study: optuna.Study) -> None:

@@ -45,6 +45,7 @@ from trademl.models.uncertainty import (
     ConformalQuantileRegressor,
     SplitConformalRegressor,
 )
+from trademl.paths import PathPolicy, output_lock, resolve_run_paths
 from trademl.validation.metrics import classification_metrics, interval_coverage, regression_metrics
 from trademl.validation.runner import Evaluation, evaluate
 from trademl.validation.splitters import make_splitter
@@ -80,6 +81,7 @@ def run(
     settings: Settings | None = None,
     trigger: str = "manual",
     progress: Callable[[float, str], None] | None = None,
+    paths: PathPolicy | None = None,
 ) -> RunResult:
     """Train and validate as ``config`` says; see :class:`trademl.config.RunConfig`.
 
@@ -88,11 +90,24 @@ def run(
     and non-manual runs go to the retraining experiment. ``progress(fraction, message)`` is
     called before each stage (data, each target's validation, the final fit, tracking); an
     exception it raises (a job being cancelled) stops the run there, nothing half-written.
+    ``paths`` says where the config's feature-set file and ``output`` may be (a job's policy
+    keeps them under ``TRADEML_HOME``); anything the user can reach by default. The output
+    folder is held for the whole run: a second run naming it meanwhile fails at once.
     """
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    cfg = resolve_run_paths(cfg, paths or PathPolicy.local())
+    with output_lock(Path(cfg.output)):
+        return _run(cfg, settings or get_settings(), trigger, progress)
+
+
+def _run(
+    cfg: RunConfig,
+    settings: Settings,
+    trigger: str,
+    progress: Callable[[float, str], None] | None,
+) -> RunResult:
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
-    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
-    settings = settings or get_settings()
     if settings.tracking:
         from trademl.tracking.training import preflight
 

@@ -44,3 +44,15 @@ def test_bad_input_is_one_line_and_nonzero(cli) -> None:
     assert "Traceback" not in missing.stderr
     no_broker = cli("worker")
     assert no_broker.code == 2 and "TRADEML_CELERY_BROKER_URL" in no_broker.stderr
+
+
+def test_submit_config_sends_the_files_mapping(cli, home, tmp_path) -> None:
+    # The CLI reads the file (its user's own); the job gets the mapping, and its paths resolve
+    # under TRADEML_HOME as every job's do.
+    config = tmp_path / "backtest.yaml"
+    config.write_text(f"run: runs/x\noutput: {tmp_path / 'elsewhere'}\n")
+    refused = cli("jobs", "submit", "backtest", "--config", config)
+    assert refused.code == 2
+    assert "output: " in refused.stderr and "outside the folders a job may write" in refused.stderr
+    missing = cli("jobs", "submit", "backtest", "--config", tmp_path / "nope.yaml")
+    assert missing.code == 2 and "--config: " in missing.stderr

@@ -32,7 +32,7 @@ def tiny_config(output: Path, n_estimators: int) -> dict[str, Any]:
     model = {"kind": "lgbm", "params": {"n_estimators": n_estimators, "min_child_samples": 200}}
     # A gate no short run passes: versions stay unpromoted until the API promotes them.
     return tiny_run_config(
-        output, model, name=MODEL, gate={"metric": "log_loss", "min_rows": 1_000_000}
+        output, model, name=MODEL, gate={"metric": "log_loss", "margin": 100.0, "min_rows": 10**6}
     )
 
 

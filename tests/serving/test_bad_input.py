@@ -36,7 +36,10 @@ def unchanged(served: Served, client: TestClient) -> Iterator[None]:
     def snapshot() -> tuple[Any, ...]:
         with open_default_store(served.settings) as store:
             series = store.list_series()
-        return (series, client.get("/api/v1/jobs", params={"limit": 1000}).json()["counts"])
+        return (
+            series,
+            client.get("/api/v1/jobs", params={"limit": 1000}, headers=HEADERS).json()["counts"],
+        )
 
     before = snapshot()
     yield
@@ -171,6 +174,6 @@ def test_no_configured_key_disables_mutations_and_auth_all(served: Served) -> No
 def test_unknown_routes_and_methods(client: TestClient) -> None:
     error_of(client.get("/api/v1/nothing"), 404, "NotFound")
     error_of(client.get(PREDICT), 405, "MethodNotAllowed")
-    error_of(client.get("/api/v1/jobs/not-a-job"), 404, "JobNotFoundError")
+    error_of(client.get("/api/v1/jobs/not-a-job", headers=HEADERS), 404, "JobNotFoundError")
     error_of(client.get("/api/v1/signals/BTCUSDT"), 422)  # timeframe is required
     error_of(client.get("/api/v1/signals/BTCUSDT", params={"timeframe": "1h", "horizon": "x"}), 422)

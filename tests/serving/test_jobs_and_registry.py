@@ -18,7 +18,7 @@ from trademl.config import _cached_settings, reload_settings
 def poll(client: TestClient, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=HEADERS).json()
         if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return dict(job)
         time.sleep(0.1)
@@ -45,7 +45,7 @@ def test_submit_poll_and_cancel_jobs(client: TestClient) -> None:
     assert poll(client, slow["id"], 10)["state"] == "cancelled"
     again = client.delete(f"/api/v1/jobs/{done['id']}", headers=HEADERS)
     assert again.status_code == 409 and again.json()["error"]["type"] == "JobStateError"
-    listed = client.get("/api/v1/jobs", params={"state": "succeeded"}).json()
+    listed = client.get("/api/v1/jobs", params={"state": "succeeded"}, headers=HEADERS).json()
     assert done["id"] in {job["id"] for job in listed["jobs"]}
     assert listed["counts"]["succeeded"] >= 1
 

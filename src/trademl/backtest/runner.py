@@ -25,6 +25,7 @@ from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.data.ingest import open_default_store, read_series
 from trademl.errors import ConfigError
 from trademl.features.horizons import resolve_horizon
+from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
 from trademl.validation.overfitting import (
     deflated_sharpe_ratio,
     pbo_cpcv,
@@ -54,11 +55,11 @@ class _Inputs:
     periods_per_year: float
 
 
-def _inputs(cfg: BacktestConfig, settings: Settings) -> _Inputs:
+def _inputs(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> _Inputs:
     if cfg.train is not None:
         from trademl.workflow import run
 
-        run_dir = run(cfg.train, settings=settings).output
+        run_dir = run(cfg.train, settings=settings, paths=paths).output
     else:
         run_dir = Path(str(cfg.run))
     for name in ("config.yaml", "predictions.parquet"):
@@ -112,12 +113,26 @@ def _simulate(cfg: BacktestConfig, inputs: _Inputs, signals: Signals) -> Any:
 
 
 def backtest(
-    config: BacktestConfig | str | Path | dict[str, Any], *, settings: Settings | None = None
+    config: BacktestConfig | str | Path | dict[str, Any],
+    *,
+    settings: Settings | None = None,
+    paths: PathPolicy | None = None,
 ) -> BacktestRun:
-    """Backtest a training run's out-of-sample predictions as ``config`` says."""
+    """Backtest a training run's out-of-sample predictions as ``config`` says.
+
+    ``paths`` says where ``run``, ``train`` and ``output`` may be (a job's policy keeps them
+    under ``TRADEML_HOME``); anything the user can reach by default. The output folder is held
+    for the whole backtest: a second one naming it meanwhile fails at once.
+    """
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
-    settings = settings or get_settings()
-    inputs = _inputs(cfg, settings)
+    policy = paths or PathPolicy.local()
+    cfg = resolve_backtest_paths(cfg, policy)
+    with output_lock(Path(cfg.output)):
+        return _backtest(cfg, settings or get_settings(), policy)
+
+
+def _backtest(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> BacktestRun:
+    inputs = _inputs(cfg, settings, paths)
     result = _simulate(cfg, inputs, _signals(cfg, inputs, {}))
     metrics = backtest_metrics(
         result.trades, result.equity, periods_per_year=inputs.periods_per_year
@@ -180,17 +195,28 @@ def sweep(
     *,
     settings: Settings | None = None,
     inputs: _Inputs | None = None,
+    paths: PathPolicy | None = None,
 ) -> pd.DataFrame:
     """Every combination of ``grid`` backtested; the best's deflated Sharpe ratio given the
-    number of combinations tried, and the PBO of the grid by CPCV over per-bar returns."""
+    number of combinations tried, and the PBO of the grid by CPCV over per-bar returns.
+    ``paths`` as in :func:`backtest`."""
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
     if not cfg.grid:
         raise ConfigError(
             "grid: a sweep needs a grid of strategy parameters, e.g. {reward_risk: [1, 1.5, 2]}"
         )
     settings = settings or get_settings()
-    standalone = inputs is None  # inside backtest(), the backtest's own run records the grid
-    inputs = inputs or _inputs(cfg, settings)
+    if inputs is not None:  # inside backtest(): paths resolved, output held, run recorded
+        return _sweep(cfg, settings, inputs, standalone=False)
+    policy = paths or PathPolicy.local()
+    cfg = resolve_backtest_paths(cfg, policy)
+    with output_lock(Path(cfg.output)):
+        return _sweep(cfg, settings, _inputs(cfg, settings, policy), standalone=True)
+
+
+def _sweep(
+    cfg: BacktestConfig, settings: Settings, inputs: _Inputs, *, standalone: bool
+) -> pd.DataFrame:
     names = list(cfg.grid)
     rows, returns = [], {}
     for values in itertools.product(*(cfg.grid[name] for name in names)):

@@ -32,7 +32,11 @@ def submit(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="train / backtest: a config file (payload {config: path})."),
+        typer.Option(
+            "--config",
+            help="train / backtest: a config file, sent as its mapping; its paths resolve "
+            "under TRADEML_HOME (runs/, configs/) as every job's do.",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job and print it.")] = False,
 ) -> None:
@@ -44,7 +48,9 @@ def submit(
         except json.JSONDecodeError as error:
             raise ConfigError(f"--payload: not valid JSON: {error}") from None
     if config is not None:
-        body = {**body, "config": str(config.resolve())} if isinstance(body, dict) else body
+        # Jobs take configs as mappings only: the file is read here, by its owner.
+        mapping = _read_mapping(config)
+        body = {**body, "config": mapping} if isinstance(body, dict) else body
     with open_queue() as queue:
         job_id = queue.submit(kind, body)
         if not (wait or queue.backend == "inprocess"):
@@ -54,6 +60,20 @@ def submit(
     _print_json(info)
     if info.state != "succeeded":
         raise typer.Exit(1)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"--config: {path} is not a file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config: {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} does not hold a mapping")
+    return data
 
 
 @app.command("list")

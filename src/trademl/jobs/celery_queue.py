@@ -37,6 +37,7 @@ from trademl.jobs.info import JobError, JobState
 from trademl.jobs.queue import JobQueue
 from trademl.jobs.runner import RunPolicy, execute, owner_alive
 from trademl.jobs.store import JobStore
+from trademl.redact import redact, redact_url
 
 TASK_NAME = "trademl.jobs.execute"
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
@@ -52,7 +53,7 @@ def make_celery_app(settings: Settings) -> Celery:
     url = settings.celery_broker_url or ""
     if url.partition("://")[0] not in BROKER_SCHEMES:
         raise ConfigError(
-            f"TRADEML_CELERY_BROKER_URL: expected a redis:// or amqp:// URL, got {url!r}"
+            f"TRADEML_CELERY_BROKER_URL: expected a redis:// or amqp:// URL, got {redact_url(url)!r}"
         )
     app = Celery("trademl", broker=url, set_as_current=False)
     app.conf.update(
@@ -80,7 +81,7 @@ def make_celery_app(settings: Settings) -> Celery:
         # trademl logs with loguru to stderr; Celery would re-log each line as a warning.
         worker_redirect_stdouts=False,
     )
-    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts)
+    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts, settings.home)
     jobs_url = settings.jobs_store_url
 
     @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
@@ -114,9 +115,8 @@ def send(app: Celery, job_id: str, dispatch: int, queue: str) -> None:
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
     except Exception as error:  # kombu raises OperationalError, ConnectionError...
-        raise JobQueueError(
-            f"Celery broker {app.conf.broker_url!r} is not reachable: {error}"
-        ) from error
+        broker = redact_url(str(app.conf.broker_url))
+        raise JobQueueError(redact(f"Celery broker {broker} is not reachable: {error}")) from error
 
 
 class CeleryQueue(JobQueue):
@@ -194,7 +194,7 @@ def run_worker(
     """Run a Celery worker for trademl jobs in this process until it is stopped."""
     app = make_celery_app(settings)
     store = worker_store(settings.jobs_store_url)
-    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts)
+    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts, settings.home)
     stop = threading.Event()
 
     def sweep_forever() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from threading import Lock, Thread
 from types import TracebackType
@@ -18,11 +19,21 @@ from typing import Any
 from loguru import logger
 
 from trademl.config import Settings, get_settings
-from trademl.errors import ConfigError, JobStateError
+from trademl.errors import ConfigError, JobStateError, LimitExceededError
 from trademl.jobs.info import JobError, JobInfo, JobState
 from trademl.jobs.runner import RunPolicy, execute, is_local, owner_alive, process_owner
 from trademl.jobs.store import JobStore, StoredJob
-from trademl.jobs.tasks import TASKS
+from trademl.jobs.tasks import TASKS, JobContext, job_context
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """Bounds a submit is checked against: queued jobs per kind, payload size (JSON bytes)
+    and a backtest grid's combinations."""
+
+    max_queued: int = 100
+    max_payload_bytes: int = 262_144
+    backtest_max_grid: int = 256
 
 
 class JobQueue(ABC):
@@ -35,6 +46,7 @@ class JobQueue(ABC):
     """
 
     backend: str = ""
+    limits: SubmitLimits = SubmitLimits()
 
     def __init__(self, store: JobStore, policy: RunPolicy) -> None:
         self.store = store
@@ -50,9 +62,16 @@ class JobQueue(ABC):
         ``train`` / ``backtest`` configs are validated as ``trademl train`` would.
         """
         task = TASKS.get(kind)
-        plain = _plain_payload(payload)
+        plain = _plain_payload(payload, self.limits.max_payload_bytes)
         if task.check is not None:
-            task.check(plain)
+            with job_context(JobContext(self.policy.home, self.limits.backtest_max_grid)):
+                task.check(plain)
+        queued = self.store.count(kind, JobState.QUEUED)
+        if queued >= self.limits.max_queued:
+            raise LimitExceededError(
+                f"{queued} {kind} jobs are queued, the most this queue takes "
+                "(TRADEML_JOBS_MAX_QUEUED); try again when some have started"
+            )
         job = self.store.create(kind, plain, queue=self._queue_name(), owner=self._new_owner())
         self._enqueue(job.id, 1)
         return job.id
@@ -135,7 +154,7 @@ class JobQueue(ABC):
         return None
 
 
-def _plain_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
+def _plain_payload(payload: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
     if payload is None:
         return {}
     if not isinstance(payload, dict):
@@ -143,9 +162,15 @@ def _plain_payload(payload: dict[str, Any] | None) -> dict[str, Any]:
             f"payload: expected a JSON object (a mapping), got {type(payload).__name__}"
         )
     try:
-        plain = json.loads(json.dumps(payload, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"payload: not JSON-serialisable: {error}") from None
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ConfigError(f"payload: not JSON-serialisable: {type(error).__name__}") from None
+    if len(text.encode()) > max_bytes:
+        raise ConfigError(
+            f"payload: {len(text.encode()):,} bytes as JSON; at most {max_bytes:,} "
+            "(TRADEML_JOBS_MAX_PAYLOAD_BYTES)"
+        )
+    plain = json.loads(text)
     assert isinstance(plain, dict)
     return plain
 
@@ -261,10 +286,16 @@ def open_queue(settings: Settings | None = None) -> JobQueue:
     else the in-process pool (``TRADEML_JOBS_WORKERS`` threads); the job store at
     ``TRADEML_JOBS_URL`` (default SQLite under home) in both cases."""
     settings = settings or get_settings()
-    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts)
+    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts, settings.home)
+    queue: JobQueue
     if settings.celery_broker_url:
         from trademl.jobs.celery_queue import CeleryQueue, make_celery_app
 
         app = make_celery_app(settings)  # checks the URL before the store is touched
-        return CeleryQueue(JobStore(settings.jobs_store_url), policy, app, settings.celery_queue)
-    return InProcessQueue(JobStore(settings.jobs_store_url), policy, settings.jobs_workers)
+        queue = CeleryQueue(JobStore(settings.jobs_store_url), policy, app, settings.celery_queue)
+    else:
+        queue = InProcessQueue(JobStore(settings.jobs_store_url), policy, settings.jobs_workers)
+    queue.limits = SubmitLimits(
+        settings.jobs_max_queued, settings.jobs_max_payload_bytes, settings.backtest_max_grid
+    )
+    return queue

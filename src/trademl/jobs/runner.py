@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -22,7 +23,8 @@ from loguru import logger
 from trademl.errors import ConfigError, JobNotFoundError, TradeMLError
 from trademl.jobs.info import JobCancelled, JobError, JobState
 from trademl.jobs.store import JobStore, StoredJob, utc_now
-from trademl.jobs.tasks import TASKS, jsonable
+from trademl.jobs.tasks import TASKS, JobContext, job_context, jsonable
+from trademl.redact import redact
 
 LOST_AFTER_HEARTBEATS = 6
 REPORT_EVERY_S = 0.1
@@ -30,10 +32,12 @@ REPORT_EVERY_S = 0.1
 
 @dataclass(frozen=True)
 class RunPolicy:
-    """How often a running job proves it is alive, and how many starts a job gets."""
+    """How often a running job proves it is alive, how many starts a job gets, and the
+    ``TRADEML_HOME`` under which its config's paths resolve (the process settings' if None)."""
 
     heartbeat_s: float = 10.0
     max_attempts: int = 3
+    home: Path | None = None
 
     @property
     def lost_after_s(self) -> float:
@@ -157,7 +161,8 @@ def _run(store: JobStore, job: StoredJob, owner: str, policy: RunPolicy) -> JobS
     beat.start()
     outcome: dict[str, Any]
     try:
-        result = TASKS.get(job.info.kind).run(job.info.payload, report)
+        with job_context(JobContext(policy.home)):
+            result = TASKS.get(job.info.kind).run(job.info.payload, report)
         value = jsonable(result)
         outcome = {
             "state": JobState.SUCCEEDED,
@@ -176,8 +181,9 @@ def _run(store: JobStore, job: StoredJob, owner: str, policy: RunPolicy) -> JobS
         retryable = not isinstance(error, ConfigError)
         outcome = {
             "state": JobState.FAILED,
-            "message": f"failed: {error}",
-            "error": JobError(str(error) or type(error).__name__, type(error).__name__),
+            # The reason lives in the error alone, which listings leave out.
+            "message": f"failed ({type(error).__name__})",
+            "error": JobError(redact(error) or type(error).__name__, type(error).__name__),
             "retryable": retryable,
         }
     finally:

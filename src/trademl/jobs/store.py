@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from trademl.errors import JobNotFoundError, JobQueueError, JobStateError
 from trademl.jobs.info import JobError, JobInfo, JobState
+from trademl.redact import redact, redact_url
 
 _metadata = sa.MetaData()
 
@@ -121,7 +122,9 @@ class JobStore:
             # Another process (the API, a worker) may have created it meanwhile.
             if not self._has_table():
                 self._engine.dispose()
-                raise JobQueueError(f"job store {url!r} is not usable: {error}") from error
+                raise JobQueueError(
+                    redact(f"job store {redact_url(url)} is not usable: {error}")
+                ) from error
 
     def _has_table(self) -> bool:
         try:
@@ -135,7 +138,9 @@ class JobStore:
             with self._engine.begin() as conn:
                 yield conn
         except sa.exc.OperationalError as error:
-            raise JobQueueError(f"job store {self.url!r} is not reachable: {error}") from error
+            raise JobQueueError(
+                redact(f"job store {redact_url(self.url)} is not reachable: {error}")
+            ) from error
 
     def close(self) -> None:
         """Release the database connections."""
@@ -173,6 +178,14 @@ class JobStore:
         )
         with self._begin() as conn:
             return [_stored(row._mapping) for row in conn.execute(query).all()]
+
+    def count(self, kind: str, state: JobState) -> int:
+        """How many ``kind`` jobs are in ``state``."""
+        query = sa.select(sa.func.count()).where(
+            jobs_table.c.kind == kind, jobs_table.c.state == state.value
+        )
+        with self._begin() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (every state listed, zeros included)."""

@@ -11,15 +11,18 @@ progress and is where a cancelled job stops (it raises :class:`~trademl.jobs.Job
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from trademl.errors import ConfigError
+from trademl.paths import PathPolicy, resolve_backtest_paths, resolve_run_paths
 from trademl.plugins import PluginTable
 
 
@@ -122,11 +125,14 @@ def fail(payload: dict[str, Any], report: Report) -> dict[str, Any]:
 # -- the library's long operations ---------------------------------------------------------
 
 
-def _config(payload: dict[str, Any]) -> dict[str, Any] | str:
+def _config(payload: dict[str, Any]) -> dict[str, Any]:
     config = payload.get("config")
-    if not isinstance(config, dict | str):
+    # A job never names its config by path: the server would read whatever file it names
+    # (and quote it in the error). The CLI reads a local file and submits its mapping.
+    if not isinstance(config, dict):
         raise ConfigError(
-            f"payload 'config': expected a config mapping or a YAML file path, got {config!r}"
+            "payload 'config': expected a config mapping (the YAML file's content), "
+            f"got {type(config).__name__}"
         )
     unknown = set(payload) - {"config"}
     if unknown:
@@ -134,16 +140,59 @@ def _config(payload: dict[str, Any]) -> dict[str, Any] | str:
     return config
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What a task's checks and runs need from the queue's settings (which may differ from
+    the process settings' in a test or a tool): its ``TRADEML_HOME`` and its bounds."""
+
+    home: Path | None = None
+    backtest_max_grid: int = 256
+
+
+_context: ContextVar[JobContext | None] = ContextVar("trademl_job_context", default=None)
+
+
+def _current() -> JobContext:
+    return _context.get() or JobContext()
+
+
+@contextlib.contextmanager
+def job_context(context: JobContext) -> Iterator[None]:
+    """Within the block, tasks resolve paths under ``context.home`` and apply its bounds."""
+    token = _context.set(context)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def service_paths() -> PathPolicy:
+    """Where a job's config paths may point: ``runs/`` and ``configs/`` under the queue's
+    ``TRADEML_HOME`` (see :func:`job_context`), else the process settings'."""
+    from trademl.config import get_settings
+
+    return PathPolicy.service(_current().home or get_settings().home)
+
+
 def _check_train(payload: dict[str, Any]) -> None:
     from trademl.config import load_run_config
 
-    load_run_config(_config(payload))
+    resolve_run_paths(load_run_config(_config(payload)), service_paths())
 
 
 def _check_backtest(payload: dict[str, Any]) -> None:
     from trademl.backtest.config import load_backtest_config
 
-    load_backtest_config(_config(payload))
+    cfg = load_backtest_config(_config(payload))
+    resolve_backtest_paths(cfg, service_paths())
+    combinations = math.prod(len(values) for values in cfg.grid.values()) if cfg.grid else 0
+    bound = _current().backtest_max_grid
+    if combinations > bound:
+        sizes = " x ".join(str(len(values)) for values in cfg.grid.values())
+        raise ConfigError(
+            f"grid: {sizes} = {combinations:,} combinations; a backtest job may try at most "
+            f"{bound:,} (TRADEML_BACKTEST_MAX_GRID)"
+        )
 
 
 @task("train", check=_check_train)
@@ -152,7 +201,7 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     from trademl.workflow import run
 
     # Progress per validation stage; a cancel request stops the run at the next stage.
-    result = run(_config(payload), progress=report)
+    result = run(_config(payload), progress=report, paths=service_paths())
     out: dict[str, Any] = {
         "output": str(result.output),
         "seconds": result.seconds,
@@ -171,7 +220,7 @@ def backtest(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     from trademl.backtest.runner import backtest as run_backtest
 
     report(0.0, "backtesting")
-    result = run_backtest(_config(payload))
+    result = run_backtest(_config(payload), paths=service_paths())
 
     def scalars(metrics: dict[str, Any]) -> dict[str, Any]:
         return {key: jsonable(value) for key, value in metrics.items() if _is_scalar(value)}

@@ -24,6 +24,7 @@ from trademl import __version__
 from trademl.config import Settings, get_settings
 from trademl.jobs import JobQueue, open_queue
 from trademl.serving.deps import ServingState, require_api_key
+from trademl.serving.docs import docs_urls, install_guarded_docs
 from trademl.serving.errors import install_error_handlers
 from trademl.serving.host import ModelHost
 from trademl.serving.metrics import Metrics
@@ -96,7 +97,10 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **docs_urls(settings.api_auth_all),
     )
+    if settings.api_auth_all:
+        install_guarded_docs(app)
     app.state.serving = state
     install_error_handlers(app)
     guard = [Depends(require_api_key)] if settings.api_auth_all else []

@@ -74,3 +74,16 @@ def require_api_key(
 
 
 ApiKey = Depends(require_api_key)
+
+
+def require_api_key_if_configured(
+    request: Request, key: Annotated[str | None, Security(_key_header)] = None
+) -> None:
+    """Dependency: the request carries the server's API key, when the server has one (reads
+    of a client's own data: open on a keyless development server, guarded otherwise)."""
+    settings = get_state(request).settings
+    if settings.api_key is not None:
+        check_api_key(settings, key)
+
+
+ApiKeyIfConfigured = Depends(require_api_key_if_configured)

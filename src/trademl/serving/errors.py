@@ -20,6 +20,7 @@ from trademl.errors import (
     DataValidationError,
     JobQueueError,
     JobStateError,
+    LimitExceededError,
     NotFoundError,
     PromotionRefusedError,
     SourceError,
@@ -27,6 +28,7 @@ from trademl.errors import (
     TrackingError,
     TradeMLError,
 )
+from trademl.redact import redact
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS_BY_ERROR: tuple[tuple[type[TradeMLError], int], ...] = (
@@ -34,6 +36,7 @@ STATUS_BY_ERROR: tuple[tuple[type[TradeMLError], int], ...] = (
     (NotFoundError, 404),
     (PromotionRefusedError, 409),
     (JobStateError, 409),
+    (LimitExceededError, 429),
     (TrackingError, 503),
     (StoreError, 503),
     (JobQueueError, 503),
@@ -52,6 +55,7 @@ _HTTP_TYPES = {
     413: "BodyTooLarge",
     415: "UnsupportedMediaType",
     422: "ValidationError",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "Unavailable",
 }
@@ -86,8 +90,8 @@ def error_body(
     rule: str | None = None,
     details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The one error shape."""
-    error: dict[str, Any] = {"type": type_, "message": message, "request_id": request_id}
+    """The one error shape; the message redacted (no URL password or key ever leaves)."""
+    error: dict[str, Any] = {"type": type_, "message": redact(message), "request_id": request_id}
     if rule is not None:
         error["rule"] = rule
     if details is not None:

@@ -1,6 +1,12 @@
-"""The models a server answers with: for every registered model its ``champion`` (or, before
-any promotion, its latest version), swapped for another version without downtime when an alias
-moves in the registry."""
+"""The models a server answers with: for every registered model the version carrying the first
+alias of ``TRADEML_SERVE_ALIASES`` (``champion`` by default), swapped for another version
+without downtime when an alias moves in the registry.
+
+Loading a version unpickles it, which runs code: the server loads only versions someone
+promoted (an allowed alias; the latest unpromoted one only with
+``TRADEML_SERVE_LATEST_UNPROMOTED=true``), and only once the artifact's SHA-256, recorded at
+registration, matches (see :func:`trademl.tracking.registry.verify_pipeline_artifact`).
+Whoever can write to the tracking server can still move an alias: it is a trust boundary."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from trademl.config import Settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, ModelNotFoundError, NotFoundError, TradeMLError
 from trademl.tracking.pipeline import PipelineModel, load_pipeline
-from trademl.tracking.registry import CHAMPION, list_models
+from trademl.tracking.registry import list_models
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,8 @@ class Served:
 
     @property
     def latest_unpromoted(self) -> bool:
-        """True when the model has no champion and its latest version serves instead."""
+        """True when no allowed alias is set and the latest version serves instead (only with
+        ``serve_latest_unpromoted``)."""
         return self.alias is None
 
     def describe(self) -> dict[str, Any]:
@@ -83,11 +90,15 @@ class ModelHost:
                     changed.append(gone)
             for row in rows:
                 name = row["name"]
-                champion = row.get(CHAMPION)
-                version = int(champion) if champion is not None else row.get("latest")
+                version, alias = self._choose(row)
                 if version is None:
+                    if served.pop(name, None) is not None:
+                        changed.append(name)
+                    errors[name] = (
+                        f"no version of {name!r} carries an alias this server loads "
+                        f"({', '.join(self.settings.serve_aliases) or 'none'}): promote one"
+                    )
                     continue
-                alias = CHAMPION if champion is not None else None
                 current = served.get(name)
                 if current is not None and current.version == version:
                     if current.alias != alias:
@@ -113,6 +124,16 @@ class ModelHost:
             # Loaded models live as long as the process: keep the collector from walking them.
             gc.freeze()
         return changed
+
+    def _choose(self, row: dict[str, Any]) -> tuple[int | None, str | None]:
+        """The version to serve and the alias that makes it so (None: the latest, unpromoted)."""
+        aliases: dict[str, int] = row.get("aliases") or {}
+        for alias in self.settings.serve_aliases:
+            if alias in aliases:
+                return int(aliases[alias]), alias
+        if self.settings.serve_latest_unpromoted and row.get("latest") is not None:
+            return int(row["latest"]), None
+        return None, None
 
     def get(self, name: str) -> Served:
         """The served version of the registered model ``name``."""

@@ -337,10 +337,27 @@ class JobResponse(BaseModel):
     cancel_requested: bool
 
 
-class JobList(BaseModel):
-    """The newest jobs and how many are in each state."""
+class JobSummary(BaseModel):
+    """A job in a listing: its state and progress; payload, result and error only through
+    ``GET /api/v1/jobs/{id}``."""
 
-    jobs: list[JobResponse]
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float
+    message: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    retryable: bool
+    cancel_requested: bool
+
+
+class JobList(BaseModel):
+    """The newest jobs (without payloads or results) and how many are in each state."""
+
+    jobs: list[JobSummary]
     counts: dict[str, int]
 
 

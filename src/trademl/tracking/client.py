@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from trademl.config import Settings, get_settings
 from trademl.errors import ConfigError, TrackingError
+from trademl.redact import redact as shared_redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,13 +29,8 @@ _fluent_lock = threading.RLock()
 
 
 def redact(uri: str) -> str:
-    """``uri`` without its password, for messages."""
-    if "@" not in uri or "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
+    """``uri`` without its password, for messages (the shared :func:`trademl.redact.redact`)."""
+    return shared_redact(uri)
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
@@ -75,7 +71,7 @@ def _check_database(uri: str, timeout_s: float) -> None:
     except sa.exc.SQLAlchemyError as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise TrackingError(
-            f"MLflow backend {redact(uri)} is unreachable within {timeout_s:g}s: {reason}"
+            f"MLflow backend {redact(uri)} is unreachable within {timeout_s:g}s: {redact(reason)}"
         ) from None
     finally:
         engine.dispose()
@@ -88,7 +84,7 @@ def _check_server(uri: str, timeout_s: float) -> None:
         response = httpx.get(uri.rstrip("/") + "/health", timeout=timeout_s)
     except httpx.HTTPError as error:
         raise TrackingError(
-            f"MLflow tracking server {redact(uri)} is unreachable within {timeout_s:g}s: {error}"
+            f"MLflow tracking server {redact(uri)} is unreachable within {timeout_s:g}s: {redact(str(error))}"
         ) from None
     if response.status_code >= 400:
         raise TrackingError(

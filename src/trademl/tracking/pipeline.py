@@ -405,7 +405,11 @@ def load_pipeline(
     TrackingError
         The backend is unreachable or the version holds no pipeline.
     """
-    from trademl.tracking.registry import resolve_version
+    from trademl.tracking.registry import (
+        pipeline_file,
+        resolve_version,
+        verify_pipeline_artifact,
+    )
 
     info = resolve_version(name, alias_or_version, settings)
     with tempfile.TemporaryDirectory() as folder:
@@ -420,10 +424,9 @@ def load_pipeline(
                 tracking_uri=(settings or get_settings()).mlflow_uri,
             )
         )
-        found = list(local.rglob("pipeline.pkl"))
-        if not found:
-            raise TrackingError(f"model {name} version {info.version} holds no pipeline.pkl")
-        with open(found[0], "rb") as handle:
+        path = pipeline_file(local, f"model {name} version {info.version}")
+        verify_pipeline_artifact(info, path)  # before unpickling: loading runs its code
+        with open(path, "rb") as handle:
             pipeline = pickle.load(handle)
     if not isinstance(pipeline, PipelineModel):
         raise TrackingError(f"model {name} version {info.version} is not a trademl pipeline")

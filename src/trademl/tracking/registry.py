@@ -2,11 +2,14 @@
 promotion through the gate, rollback, and the history of every decision with its reason.
 
 MLflow is the single source of truth: aliases say what serves, version tags say why (the
-gate's verdict and numbers), and a registered-model tag keeps the history as JSON.
+gate's verdict and numbers), and a companion registered model keeps the history, one version
+per decision, written before the alias moves (see :mod:`trademl.tracking.decisions`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import tempfile
 from dataclasses import dataclass
@@ -16,9 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from trademl.config import GateSection, Settings
-from trademl.errors import ConfigError, ModelNotFoundError, PromotionRefusedError
+from trademl.config import GateSection, Settings, get_settings
+from trademl.errors import ConfigError, ModelNotFoundError, PromotionRefusedError, TrackingError
 from trademl.tracking.client import connect, fluent
+from trademl.tracking.decisions import (
+    Log,
+    append,
+    decide_champion,
+    is_history,
+    previous_champion,
+    read_log,
+    reconcile,
+)
 from trademl.tracking.gate import Evidence, GateCheck, GateResult, evaluate_gate
 
 if TYPE_CHECKING:
@@ -26,8 +38,12 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Where histories lived before the decision log (read only, for registries of older versions).
 HISTORY_TAG = "trademl.history"
-HISTORY_EVENTS = 200
+DECISION_REASON_CHARS = 4000
+PIPELINE_FILE = "pipeline.pkl"
+# The SHA-256 of the version's pipeline.pkl, recorded when trademl registers it.
+PIPELINE_SHA_TAG = "trademl.pipeline_sha256"
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,8 @@ def _registered(client: MlflowClient, name: str) -> Any:
         return client.get_registered_model(name)
     except MlflowException as error:
         if _not_found(error):
-            known = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
+            models = client.search_registered_models()
+            known = ", ".join(sorted(m.name for m in models if not is_history(m))) or "none"
             raise ModelNotFoundError(
                 f"model {name!r} is not registered; registered models: {known}"
             ) from None
@@ -127,6 +144,8 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
     client = connect(settings)
     rows = []
     for model in client.search_registered_models(order_by=["name ASC"]):
+        if is_history(model):
+            continue
         versions = client.search_model_versions(f"name = '{model.name}'")
         aliases = model.aliases or {}
         rows.append(
@@ -136,6 +155,7 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "latest": max((int(v.version) for v in versions), default=None),
                 CHAMPION: aliases.get(CHAMPION),
                 CHALLENGER: aliases.get(CHALLENGER),
+                "aliases": {alias: int(number) for alias, number in aliases.items()},
                 "description": model.description or "",
             }
         )
@@ -151,20 +171,81 @@ def list_versions(name: str, settings: Settings | None = None) -> list[VersionIn
 
 
 def history(name: str, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Every registration, promotion, rejection and rollback of ``name``, oldest first."""
+    """Every registration, promotion, rejection, rollback and revert of ``name``, oldest
+    first (decisions that lost a race with another process left out)."""
     client = connect(settings)
     raw = (_registered(client, name).tags or {}).get(HISTORY_TAG)
-    return list(json.loads(raw)) if raw else []
+    legacy = list(json.loads(raw)) if raw else []
+    return [*legacy, *(event.as_dict() for event in read_log(client, name).events)]
+
+
+def _tag_version(client: MlflowClient, name: str, version: int, action: str, reason: str) -> None:
+    # For `trademl models show`: the last decision on each version, beside its other tags.
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(name, str(version), f"decision.{action}", at)
+    client.set_model_version_tag(
+        name, str(version), "decision.reason", reason[:DECISION_REASON_CHARS]
+    )
 
 
 def _record(client: MlflowClient, name: str, event: dict[str, Any]) -> None:
-    event = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **event}
-    raw = (client.get_registered_model(name).tags or {}).get(HISTORY_TAG)
-    events = [*(json.loads(raw) if raw else []), event][-HISTORY_EVENTS:]
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(events))
-    version = str(event["version"])
-    client.set_model_version_tag(name, version, f"decision.{event['action']}", event["at"])
-    client.set_model_version_tag(name, version, "decision.reason", str(event["reason"])[:5000])
+    """Log a decision that moves no alias (registered, rejected)."""
+    append(client, name, lambda log: event)
+    _tag_version(client, name, int(event["version"]), str(event["action"]), str(event["reason"]))
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pipeline_file(folder: Path, what: str) -> Path:
+    """The one ``pipeline.pkl`` under ``folder`` (a downloaded model); TrackingError when
+    there is none or several (which one would be loaded would then be a guess)."""
+    found = sorted(folder.rglob(PIPELINE_FILE))
+    if len(found) != 1:
+        raise TrackingError(f"{what} holds {len(found)} {PIPELINE_FILE} files; expected one")
+    return found[0]
+
+
+def artifact_sha256(model_uri: str, settings: Settings | None = None) -> str:
+    """The SHA-256 of the ``pipeline.pkl`` logged at ``model_uri``, as stored."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri,
+            dst_path=folder,
+            tracking_uri=(settings or get_settings()).mlflow_uri,
+        )
+        return file_sha256(pipeline_file(Path(local), model_uri))
+
+
+def verify_pipeline_artifact(info: VersionInfo, path: Path) -> None:
+    """Refuse, before anything is unpickled, a pipeline file whose SHA-256 differs from the
+    one recorded when the version was registered, or a version registered without one.
+
+    Raises
+    ------
+    TrackingError
+        The tag is missing or the file does not match it.
+    """
+    expected = info.tags.get(PIPELINE_SHA_TAG, "")
+    what = f"model {info.name!r} version {info.version}"
+    if not expected:
+        raise TrackingError(
+            f"{what} carries no {PIPELINE_SHA_TAG} tag (not registered by trademl): refusing to "
+            "load it"
+        )
+    if not hmac.compare_digest(file_sha256(path), expected.lower()):
+        raise TrackingError(
+            f"{what}: {PIPELINE_FILE} does not match the SHA-256 recorded at registration "
+            "(the artifact changed since): refusing to load it"
+        )
 
 
 def evidence(client: MlflowClient, info: VersionInfo) -> Evidence:
@@ -209,12 +290,17 @@ def register_trained(
     """
     import mlflow
 
-    all_tags = {**tags, "gate": gate.model_dump_json()}
+    # The artifact's fingerprint goes in with the version: a server loads nothing else.
+    all_tags = {
+        **tags,
+        "gate": gate.model_dump_json(),
+        PIPELINE_SHA_TAG: artifact_sha256(model_uri, settings),
+    }
     with fluent(settings) as client:
         version = mlflow.register_model(model_uri, name, tags=all_tags)
     number = int(version.version)
     client.update_model_version(name, str(number), description=description)
-    champion = _alias_version(client, name, CHAMPION)
+    champion = reconcile(client, name).champion or _alias_version(client, name, CHAMPION)
     _record(client, name, {"action": "registered", "version": number, "reason": description})
     if champion is None:
         try:
@@ -223,16 +309,30 @@ def register_trained(
             # A run without the gate's target (say, regression labels only) still registers.
             result = GateResult(False, [GateCheck("gate", False, f"gate not applicable: {error}")])
         if result.passed:
-            client.set_registered_model_alias(name, CHAMPION, str(number))
             reason = f"no champion yet; passes the gate: {result.reason}"
-            _record(client, name, {"action": "promoted", "version": number, "reason": reason})
-            return Decision(name, number, CHAMPION, None, reason, result)
+            event, _ = decide_champion(client, name, _promotion(number, reason))
+            _tag_version(client, name, number, "promoted", reason)
+            return Decision(name, number, CHAMPION, event.previous, reason, result)
         reason = f"not champion: {result.reason}"
         _record(client, name, {"action": "rejected", "version": number, "reason": reason})
         return Decision(name, number, None, None, reason, result)
     client.set_registered_model_alias(name, CHALLENGER, str(number))
     reason = f"challenger of champion version {champion}; promote it through the gate"
     return Decision(name, number, CHALLENGER, champion, reason, None)
+
+
+def _promotion(version: int, reason: str) -> Any:
+    """The decision "``version`` becomes champion", taken on the log as it then is."""
+
+    def decide(log: Log) -> dict[str, Any]:
+        return {
+            "action": "promoted",
+            "version": version,
+            "previous": log.champion,
+            "reason": reason,
+        }
+
+    return decide
 
 
 def check_gate(
@@ -264,6 +364,7 @@ def promote(
     *,
     force: bool = False,
     settings: Settings | None = None,
+    reason: str = "",
     **gate_overrides: Any,
 ) -> Decision:
     """Make ``version`` (default the challenger) the champion if it passes the gate.
@@ -278,6 +379,8 @@ def promote(
         Promote even when the gate fails (recorded as forced, with the failing numbers).
     settings : Settings or None
         The tracking backend.
+    reason : str
+        Why, in the decider's words; recorded after the gate's verdict.
     **gate_overrides
         Gate fields (``metric``, ``margin``, ``horizon``...) replacing the version's own.
 
@@ -289,26 +392,22 @@ def promote(
         No such model, version or alias.
     """
     client = connect(settings)
-    info, champion, result = check_gate(name, version, settings=settings, **gate_overrides)
-    previous = champion.version if champion else None
+    _registered(client, name)
+    reconcile(client, name)  # a decision a dead process left half-done is finished first
+    info, _, result = check_gate(name, version, settings=settings, **gate_overrides)
     if not result.passed and not force:
         reason = f"refused: {result.reason}"
         _record(client, name, {"action": "rejected", "version": info.version, "reason": reason})
         raise PromotionRefusedError(
             f"model {name!r} version {info.version} fails the promotion gate: {result.reason}"
         )
-    client.set_registered_model_alias(name, CHAMPION, str(info.version))
-    if previous is not None:
-        client.set_model_version_tag(name, str(info.version), "previous_champion", str(previous))
+    verdict = ("forced despite the gate: " if not result.passed else "") + result.reason
+    why = f"{verdict}; {reason}" if reason else verdict
+    event, _ = decide_champion(client, name, _promotion(info.version, why))
+    _tag_version(client, name, info.version, "promoted", why)
     if _alias_version(client, name, CHALLENGER) == info.version:
         client.delete_registered_model_alias(name, CHALLENGER)
-    reason = ("forced despite the gate: " if not result.passed else "") + result.reason
-    _record(
-        client,
-        name,
-        {"action": "promoted", "version": info.version, "previous": previous, "reason": reason},
-    )
-    return Decision(name, info.version, CHAMPION, previous, reason, result)
+    return Decision(name, info.version, CHAMPION, event.previous, why, result)
 
 
 def rollback(name: str, *, settings: Settings | None = None, reason: str = "") -> Decision:
@@ -320,26 +419,18 @@ def rollback(name: str, *, settings: Settings | None = None, reason: str = "") -
         No champion, or the champion replaced none.
     """
     client = connect(settings)
-    current = resolve_version(name, CHAMPION, settings)
-    previous = current.tags.get("previous_champion")
-    if previous is None:
-        raise ModelNotFoundError(
-            f"model {name!r}: champion version {current.version} replaced no earlier champion; "
-            "nothing to roll back to"
-        )
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    why = f"rolled back from version {current.version}" + (f": {reason}" if reason else "")
-    _record(
-        client,
-        name,
-        {
-            "action": "rollback",
-            "version": int(previous),
-            "previous": current.version,
-            "reason": why,
-        },
-    )
-    return Decision(name, int(previous), CHAMPION, current.version, why, None)
+    _registered(client, name)
+
+    def decide(log: Log) -> dict[str, Any]:
+        # The champion stack comes from the decision log, not from tags written after an
+        # alias move: whatever failed in between, the previous champion is found.
+        current, previous = previous_champion(log, name)
+        why = f"rolled back from version {current}" + (f": {reason}" if reason else "")
+        return {"action": "rollback", "version": previous, "previous": current, "reason": why}
+
+    event, _ = decide_champion(client, name, decide)
+    _tag_version(client, name, event.version, "rollback", event.reason)
+    return Decision(name, event.version, CHAMPION, event.previous, event.reason, None)
 
 
 def default_name(symbol: str, timeframe: str, output: str) -> str:

@@ -15,6 +15,7 @@ from loguru import logger
 from trademl.config import Settings
 from trademl.errors import SourceError
 from trademl.progress import progress_bar
+from trademl.redact import redact
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -51,7 +52,9 @@ class HttpClient:
                 response = self._client.get(url, params=params)
             except httpx.TransportError as error:
                 if attempt == self.retries:
-                    raise SourceError(f"GET {_redact(url)} failed: {error}") from error
+                    raise SourceError(
+                        f"GET {_redact(url)} failed: {_redact(str(error))}"
+                    ) from error
             else:
                 if response.status_code == 404:
                     raise HttpNotFoundError(f"GET {_redact(url)}: 404 not found")
@@ -93,7 +96,9 @@ class HttpClient:
                 return self._download_once(url, destination, sha256)
             except httpx.TransportError as error:
                 if attempt == self.retries:
-                    raise SourceError(f"download {_redact(url)} failed: {error}") from error
+                    raise SourceError(
+                        f"download {_redact(url)} failed: {_redact(str(error))}"
+                    ) from error
                 time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -127,12 +132,5 @@ class HttpClient:
 
 
 def _redact(url: str) -> str:
-    """Hide API keys in URLs that end up in messages."""
-    parsed = httpx.URL(url)
-    if not parsed.params:
-        return url
-    params = {
-        k: ("***" if "key" in k.lower() or "token" in k.lower() else v)
-        for k, v in parsed.params.items()
-    }
-    return str(parsed.copy_with(params=params))
+    """Hide API keys and passwords in URLs (and error texts) that end up in messages."""
+    return redact(url)

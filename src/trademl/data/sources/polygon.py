@@ -19,6 +19,7 @@ from trademl.data.sources.base import SOURCES, Source, clip_range, parse_time
 from trademl.data.sources.http import HttpClient
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, NotFoundError, SourceError
+from trademl.redact import redact
 
 DEFAULT_START = pd.Timestamp("2000-01-01", tz="UTC")
 """Start of a fetch given none (older than any Polygon plan's history)."""
@@ -138,7 +139,9 @@ class PolygonSource:
                 if not next_url:
                     return bars
                 if next_url in seen:
-                    raise SourceError(f"polygon {ticker}: next_url repeats itself ({next_url})")
+                    raise SourceError(
+                        redact(f"polygon {ticker}: next_url repeats itself ({next_url})")
+                    )
                 seen.add(next_url)
                 # httpx replaces a URL's query by `params`: next_url's query (the cursor) is
                 # passed as params, with the key added to it.

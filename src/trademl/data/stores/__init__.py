@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
 from trademl.errors import ConfigError
+from trademl.redact import redact_url
 
 
 def open_store(url: str, *, chunk_rows: int | None = None) -> MarketStore:
@@ -28,7 +29,7 @@ def open_store(url: str, *, chunk_rows: int | None = None) -> MarketStore:
 
         return SQLStore(url, chunk_rows=chunk_rows)
     raise ConfigError(
-        f"store URL {url!r} is not supported; use duckdb:///path, postgresql://... or mysql://..."
+        f"store URL {redact_url(url)!r} is not supported; use duckdb:///path, postgresql://... or mysql://..."
     )
 
 

@@ -24,6 +24,7 @@ from trademl.data.candles import COLUMNS, candle_index, empty_candles, make_cand
 from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, StoreError
+from trademl.redact import redact
 
 _STAGING = "trademl_staging"
 
@@ -77,7 +78,10 @@ class SQLStore(MarketStore):
             self._table.metadata.create_all(self._engine)
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(
-                f"cannot open store {self.display_url}: {error.__class__.__name__}: {getattr(error, 'orig', None) or error}"
+                redact(
+                    f"cannot open store {self.display_url}: {error.__class__.__name__}: "
+                    f"{getattr(error, 'orig', None) or error}"
+                )
             ) from error
 
     @property
@@ -94,7 +98,7 @@ class SQLStore(MarketStore):
                 yield conn
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(
-                f"write to {self.display_url} failed, nothing was written: {error}"
+                redact(f"write to {self.display_url} failed, nothing was written: {error}")
             ) from error
 
     def _upsert_chunk(
@@ -235,7 +239,7 @@ class SQLStore(MarketStore):
         try:
             return self._engine.connect()
         except sa.exc.SQLAlchemyError as error:
-            raise StoreError(f"cannot reach store {self.display_url}: {error}") from error
+            raise StoreError(redact(f"cannot reach store {self.display_url}: {error}")) from error
 
     def close(self) -> None:
         """Dispose of the connection pool."""

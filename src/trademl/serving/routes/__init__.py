@@ -15,6 +15,7 @@ _DESCRIPTIONS = {
     409: "Refused in the current state (promotion gate, finished job)",
     413: "Request body too large",
     422: "Invalid input: types, timeframe, horizon, candles breaking the contract",
+    429: "A bound was reached (queued jobs of a kind): try again later",
     500: "Unexpected error (the body carries only the request id)",
     503: "A backend (store, tracking, job queue) is unavailable",
 }

@@ -2,7 +2,8 @@
 /api/v1/jobs`` (any registered kind) answer a job id at once; ``GET /api/v1/jobs[/{id}]``
 reports state, progress, result or error; ``DELETE /api/v1/jobs/{id}`` cancels.
 
-Submitting and cancelling need the API key; reading does not (unless required everywhere).
+Submitting and cancelling need the API key; reading needs it too whenever the server has one
+(payloads and results are a client's own). Listings leave payloads, results and errors out.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from trademl.serving.deps import ApiKey, State
+from trademl.serving.deps import ApiKey, ApiKeyIfConfigured, State
 from trademl.serving.routes import errors
-from trademl.serving.schemas import ConfigJobRequest, JobList, JobRequest, JobResponse
+from trademl.serving.schemas import (
+    ConfigJobRequest,
+    JobList,
+    JobRequest,
+    JobResponse,
+    JobSummary,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
-_SUBMITTED = {"status_code": 202, "response_model": JobResponse, "responses": errors(503)}
+_SUBMITTED = {"status_code": 202, "response_model": JobResponse, "responses": errors(429, 503)}
 
 
 def _submit(state: State, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +50,15 @@ def submit(body: JobRequest, state: State) -> dict[str, Any]:
     return _submit(state, body.kind, body.payload)
 
 
-@router.get("/jobs", response_model=JobList, responses=errors(503))
+_LISTED = set(JobSummary.model_fields)
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=errors(401, 403, 503),
+    dependencies=[ApiKeyIfConfigured],
+)
 def list_jobs(
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -54,11 +69,19 @@ def list_jobs(
 ) -> dict[str, Any]:
     """The newest jobs, optionally in one state, and the count per state."""
     queue = state.job_queue()
-    jobs = [job.to_dict() for job in queue.list(limit, job_state)]
+    jobs = [
+        {key: value for key, value in job.to_dict().items() if key in _LISTED}
+        for job in queue.list(limit, job_state)
+    ]
     return {"jobs": jobs, "counts": queue.counts()}
 
 
-@router.get("/jobs/{job_id}", response_model=JobResponse, responses=errors(404, 503))
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobResponse,
+    responses=errors(401, 403, 404, 503),
+    dependencies=[ApiKeyIfConfigured],
+)
 def get_job(job_id: str, state: State) -> dict[str, Any]:
     """A job's state, progress, and result or error."""
     return state.job_queue().get(job_id).to_dict()
