@@ -21,6 +21,8 @@ from trademl.data.ingest import ImportResult, import_path, ingest, open_default_
 from trademl.data.resample import resample_candles
 from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
+from trademl.serving.parity import ParityReport, replay_parity
+from trademl.tracking.pipeline import load_pipeline
 from trademl.workflow import RunResult, run
 
 DEMO_SYMBOL = "BTCUSDT"
@@ -28,6 +30,8 @@ DEMO_TIMEFRAME = "1h"
 
 
 DEMO_FEATURE_SET = "standard"
+# The last stored bars replayed one at a time through the served computation (a few seconds).
+DEMO_REPLAY_BARS = 48
 
 
 def demo_run_config(settings: Settings) -> dict[str, Any]:
@@ -82,6 +86,7 @@ class DemoSummary:
     labels: pd.DataFrame
     training: RunResult | None = None
     backtest: BacktestRun | None = None
+    parity: ParityReport | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -148,6 +153,11 @@ def run_demo(
             },
             settings=settings,
         )
+    parity = None
+    if training is not None and training.model_name and training.model_version is not None:
+        # The registered version, as the server loads it, replayed over the stored bars.
+        pipeline, _ = load_pipeline(training.model_name, training.model_version, settings)
+        parity = replay_parity(pipeline, candles, DEMO_REPLAY_BARS)
     return DemoSummary(
         origin,
         store_url,
@@ -160,4 +170,5 @@ def run_demo(
         labels,
         training,
         trades,
+        parity,
     )

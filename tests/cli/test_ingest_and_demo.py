@@ -3,6 +3,7 @@ server publishing real BTCUSDT klines in the archive's own format."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +66,11 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     assert "BTCUSDT_1h.csv" in result.stdout
     assert "60,852" in result.stdout
     assert "128 in 28 gaps" in result.stdout
+    # The registered model, replayed bar by bar through the served computation.
+    parity = re.search(
+        r"^served = validated on (\d+) replayed bars \(max abs diff (\S+)\)$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert parity is not None, result.stdout
+    assert int(parity[1]) == 48 and float(parity[2]) <= 1e-9

@@ -77,6 +77,8 @@ def demo() -> None:
         console.print(f"report: {summary.backtest.output / 'report.html'}")
     if summary.training is not None:
         console.rule("[bold]trademl demo: serve the model")
+        if summary.parity is not None:
+            console.print(str(summary.parity), markup=False)
         console.print(f"serve:   trademl --home {get_settings().home} serve   (docs at /docs)")
         console.print(
             "predict: curl -s -X POST http://127.0.0.1:8000/api/v1/predict "
