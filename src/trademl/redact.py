@@ -80,19 +80,15 @@ def redact(text: Any, *secrets: str | None, known: bool = True) -> str:
     return result
 
 
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Mask these values (and, for URLs, their passwords) in everything :func:`redact` sees
-    from now on in this process."""
-    found: set[str] = set()
-    for value in values:
-        if not value:
-            continue
-        password = url_password(value)
+def register_secrets(keys: Iterable[str | None] = (), urls: Iterable[str | None] = ()) -> None:
+    """Mask these ``keys`` and the passwords of these ``urls`` in everything :func:`redact`
+    sees from now on in this process (a URL without a password registers nothing)."""
+    found = {key for key in keys if key}
+    for url in urls:
+        password = url_password(url) if url else None
         if password:
             found.add(password)
             found.add(unquote(password))
-        elif "://" not in value:
-            found.add(value)
     with _known_lock:
         _known.update(v for v in found if len(v) >= _MIN_SECRET_CHARS)
     install_log_redaction()
@@ -115,21 +111,23 @@ def url_password(url: str) -> str | None:
 def register_settings(settings: Any) -> None:
     """Register every secret a :class:`~trademl.config.Settings` holds: the API key, source
     keys, and the passwords of the store, job store, broker, MLflow and Optuna URLs."""
-    values: list[str | None] = []
+    keys: list[str | None] = []
     for name in ("api_key", "polygon_api_key"):
         secret = getattr(settings, name, None)
         if secret is not None:
-            values.append(secret.get_secret_value())
-    for name in (
-        "store_url",
-        "jobs_url",
-        "celery_broker_url",
-        "mlflow_tracking_uri",
-        "mlflow_artifact_root",
-        "optuna_storage",
-    ):
-        values.append(getattr(settings, name, None))
-    register_secrets(values)
+            keys.append(secret.get_secret_value())
+    urls = [
+        getattr(settings, name, None)
+        for name in (
+            "store_url",
+            "jobs_url",
+            "celery_broker_url",
+            "mlflow_tracking_uri",
+            "mlflow_artifact_root",
+            "optuna_storage",
+        )
+    ]
+    register_secrets(keys, urls)
 
 
 def redact_record(record: Any) -> None:

@@ -54,6 +54,9 @@ def test_redact_masks_passwords_keys_and_known_secrets() -> None:
     for text, expected in cases.items():
         assert redact(text) == expected
     assert redact_url("mysql+pymysql://root@h/db") == "mysql+pymysql://root@h/db"
+    # Paths and password-less URLs in settings are not secrets: messages keep them.
+    Settings(mlflow_artifact_root="/srv/artifacts-root", store_url="duckdb:////srv/market.db")
+    assert redact("wrote /srv/artifacts-root/x") == "wrote /srv/artifacts-root/x"
 
 
 def test_job_errors_are_redacted(api: TestClient) -> None:
