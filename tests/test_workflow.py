@@ -150,7 +150,10 @@ def test_saved_maxmin_predictor_gives_prices_probabilities_and_confidence(
         predictor = pickle.load(handle)
     candles = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
     recent = candles.loc["2023-10-01":"2023-10-10"]
-    features = build_features(candles.loc[:"2023-10-10"], "minimal").loc[recent.index]
+    # The run writes the set its models read: the config's, plus the HAR columns of the
+    # residual max-high / min-low models.
+    feature_set = tmp_path / "run" / "feature_set.yaml"
+    features = build_features(candles.loc[:"2023-10-10"], feature_set).loc[recent.index]
     out = predictor.predict(features, recent["close"])
     for horizon in ("intraday", "24"):
         assert out[f"{horizon}__p_up"].between(0, 1).all()

@@ -289,11 +289,16 @@ class LabelsSection(_Strict):
 
 
 class ModelSection(_Strict):
-    """One model kind with its hyperparameters."""
+    """One model kind with its hyperparameters.
+
+    ``residual`` fits the model on what the HAR volatility baseline leaves of the max-high and
+    min-low targets (on by default for those; ``false`` learns them from zero).
+    """
 
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     name: str | None = None
+    residual: bool = True
 
 
 class ValidationSection(_Strict):

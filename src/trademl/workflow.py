@@ -38,8 +38,10 @@ from trademl.features import (
 from trademl.features.cache import data_hash
 from trademl.features.horizons import resolve_horizon
 from trademl.features.indicators import Bars
+from trademl.features.sets import FeatureSet
 from trademl.models.base import MODELS, BaseModel, load_all_models, make_model
 from trademl.models.maxmin import MaxMinPredictor
+from trademl.models.residual import ResidualRegressor
 from trademl.models.uncertainty import (
     CalibratedClassifier,
     ConformalQuantileRegressor,
@@ -51,7 +53,26 @@ from trademl.validation.runner import Evaluation, evaluate
 from trademl.validation.splitters import make_splitter
 
 BASELINE_PREFIX = "naive_"
-VOLATILITY_COLUMN = "rv_parkinson_20"
+# The HAR baseline's trailing windows, as multiples of the horizon (short, medium, long), like
+# the day/week/month of daily volatility forecasts.
+HAR_WINDOW_MULTIPLES = (1, 4, 16)
+# The long window stops here: beyond it the served window (the warm-up) would grow with the
+# horizon for little gain.
+HAR_MAX_WINDOW = 480
+HAR_ESTIMATORS = ("rv_close", "rv_parkinson")  # realised return volatility and realised range
+# Targets whose learned models start from the HAR baseline (unless `residual: false`).
+RESIDUAL_TARGETS = ("max_high", "min_low")
+# Regularised defaults for a residual booster: the residual is mostly noise, so few leaves,
+# large leaves, column subsampling and L2 (the config's own params win).
+RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lgbm": {
+        "num_leaves": 7,
+        "min_child_samples": 300,
+        "colsample_bytree": 0.5,
+        "reg_lambda": 10.0,
+    },
+    "xgb": {"max_depth": 3, "min_child_weight": 50.0, "colsample_bytree": 0.5, "reg_lambda": 10.0},
+}
 # Kinds with a quantile task, usable for conformalised quantile regression; the baselines and
 # other kinds get split-conformal intervals under `intervals: cqr`.
 QUANTILE_KINDS = ("lgbm", "xgb")
@@ -142,7 +163,7 @@ def _run(
         summary,
         final,
         prepared.data_hash,
-        prepared.fingerprint,
+        prepared.feature_set,
         prepared.candles,
     )
     seconds = time.perf_counter() - started
@@ -185,6 +206,9 @@ class Prepared:
         Digest of the candles.
     fingerprint : str
         Fingerprint of the feature set.
+    feature_set : FeatureSet
+        The feature set the models read (the config's, plus the HAR columns that residual
+        models start from): what the pipeline model serves.
     """
 
     X: pd.DataFrame
@@ -194,6 +218,7 @@ class Prepared:
     candles: pd.DataFrame
     data_hash: str
     fingerprint: str
+    feature_set: FeatureSet
 
 
 def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
@@ -222,6 +247,8 @@ def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
     timeframe = Timeframe.parse(cfg.data.timeframe)
     horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
     feature_set = load_feature_set(cfg.features)
+    if any(m.residual for m in cfg.models):
+        feature_set = with_har_features(feature_set, timeframe, horizons.values())
     _check_models(cfg)
     if cfg.validation.kind == "cpcv":
         # CPCV tests every bar on several paths; a training run reports one out-of-sample
@@ -279,7 +306,29 @@ def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
         candles=candles,
         data_hash=digest,
         fingerprint=feature_set.fingerprint(),
+        feature_set=feature_set,
     )
+
+
+def with_har_features(feature_set: FeatureSet, timeframe: Timeframe, horizons: Any) -> FeatureSet:
+    """``feature_set`` plus the HAR baseline's columns for ``horizons`` (bars), where missing.
+
+    Residual models regress on them inside each fold, so the pipeline must compute them when
+    serving too: they become part of the set (named ``{name}.har``).
+    """
+    present = set(feature_set.columns(timeframe))
+    extra = [
+        {"indicator": name, "params": {"window": window}}
+        for name in HAR_ESTIMATORS
+        for window in sorted({w for h in set(horizons) for w in har_windows(int(h))})
+        if f"{name}_{window}" not in present
+    ]
+    if not extra:
+        return feature_set
+    definition = feature_set.model_dump(mode="json")
+    definition["name"] = f"{feature_set.name}.har"
+    definition["features"] = [*definition["features"], *extra]
+    return FeatureSet.model_validate(definition)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -311,16 +360,29 @@ def _params(kind: str, params: dict[str, Any], task: str, seed: int) -> dict[str
 
 
 def model_factory(
-    kind: str, params: dict[str, Any], task: str, cfg: RunConfig, gap: int
+    kind: str,
+    params: dict[str, Any],
+    task: str,
+    cfg: RunConfig,
+    gap: int,
+    residual_features: list[str] | None = None,
 ) -> Callable[[], BaseModel]:
     """A builder of fresh models; ``gap`` (the label horizon) separates a model's fitting rows
-    from the rows that stop its boosting or calibrate it, whose labels would overlap."""
+    from the rows that stop its boosting or calibrate it, whose labels would overlap. With
+    ``residual_features`` the model learns what the HAR baseline on those columns leaves."""
     unc = cfg.uncertainty
+    if residual_features:
+        params = {**RESIDUAL_DEFAULTS.get(kind, {}), **params}
     merged = _params(kind, params, task, cfg.seed)
     accepted = MODELS.get(kind).param_names()
     for name in ("validation_gap", "horizon_bars"):
         if name in accepted:
             merged.setdefault(name, gap)
+
+    def residual(model: BaseModel) -> BaseModel:
+        if not residual_features:
+            return model
+        return ResidualRegressor(model, list(residual_features))
 
     def build() -> BaseModel:
         fraction = unc.calibration_fraction
@@ -328,11 +390,13 @@ def model_factory(
             # CQR: quantile models at alpha/2 and 1 - alpha/2, their band widened by the
             # conformity scores of the calibration tail; the point forecast is its middle.
             lower, upper = (
-                make_model(kind, {**merged, "task": "quantile", "alpha": q})
+                residual(make_model(kind, {**merged, "task": "quantile", "alpha": q}))
                 for q in (unc.alpha / 2, 1 - unc.alpha / 2)
             )
             return ConformalQuantileRegressor(lower, upper, calibration_fraction=fraction, gap=gap)
         model = make_model(kind, merged)
+        if task == "regression":
+            model = residual(model)
         if task == "classification" and unc.calibration != "none":
             return CalibratedClassifier(
                 model, method=unc.calibration, calibration_fraction=fraction, gap=gap
@@ -347,11 +411,13 @@ def model_factory(
 def _baselines(kind: str, bars: int) -> dict[str, tuple[str, dict[str, Any]]]:
     if kind == "direction":
         return {f"{BASELINE_PREFIX}prior": ("naive", {"strategy": "prior"})}
-    baselines = {f"{BASELINE_PREFIX}mean": ("naive", {"strategy": "mean"})}
+    baselines: dict[str, tuple[str, dict[str, Any]]] = {
+        f"{BASELINE_PREFIX}mean": ("naive", {"strategy": "mean"})
+    }
     if kind in ("max_high", "min_low"):
         baselines[f"{BASELINE_PREFIX}volatility"] = (
             "naive",
-            {"strategy": "volatility", "volatility_feature": VOLATILITY_COLUMN},
+            {"strategy": "volatility", "volatility_features": har_columns(bars)},
         )
     else:
         baselines[f"{BASELINE_PREFIX}zero"] = ("naive", {"strategy": "zero"})
@@ -372,7 +438,10 @@ def _evaluate_target(
     inputs: dict[str, pd.DataFrame] = {}
     for spec in cfg.models:
         name = model_name(spec.kind, spec.name)
-        factories[name] = model_factory(spec.kind, dict(spec.params), task, cfg, bars)
+        on_baseline = har_columns(bars) if spec.residual and kind in RESIDUAL_TARGETS else None
+        factories[name] = model_factory(
+            spec.kind, dict(spec.params), task, cfg, bars, residual_features=on_baseline
+        )
         inputs[name] = X
     for name, (naive_kind, params) in _baselines(kind, bars).items():
         factories[name] = model_factory(naive_kind, params, task, cfg, bars)
@@ -428,12 +497,27 @@ def _labels_with_dead_zone(
     )
 
 
+def har_windows(bars: int) -> list[int]:
+    """The HAR baseline's trailing windows for a horizon of ``bars`` (each at least 2)."""
+    windows = [min(HAR_MAX_WINDOW, max(2, multiple * bars)) for multiple in HAR_WINDOW_MULTIPLES]
+    return sorted(set(windows))
+
+
+def har_columns(bars: int) -> list[str]:
+    """The baseline-input columns the HAR baseline of a ``bars`` horizon regresses on."""
+    return [f"{name}_{window}" for name in HAR_ESTIMATORS for window in har_windows(bars)]
+
+
 def _baseline_inputs(candles: pd.DataFrame, horizons: Any) -> pd.DataFrame:
-    """What the naive baselines read: trailing realised volatility (and past returns)."""
+    """What the naive baselines read: trailing realised volatility and range over the HAR
+    windows of every horizon (and past returns)."""
     bars = Bars.from_candles(candles)
     columns: dict[str, np.ndarray] = {}
-    rv = get_indicator("rv_parkinson")
-    columns.update(rv.run(bars, rv.resolve({"window": 20})))
+    windows = sorted({w for h in set(horizons) for w in har_windows(int(h))})
+    for name in HAR_ESTIMATORS:
+        estimator = get_indicator(name)
+        for window in windows:
+            columns.update(estimator.run(bars, estimator.resolve({"window": window})))
     returns = get_indicator("log_return")
     for h in sorted(set(horizons)):
         columns.update(returns.run(bars, returns.resolve({"n": h})))
@@ -555,6 +639,18 @@ def _fit_final(
         task: model_factory(primary.kind, dict(primary.params), task, cfg, gap)
         for task in ("classification", "regression")
     }
+    if primary.residual:
+        # The max-high and min-low models of each horizon start from that horizon's HAR
+        # baseline, as they did in validation.
+        for bars in horizons.values():
+            factories[f"regression_{bars}"] = model_factory(
+                primary.kind,
+                dict(primary.params),
+                "regression",
+                cfg,
+                gap,
+                residual_features=har_columns(bars),
+            )
     return MaxMinPredictor(alpha=cfg.uncertainty.alpha).fit(X, labels, factories, horizons)
 
 
@@ -566,10 +662,19 @@ def _write_outputs(
     summary: pd.DataFrame,
     final: MaxMinPredictor,
     digest: str,
-    fingerprint: str,
+    feature_set: FeatureSet,
     candles: pd.DataFrame,
 ) -> None:
+    fingerprint = feature_set.fingerprint()
     output.mkdir(parents=True, exist_ok=True)
+    # The set the saved models read (the config's plus any HAR columns): load it with
+    # trademl.features.load_feature_set to compute their inputs.
+    with atomic_path(output / "feature_set.yaml") as temp:
+        Path(temp).write_text(
+            yaml.safe_dump(
+                feature_set.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+            )
+        )
     with atomic_path(output / "predictions.parquet") as temp:
         predictions.to_parquet(temp)
     with atomic_path(output / "folds.csv") as temp:

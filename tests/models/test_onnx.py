@@ -144,6 +144,28 @@ def test_split_conformal_exports_its_inner_model(
     assert OnnxPredictor(tmp_path / "conformal.onnx").kind == "split_conformal"
 
 
+@pytest.mark.parametrize("cls", [LGBMModel, XGBModel])
+def test_residual_models_export_trees_plus_the_har_baseline(
+    cls: type[BaseModel], btc: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+) -> None:
+    from trademl.models.residual import ResidualRegressor
+
+    features, labels = btc
+    # Two columns stand in for the HAR windows: the upper band's distance (a volatility
+    # measure) and a column with missing values the graph must fill with the training median.
+    columns = [str(features.columns[0]), "bbands_20_2_2_0_upper_vs_close"]
+    residual = ResidualRegressor(cls(**SMALL), columns)
+    wrapper = SplitConformalRegressor(residual, calibration_fraction=0.2)
+    wrapper.fit(features.iloc[:N_TRAIN], target(labels, "regression").iloc[:N_TRAIN])
+    assert wrapper.model_.baseline_.coefficients_.any()  # type: ignore[attr-defined]
+    assert_parity(wrapper, features.iloc[N_TRAIN:], tmp_path / "residual.onnx")
+    # Without the baseline the graph would be the trees alone: a different answer.
+    trees = wrapper.model_.model_  # type: ignore[attr-defined]
+    assert not np.allclose(
+        trees.predict(features.iloc[N_TRAIN:]), wrapper.predict(features.iloc[N_TRAIN:])
+    )
+
+
 def test_unsupported_and_unfitted_models_fail_clearly(
     btc: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:

@@ -81,7 +81,7 @@ def test_champion_pyfunc_equals_training_process(backend: Backend) -> None:
     with open(result.output / "models" / "maxmin.pkl", "rb") as handle:
         final = pickle.load(handle)
     pipeline, info = load_pipeline(MODEL, "champion", backend.settings)
-    features = build_features(frame, "minimal").iloc[pipeline.warmup_bars :]
+    features = build_features(frame, pipeline.feature_set).iloc[pipeline.warmup_bars :]
     trained = final.predict(features[pipeline.feature_columns], frame["close"].loc[features.index])
     assert info.version == champion.version and len(served) == len(trained) > 100
     np.testing.assert_array_equal(served[trained.columns].to_numpy(), trained.to_numpy())
@@ -104,7 +104,7 @@ def test_nonfinite_metrics_do_not_lose_the_run(backend: Backend) -> None:
 def test_first_version_failing_the_gate_gets_no_alias(backend: Backend) -> None:
     weak = backend.runs["weak"]
     assert weak.model_version is not None and weak.alias is None
-    assert "does not beat naive_prior" in str(weak.registry_reason)
+    assert "does not beat naive_volatility" in str(weak.registry_reason)
     good = backend.runs["good"]
     assert "passes the gate" in str(good.registry_reason)
 
@@ -112,7 +112,7 @@ def test_first_version_failing_the_gate_gets_no_alias(backend: Backend) -> None:
 def test_promote_refuse_rollback_and_history(backend: Backend) -> None:
     settings = backend.settings
     weak, good, better = (backend.runs[k].model_version for k in ("weak", "good", "better"))
-    with pytest.raises(PromotionRefusedError, match=r"log_loss 0\.69\d+ does not beat"):
+    with pytest.raises(PromotionRefusedError, match=r"r2 0\.0\d+ does not beat"):
         registry.promote(MODEL, weak, settings=settings)
     with pytest.raises(PromotionRefusedError, match="by the margin 1"):
         registry.promote(MODEL, settings=settings, margin=1.0)
@@ -146,7 +146,7 @@ def test_search_and_best_run(backend: Backend) -> None:
         f"tags.registered_model = '{MODEL}' and tags.run_kind = 'train'", settings=backend.settings
     )
     assert len(runs) >= 3 and set(runs["tags.run_kind"]) == {"train"}
-    best = best_run("direction.intraday.lgbm.log_loss", mode="min", settings=backend.settings)
+    best = best_run("min_low.intraday.lgbm.r2", mode="max", settings=backend.settings)
     assert best["run_id"] == backend.runs["better"].run_id
 
 

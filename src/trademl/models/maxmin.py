@@ -46,7 +46,8 @@ class MaxMinPredictor:
         """Fit, per named horizon, a direction classifier and max-high / min-low regressors.
 
         ``labels`` holds ``direction_{h}``, ``max_high_{h}`` and ``min_low_{h}``; ``factories``
-        maps ``"classification"`` and ``"regression"`` to model builders.
+        maps ``"classification"`` and ``"regression"`` to model builders; a
+        ``"regression_{bars}"`` builder, when given, serves that horizon's regressors.
         """
         for name, bars in horizons.items():
             direction = labels[f"direction_{bars}"]
@@ -55,12 +56,9 @@ class MaxMinPredictor:
             classifier = factories["classification"]().fit(
                 X[up_rows], (direction[up_rows] > 0).astype(float)
             )
-            high = factories["regression"]().fit(
-                X[reg_rows], labels.loc[reg_rows, f"max_high_{bars}"]
-            )
-            low = factories["regression"]().fit(
-                X[reg_rows], labels.loc[reg_rows, f"min_low_{bars}"]
-            )
+            regression = factories.get(f"regression_{bars}", factories["regression"])
+            high = regression().fit(X[reg_rows], labels.loc[reg_rows, f"max_high_{bars}"])
+            low = regression().fit(X[reg_rows], labels.loc[reg_rows, f"min_low_{bars}"])
             self.horizons[name] = HorizonModels(bars, classifier, high, low)
         return self
 

@@ -16,7 +16,9 @@ Kind ``naive``, one class, the rule chosen by ``strategy``:
     The class prior P(y = 1) of the training fold.
 ``volatility`` (regression)
     ``y ≈ a + Σ b_k · vol_k,t``, fitted by least squares on the training fold, where the
-    ``vol_k,t`` are trailing realised volatilities known at ``t``: the baseline for range targets
+    ``vol_k,t`` are trailing realised volatilities known at ``t`` and the ``b_k`` share the
+    target's sign (non-negative least squares on the sign-adjusted target: more volatility,
+    wider range): the baseline for range targets
     such as ``max_high`` or ``-min_low``, whose size scales with volatility. With several columns
     (``volatility_features``: realised return volatility and realised range over a short, a
     medium and a long window) it is the HAR model of the volatility literature (Corsi's
@@ -39,6 +41,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import nnls
 
 from trademl.errors import ConfigError
 from trademl.models.base import BaseModel, register_model
@@ -214,14 +217,16 @@ class NaiveModel(BaseModel):
         v, t = vol[finite], target[finite]
         self.fill_volatility_ = np.median(v, axis=0)
         centred = v - v.mean(axis=0)
-        # Least squares on centred columns; a constant column (no spread) gets no weight, so
-        # constant volatility falls back to the mean forecast. lstsq's minimum-norm solution
-        # also copes with collinear windows.
+        # More volatility means a wider range, never a narrower one: the coefficients share
+        # the sign of the target (positive for max-high, negative for min-low), fitted by
+        # non-negative least squares on centred columns (a free intercept). Unconstrained,
+        # correlated windows trade large opposite weights that extrapolate badly.
+        sign = -1.0 if t.mean() < 0 else 1.0
         spread = centred.std(axis=0) > 0
         coefficients = np.zeros(columns)
         if spread.any():
-            solution, *_ = np.linalg.lstsq(centred[:, spread], t - t.mean(), rcond=None)
-            coefficients[spread] = solution
+            solution, _ = nnls(centred[:, spread], sign * (t - t.mean()))
+            coefficients[spread] = sign * solution
         self.coefficients_ = coefficients
         self.slope_ = float(coefficients[0])
         self.intercept_ = float(t.mean() - v.mean(axis=0) @ coefficients)

@@ -31,6 +31,10 @@ Kinds
         The conformal interval is *not* part of the graph: add ``± q`` to the ONNX output,
         ``q = conformal_quantile(model.scores_, alpha)``. Wrappers whose point prediction is
         not one inner model's (``cqr``, ``calibrated``) are refused.
+    ``residual`` (a tree kind on top of the HAR baseline, alone or inside ``split_conformal``)
+        The tree graph plus the baseline's linear map in the same graph: the volatility
+        columns gathered, missing values filled with the training medians, multiplied by the
+        coefficients and added, with the intercept, to the trees' output.
     ``gru``, ``lstm``, ``transformer``, ``cnn_lstm``
         The torch network, wrapped so that the graph takes raw windows: it applies the
         model's feature scaling ``(x - mean) / scale``, sets non-finite results (NaN) to 0 as
@@ -72,7 +76,8 @@ if TYPE_CHECKING:
 TREE_KINDS: tuple[str, ...] = ("lgbm", "xgb")
 DEEP_KINDS: tuple[str, ...] = ("gru", "lstm", "transformer", "cnn_lstm")
 WRAPPER_KINDS: tuple[str, ...] = ("split_conformal",)
-SUPPORTED_KINDS: tuple[str, ...] = TREE_KINDS + WRAPPER_KINDS + DEEP_KINDS
+RESIDUAL_KIND = "residual"
+SUPPORTED_KINDS: tuple[str, ...] = TREE_KINDS + WRAPPER_KINDS + (RESIDUAL_KIND,) + DEEP_KINDS
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "prediction"
@@ -116,6 +121,15 @@ def export_onnx(model: BaseModel, path: str | Path, *, n_features: int | None = 
     """
     inner = _exported_model(model)
     inner._check_fitted()
+    baseline = None
+    if inner.kind == RESIDUAL_KIND:
+        baseline = inner.baseline_  # type: ignore[attr-defined]
+        inner = inner.model_  # type: ignore[attr-defined]
+        if inner.kind not in TREE_KINDS:
+            raise ConfigError(
+                f"onnx export: a residual {inner.kind!r} model cannot be exported; supported "
+                f"inner kinds of a residual model: {', '.join(TREE_KINDS)}"
+            )
     features = list(inner.feature_names_)
     if n_features is not None and n_features != len(features):
         raise ConfigError(
@@ -137,6 +151,8 @@ def export_onnx(model: BaseModel, path: str | Path, *, n_features: int | None = 
             _add_metadata(temp, meta)
         return target
     onnx_model = _tree_graph(inner, len(features))
+    if baseline is not None:
+        _add_baseline(onnx_model, baseline, features)
     _set_metadata(onnx_model, meta)
     with atomic_path(target) as temp:
         Path(temp).write_bytes(onnx_model.SerializeToString())
@@ -281,7 +297,7 @@ def _exported_model(model: BaseModel) -> BaseModel:
     if kind in WRAPPER_KINDS:
         model._check_fitted()
         inner: BaseModel = model.model_  # type: ignore[attr-defined]
-        if inner.kind not in TREE_KINDS + DEEP_KINDS:
+        if inner.kind not in TREE_KINDS + DEEP_KINDS + (RESIDUAL_KIND,):
             raise ConfigError(
                 f"onnx export: {kind} wraps a {inner.kind!r} model, which cannot be exported; "
                 f"supported inner kinds: {', '.join(TREE_KINDS + DEEP_KINDS)}"
@@ -339,6 +355,56 @@ def _single_output(graph: Any, *, classification: bool) -> Any:
     del graph.graph.output[:]
     graph.graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None]))
     return graph
+
+
+def _add_baseline(graph: Any, baseline: Any, features: list[str]) -> None:
+    """Add the HAR baseline's ``intercept + fill(X[:, columns]) @ coefficients`` to the output."""
+    from onnx import TensorProto, helper
+
+    columns = [features.index(name) for name in baseline._volatility_columns()]
+    constants = {
+        "trademl_har_columns": (TensorProto.INT64, [len(columns)], columns),
+        "trademl_har_fill": (
+            TensorProto.FLOAT,
+            [len(columns)],
+            np.asarray(baseline.fill_volatility_, dtype=np.float32).tolist(),
+        ),
+        "trademl_har_coefficients": (
+            TensorProto.FLOAT,
+            [len(columns)],
+            np.asarray(baseline.coefficients_, dtype=np.float32).tolist(),
+        ),
+        "trademl_har_intercept": (TensorProto.FLOAT, [], [float(baseline.intercept_)]),
+    }
+    for name, (dtype, dims, values) in constants.items():
+        graph.graph.initializer.append(helper.make_tensor(name, dtype, dims, values))
+    # IsNaN and Where need opset 9 of the default domain; converters may declare an older one.
+    for opset in graph.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, 13)
+    # The trees' output becomes an intermediate; the sum takes the output's name.
+    for node in graph.graph.node:
+        node.output[:] = ["trademl_trees" if o == OUTPUT_NAME else o for o in node.output]
+    graph.graph.node.extend(
+        [
+            helper.make_node(
+                "Gather", [INPUT_NAME, "trademl_har_columns"], ["trademl_har_x"], axis=1
+            ),
+            helper.make_node("IsNaN", ["trademl_har_x"], ["trademl_har_missing"]),
+            helper.make_node(
+                "Where",
+                ["trademl_har_missing", "trademl_har_fill", "trademl_har_x"],
+                ["trademl_har_filled"],
+            ),
+            helper.make_node(
+                "MatMul", ["trademl_har_filled", "trademl_har_coefficients"], ["trademl_har_sum"]
+            ),
+            helper.make_node(
+                "Add", ["trademl_har_sum", "trademl_har_intercept"], ["trademl_har_baseline"]
+            ),
+            helper.make_node("Add", ["trademl_trees", "trademl_har_baseline"], [OUTPUT_NAME]),
+        ]
+    )
 
 
 def _set_metadata(graph: Any, meta: dict[str, str]) -> None:

@@ -12,7 +12,6 @@ import pandas as pd
 
 from trademl.atomic import atomic_path
 from trademl.config import RunConfig, Settings
-from trademl.features import load_feature_set
 from trademl.models.maxmin import MaxMinPredictor
 from trademl.tracking.card import model_card
 from trademl.tracking.client import connect, redact
@@ -99,7 +98,8 @@ def track_training(
     Writes ``model_card.md`` and ``tracking.json`` (run id, model name and version) into the
     run's output folder as well, so a backtest of that folder can name its training run.
     """
-    feature_set = load_feature_set(cfg.features)
+    # The set the models read: the config's plus the HAR columns of residual models.
+    feature_set = prepared.feature_set
     primary = cfg.models[0].name or cfg.models[0].kind
     horizons = dict(prepared.horizons)
     name = registered_name(cfg)
