@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from trademl.features.sets import FeatureSet
 
 # Bumped whenever indicator values change for the same definition (2: warm-ups extended to
-# start invariance, finite-window ATR in candle/amd_phase, exact rolling moments).
+# start invariance, finite-window ATR in candle/amd_phase, exact rolling moments, scale-free
+# volume_zscore). Cached frames and registered pipelines of another contract are not used.
 FEATURE_CONTRACT = "2"
 
 

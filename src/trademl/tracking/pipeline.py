@@ -32,6 +32,7 @@ from trademl.config import Settings, get_settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import DataValidationError, TrackingError
 from trademl.features import build_features, last_bar_features
+from trademl.features.cache import FEATURE_CONTRACT
 from trademl.features.engine import plan
 from trademl.features.sets import FeatureSet
 from trademl.models.maxmin import MaxMinPredictor
@@ -295,6 +296,7 @@ class PipelinePyfunc(PythonModel):
         """Unpickle the pipeline from the model's artifacts."""
         with open(context.artifacts[PIPELINE_ARTIFACT], "rb") as handle:
             self.pipeline: PipelineModel = pickle.load(handle)
+        check_feature_contract(self.pipeline, "this pyfunc model")
 
     # A DataFrame hint: MLflow validates nothing from it (the signature rules) and stays quiet.
     def predict(
@@ -430,4 +432,25 @@ def load_pipeline(
             pipeline = pickle.load(handle)
     if not isinstance(pipeline, PipelineModel):
         raise TrackingError(f"model {name} version {info.version} is not a trademl pipeline")
+    check_feature_contract(pipeline, f"model {name} version {info.version}")
     return pipeline, info
+
+
+def check_feature_contract(pipeline: PipelineModel, label: str) -> None:
+    """Refuse a pipeline whose features were computed under another feature contract.
+
+    Indicator values change between contracts (warm-ups, scale-free columns), so serving such
+    a pipeline would feed its models inputs they were never validated on.
+
+    Raises
+    ------
+    TrackingError
+        Naming the pipeline's contract, this trademl's, and what to do.
+    """
+    trained = str(pipeline.metadata.get("feature_contract", "1"))
+    if trained != FEATURE_CONTRACT:
+        raise TrackingError(
+            f"{label} was trained under feature contract {trained}; this trademl computes "
+            f"features under contract {FEATURE_CONTRACT}, so its served inputs would differ from "
+            "the validated ones: retrain it (trademl train) and register the new version"
+        )

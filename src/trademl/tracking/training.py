@@ -12,6 +12,7 @@ import pandas as pd
 
 from trademl.atomic import atomic_path
 from trademl.config import RunConfig, Settings
+from trademl.features.cache import FEATURE_CONTRACT
 from trademl.models.maxmin import MaxMinPredictor
 from trademl.tracking.card import model_card
 from trademl.tracking.client import connect, redact
@@ -129,7 +130,7 @@ def track_training(
             predictor=final,
             feature_columns=columns,
             warmup_bars=warmup_bars(feature_set, cfg.data.timeframe),
-            metadata={**meta, "run_id": run_id},
+            metadata={**meta, "run_id": run_id, "feature_contract": FEATURE_CONTRACT},
         )
         logged = log_pipeline(pipeline, prepared.candles, [m.kind for m in cfg.models])
         decision = None
