@@ -159,18 +159,24 @@ class NaiveModel(BaseModel):
 
     def _volatility_values(self, X: pd.DataFrame) -> np.ndarray:
         """The volatility columns as an (n, k) matrix."""
-        return np.column_stack(
-            [
-                self._column(
-                    X,
-                    name,
-                    "trailing realised volatility",
-                    "add e.g. {indicator: rv_close, params: {window: "
-                    f"{self.volatility_window}}} or set volatility_feature(s)",
-                )
-                for name in self._volatility_columns()
-            ]
-        )
+        columns = self._volatility_columns()
+        missing = [name for name in columns if name not in X.columns]
+        if missing:
+            # The error names the first missing column and how to add it.
+            self._column(
+                X,
+                missing[0],
+                "trailing realised volatility",
+                "add e.g. {indicator: rv_close, params: {window: "
+                f"{self.volatility_window}}} or set volatility_feature(s)",
+            )
+        try:
+            # One selection, not one per column: a served row pays pandas' overhead once.
+            return X[columns].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(
+                f"naive: feature column(s) {', '.join(columns)} are not all numeric"
+            ) from error
 
     # -- fit / predict ---------------------------------------------------------------------
 
