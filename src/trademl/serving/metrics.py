@@ -8,10 +8,16 @@ several uvicorn workers each worker reports its own counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+# Label children are looked up once: ``labels()`` takes a lock and builds a key each call, a
+# visible share of a store-path request. The caches stop growing here (labels still work).
+_CHILDREN_MAX = 4096
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -69,6 +75,26 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(served, jobs))
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, kind: str, labels: tuple[str, ...]) -> Any:
+        key = (kind, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*labels)
+            if len(self._children) < _CHILDREN_MAX:
+                self._children[key] = child
+        return child
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its latency (a method outside HTTP's is ``other``)."""
+        method = method if method in _METHODS else "other"
+        self._child(self.requests, "r", (method, route, str(status))).inc()
+        self._child(self.latency, "l", (method, route)).observe(seconds)
+
+    def count_prediction(self, model: str, version: int, source: str) -> None:
+        """Count one prediction answered for ``model`` ``version`` from ``source``."""
+        self._child(self.predictions, "p", (model, str(version), source)).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

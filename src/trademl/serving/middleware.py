@@ -63,9 +63,8 @@ class RequestMiddleware:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, name, str(status)).inc()
-            self.metrics.latency.labels(method, name).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(scope.get("method", ""), name, status, elapsed)
 
     def _too_large(self, size: int | None) -> str:
         got = f"{size:,} bytes" if size is not None else "more"

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from trademl.data.candles import make_candles, validate_candles
+from trademl.data.stores import SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError, NotFoundError
 from trademl.serving.host import ModelHost, Served
-from trademl.serving.schemas import Candle
+from trademl.serving.schemas import Candle, PredictResponse
 from trademl.serving.store import StoreReader
 from trademl.tracking.pipeline import LastBar, PipelineModel
 
@@ -101,6 +102,37 @@ class PredictionService:
         self.store = store
         self._cache: OrderedDict[tuple[str, int, str, int], Prediction] = OrderedDict()
         self._lock = threading.Lock()
+        # JSON answers of store predictions, by (model ref, bar, rows, horizon): a known bar is
+        # answered with bytes, no model, store or pydantic work.
+        self._rendered: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+    def rendered_nowait(self, served: Served, horizon: str) -> bytes | None:
+        """The JSON answer for the latest stored bar when it is known without any I/O (the
+        store unchanged since it was rendered), else None; cheap enough for the event loop."""
+        pipeline = served.pipeline
+        current, info = self.store.info_nowait(pipeline.symbol, pipeline.timeframe)
+        if not current or info is None:
+            return None
+        return self._rendered.get(_rendered_key(served, info, horizon))
+
+    def latest_rendered(self, served: Served, horizon: str) -> bytes:
+        """The :class:`~trademl.serving.schemas.PredictResponse` JSON for the latest stored
+        bar, rendered once per model version, bar and horizon."""
+        horizons = self.horizons(served, horizon)
+        info = self._latest_info(served)
+        key = _rendered_key(served, info, horizon)
+        hit = self._rendered.get(key)
+        if hit is not None:
+            return hit
+        prediction = self.latest_at(served, info)
+        rendered = PredictResponse.model_validate(self.body(prediction, horizons))
+        answer = rendered.model_dump_json().encode()
+        with self._lock:
+            # Keyed by the info the prediction was computed from, never a later look's.
+            self._rendered[key] = answer
+            while len(self._rendered) > CACHE_SIZE:
+                self._rendered.popitem(last=False)
+        return answer
 
     def horizons(self, served: Served, horizon: str) -> list[str]:
         """The horizons asked for: ``all`` or one the model knows (else a 422)."""
@@ -122,6 +154,9 @@ class PredictionService:
 
     def latest(self, served: Served) -> Prediction:
         """Predict from the latest stored bar; one computation per model version and bar."""
+        return self.latest_at(served, self._latest_info(served))
+
+    def _latest_info(self, served: Served) -> SeriesInfo:
         pipeline = served.pipeline
         info = self.store.info(pipeline.symbol, pipeline.timeframe)
         if info is None:
@@ -129,6 +164,11 @@ class PredictionService:
                 f"no {pipeline.symbol} {pipeline.timeframe} candles in the store to predict from; "
                 "import some (trademl data import) or send candles in the request"
             )
+        return info
+
+    def latest_at(self, served: Served, info: SeriesInfo) -> Prediction:
+        """Predict the last bar of the stored series as ``info`` describes it (cached)."""
+        pipeline = served.pipeline
         # The row count too: a bar filled in (or removed) behind the last one changes the window.
         key = (served.name, served.version, info.last.isoformat(), info.rows)
         with self._lock:
@@ -180,6 +220,12 @@ class PredictionService:
                 for name in horizons
             },
         }
+
+
+def _rendered_key(served: Served, info: SeriesInfo, horizon: str) -> tuple[Any, ...]:
+    # The alias too: a reload that promotes the same version changes the answer's model ref.
+    ref = (served.name, served.version, served.alias, served.latest_unpromoted)
+    return (*ref, info.last, info.rows, horizon)
 
 
 def _prediction(served: Served, last: LastBar, source: str) -> Prediction:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,24 +38,88 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None =
     con.execute(sql, params).fetchall()
 
 
-class DuckDBStore(MarketStore):
-    """Candles in a DuckDB file (``duckdb:///path/to/market.duckdb``)."""
+def duckdb_path(url: str) -> Path:
+    """The file of a ``duckdb:///abs/path`` (or ``duckdb://rel/path``) store URL."""
+    path = url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1]
+    return Path(path[1:] if path.startswith("//") else path)
 
-    def __init__(self, path: str | Path, *, chunk_rows: int | None = None) -> None:
+
+class StoreLockedError(StoreError):
+    """Another process holds the DuckDB file's write lock (an import is running)."""
+
+
+def _connect(path: Path, *, read_only: bool, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    # DuckDB locks the file per process: one writer, or any number of read-only readers. The
+    # server's read-only opens last milliseconds, so a writer that meets one waits a little.
+    deadline = time.monotonic() + lock_wait_s
+    pause_s = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise StoreError(f"cannot open DuckDB store {path}: {error}") from error
+            if time.monotonic() >= deadline:
+                mode = "read" if read_only else "write"
+                raise StoreLockedError(
+                    f"cannot {mode} DuckDB store {path}: another process holds its lock "
+                    f"(waited {lock_wait_s:g} s); retry when the import or ingest is done"
+                ) from error
+        except duckdb.Error as error:
+            raise StoreError(f"cannot open DuckDB store {path}: {error}") from error
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.1)
+
+
+class DuckDBStore(MarketStore):
+    """Candles in a DuckDB file (``duckdb:///path/to/market.duckdb``).
+
+    Parameters
+    ----------
+    path
+        The DuckDB file (created, with its folder, unless ``read_only``).
+    chunk_rows
+        Rows per write transaction (the store's default when None).
+    read_only
+        Open without the write lock, as the server does: any number of read-only processes
+        share the file, and a missing file or table reads as an empty store.
+    lock_wait_s
+        How long to wait for another process's lock on the file before a
+        :class:`StoreLockedError`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        chunk_rows: int | None = None,
+        read_only: bool = False,
+        lock_wait_s: float = 10.0,
+    ) -> None:
         self.path = Path(path)
         self.url = f"duckdb:///{self.path.as_posix()}"
+        self.read_only = read_only
         if chunk_rows:
             self.chunk_rows = chunk_rows
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.Error as error:
-            raise StoreError(f"cannot open DuckDB store {self.path}: {error}") from error
+        if read_only and not self.path.exists():
+            self._con = duckdb.connect(":memory:")
+        else:
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = _connect(self.path, read_only=read_only, lock_wait_s=lock_wait_s)
         _run(self._con, "SET TimeZone = 'UTC'")
-        _run(self._con, _SCHEMA)
+        if not read_only:
+            _run(self._con, _SCHEMA)
+        elif not self._con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'candles'"
+        ).fetchall()[0][0]:
+            # A read-only view of a file without the table: an empty temporary one reads alike.
+            _run(self._con, _SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.read_only:
+            raise StoreError(f"DuckDB store {self.path} is open read-only: it cannot be written")
         _run(self._con, "BEGIN TRANSACTION")
         try:
             yield self._con
@@ -132,9 +197,29 @@ class DuckDBStore(MarketStore):
             for s, tf, n, first, last in rows
         ]
 
+    def series_info(self, symbol: str, timeframe: str) -> SeriesInfo | None:
+        """One series' row count and span: a filtered aggregate over the primary key's prefix,
+        not every series grouped."""
+        name = Timeframe.parse(timeframe).name
+        n, first, last = self._con.execute(
+            "SELECT count(*), min(ts), max(ts) FROM candles WHERE symbol = ? AND timeframe = ?",
+            [symbol, name],
+        ).fetchall()[0]
+        if not n:
+            return None
+        return SeriesInfo(
+            symbol,
+            name,
+            int(n),
+            pd.Timestamp(first).tz_convert("UTC"),
+            pd.Timestamp(last).tz_convert("UTC"),
+        )
+
     def delete(self, symbol: str, timeframe: str) -> int:
         """Remove one series."""
         name = Timeframe.parse(timeframe).name
+        if self.read_only:
+            raise StoreError(f"DuckDB store {self.path} is open read-only: it cannot be written")
         row = self._con.execute(
             "SELECT count(*) FROM candles WHERE symbol = ? AND timeframe = ?", [symbol, name]
         ).fetchall()[0]

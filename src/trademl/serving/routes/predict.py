@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from trademl.errors import TradeMLError
 from trademl.serving.deps import ServingState, State
@@ -29,12 +30,12 @@ def answer(state: ServingState, body: PredictRequest) -> dict[str, Any]:
         prediction = state.predictions.from_candles(served, body.candles)
     else:
         prediction = state.predictions.latest(served)
-    state.metrics.predictions.labels(served.name, str(served.version), prediction.source).inc()
+    state.metrics.count_prediction(served.name, served.version, prediction.source)
     return state.predictions.body(prediction, horizons)
 
 
 @router.post("/predict", response_model=PredictResponse, responses=errors(404, 503))
-def predict(body: PredictRequest, state: State) -> dict[str, Any]:
+async def predict(body: PredictRequest, state: State) -> Response:
     """Per-horizon predicted high, low, P(up), confidence and intervals for the last bar.
 
     Without ``candles`` the latest stored bars are used (and the answer is cached until a new
@@ -42,7 +43,21 @@ def predict(body: PredictRequest, state: State) -> dict[str, Any]:
     model's warm-up + 1 last candles are read (fewer is a 422 that says how many are needed),
     and a window with missing bars is answered with ``gapped`` true. Nothing is stored.
     """
-    return answer(state, body)
+    if body.candles is None:
+        # The polling path: a known bar's answer is bytes in memory, sent from the event loop.
+        served = state.host.find(body.symbol, body.timeframe, body.model)
+        rendered = state.predictions.rendered_nowait(served, body.horizon)
+        if rendered is None:
+            rendered = await run_in_threadpool(
+                state.predictions.latest_rendered, served, body.horizon
+            )
+        state.metrics.count_prediction(served.name, served.version, "store")
+        return Response(rendered, media_type="application/json")
+    # Candles in the body: features and models, off the event loop.
+    answered = await run_in_threadpool(answer, state, body)
+    return Response(
+        PredictResponse.model_validate(answered).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.post("/predict/batch", response_model=PredictBatchResponse, responses=errors(503))

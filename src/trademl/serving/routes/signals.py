@@ -66,7 +66,7 @@ def signal(
     reward_risk_value = None
     if stop is not None and target is not None and stop != entry:
         reward_risk_value = abs(target - entry) / abs(entry - stop)
-    state.metrics.predictions.labels(served.name, str(served.version), "signal").inc()
+    state.metrics.count_prediction(served.name, served.version, "signal")
     return {
         "symbol": served.pipeline.symbol,
         "timeframe": served.pipeline.timeframe,
