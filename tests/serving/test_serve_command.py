@@ -26,6 +26,9 @@ def test_serve_command_answers_over_http(served: Served) -> None:
         "TRADEML_HOME": str(served.home),
         "TRADEML_API_KEY": API_KEY,
         "TRADEML_MODEL_RELOAD_S": "0",
+        # The session's versions stay unpromoted (see conftest): serve the latest, as the
+        # fixture's own settings do.
+        "TRADEML_SERVE_LATEST_UNPROMOTED": "true",
     }
     for name in ("TRADEML_STORE_URL", "TRADEML_MLFLOW_TRACKING_URI", "TRADEML_JOBS_URL"):
         env.pop(name, None)
