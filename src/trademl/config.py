@@ -175,6 +175,18 @@ class Settings(BaseSettings):
         "and the cached latest prediction).",
     )
     ws_heartbeat_s: float = Field(default=15.0, gt=0, description="WebSocket heartbeat period.")
+    ws_max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open WebSocket streams per server process; beyond it a new one is closed "
+        "with code 1013 (try again later).",
+    )
+    ws_max_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="Open WebSocket streams per client address; beyond it a new one is closed "
+        "with code 1008 (policy violation).",
+    )
 
     @field_validator("home", "test_data", mode="after")
     @classmethod

@@ -3,12 +3,19 @@ read, and an API with a key on an in-process job queue."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.serving.test_serve_command import free_port
 
 from trademl.config import Settings
 from trademl.serving import create_app
@@ -57,3 +64,51 @@ def api(home: Path) -> Iterator[TestClient]:
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+# The serving suite's session model (real BTCUSDT 1h, registered in a SQLite registry), for
+# the attacks that need a model served: the WebSocket flood and the path-carrying fields.
+from tests.serving.conftest import served  # noqa: E402, F401
+
+
+@dataclass
+class Server:
+    """A ``trademl serve`` process (uvicorn on 127.0.0.1) and its captured log."""
+
+    base: str  # host:port
+    log: Path
+
+
+@contextlib.contextmanager
+def serve(home: Path, env: dict[str, str], log: Path) -> Iterator[Server]:
+    """Run ``trademl serve`` on ``home`` with the ``TRADEML_*`` variables of ``env``, its
+    stdout and stderr written to ``log``; stopped on exit."""
+    port = free_port()
+    environ = dict(os.environ)
+    for name in ("TRADEML_MLFLOW_TRACKING_URI", "TRADEML_JOBS_URL", "TRADEML_STORE_URL"):
+        environ.pop(name, None)
+    environ.update(TRADEML_HOME=str(home), TRADEML_MODEL_RELOAD_S="0", **env)
+    command = [sys.executable, "-c", "from trademl.cli.app import main; main()", "serve"]
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--access-log"],
+            env=environ,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start in 60 s"
+            time.sleep(0.25)
+        yield Server(base, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -26,6 +26,7 @@ from trademl.jobs import JobQueue, open_queue
 from trademl.serving.deps import ServingState, require_api_key
 from trademl.serving.docs import docs_urls, install_guarded_docs
 from trademl.serving.errors import install_error_handlers
+from trademl.serving.feeds import StreamHub
 from trademl.serving.host import ModelHost
 from trademl.serving.metrics import Metrics
 from trademl.serving.middleware import RequestMiddleware
@@ -73,6 +74,12 @@ def create_app(
         store=store,
         predictions=PredictionService(host, store),
         metrics=Metrics(lambda: {}, lambda: {}),
+        streams=StreamHub(
+            store,
+            poll_s=settings.store_poll_s,
+            max_connections=settings.ws_max_connections,
+            max_per_client=settings.ws_max_per_client,
+        ),
         queue=queue,
     )
     state.metrics = Metrics(

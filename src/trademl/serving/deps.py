@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 from trademl.config import Settings
 from trademl.jobs import JobQueue
 from trademl.serving.errors import ApiError
+from trademl.serving.feeds import StreamHub
 from trademl.serving.host import ModelHost
 from trademl.serving.metrics import Metrics
 from trademl.serving.predict import PredictionService
@@ -29,6 +30,7 @@ class ServingState:
     store: StoreReader
     predictions: PredictionService
     metrics: Metrics
+    streams: StreamHub
     queue: JobQueue | None = None
     owns_queue: bool = False
     extras: dict[str, object] = field(default_factory=dict)

@@ -5,6 +5,12 @@ Messages are JSON objects with a ``type``: ``prediction`` (the fields of ``POST
 /api/v1/predict``; the current one is sent on connect, then one per new bar), ``heartbeat``
 (``time`` and the ``last_bar`` seen) and ``error`` (a prediction failed for a bar). An unknown
 symbol or an invalid timeframe or horizon closes the socket with code 1008 and the reason.
+
+The API key (when ``api_auth_all`` asks for it) travels in the ``X-API-Key`` header or, from a
+browser, as the subprotocol token ``apikey.<KEY>`` beside ``trademl``; the server then answers
+the ``trademl`` subprotocol. A key in the query string is refused: URLs end up in access logs
+and proxies. Streams are bounded per process and per client (``ws_max_connections``, 1013;
+``ws_max_per_client``, 1008), and all sockets of a series share one store poller.
 """
 
 from __future__ import annotations
@@ -15,17 +21,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from loguru import logger
 
 from trademl.errors import TradeMLError
-from trademl.serving.deps import ServingState, check_api_key
+from trademl.serving.deps import API_KEY_HEADER, ServingState, check_api_key
 from trademl.serving.errors import ApiError, trademl_error_body
-from trademl.serving.schemas import PredictResponse
+from trademl.serving.feeds import SeriesFeed, TooManyStreamsError
 
 router = APIRouter()
 
 POLICY_VIOLATION = 1008
+SUBPROTOCOL = "trademl"
+KEY_PROTOCOL_PREFIX = "apikey."
 _REASON_BYTES = 120  # a close reason must fit in a control frame (123 bytes)
 
 
@@ -37,11 +45,43 @@ def _reason(text: str) -> str:
     return text.encode()[:_REASON_BYTES].decode(errors="ignore")
 
 
-async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+async def _send(websocket: WebSocket, message: dict[str, Any] | str) -> None:
     try:
-        await websocket.send_json(message)
+        if isinstance(message, str):
+            await websocket.send_text(message)
+        else:
+            await websocket.send_json(message)
     except (WebSocketDisconnect, RuntimeError, OSError) as error:
         raise _GoneError from error
+
+
+def _offered(websocket: WebSocket) -> list[str]:
+    header = websocket.headers.get("sec-websocket-protocol", "")
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
+def _given_key(websocket: WebSocket, offered: list[str]) -> str | None:
+    """The key of the header or of the ``apikey.`` subprotocol token."""
+    if "api_key" in websocket.query_params or "apikey" in websocket.query_params:
+        raise ApiError(
+            401,
+            f"an API key in the query string is refused (URLs are logged): send it in the "
+            f"{API_KEY_HEADER} header or as the subprotocol {KEY_PROTOCOL_PREFIX}<key>",
+        )
+    tokens = [p[len(KEY_PROTOCOL_PREFIX) :] for p in offered if p.startswith(KEY_PROTOCOL_PREFIX)]
+    return websocket.headers.get(API_KEY_HEADER.lower()) or (tokens[0] if tokens else None)
+
+
+def _chosen_protocol(offered: list[str]) -> str | None:
+    # A browser fails the handshake unless one offered subprotocol is echoed: ours, never the
+    # key's token (unless it is all that was offered).
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    return next((p for p in offered if p.startswith(KEY_PROTOCOL_PREFIX)), None)
+
+
+def _client(websocket: WebSocket) -> str:
+    return websocket.client.host if websocket.client else "unknown"
 
 
 @router.websocket("/ws/{symbol}")
@@ -54,76 +94,84 @@ async def stream(
 ) -> None:
     """Stream predictions for ``symbol`` at ``timeframe`` as new bars arrive."""
     state: ServingState = websocket.app.state.serving
-    await websocket.accept()
+    offered = _offered(websocket)
+    await websocket.accept(subprotocol=_chosen_protocol(offered))
+    client = _client(websocket)
     try:
-        if state.settings.api_auth_all:
-            given = websocket.headers.get("x-api-key") or websocket.query_params.get("api_key")
-            check_api_key(state.settings, given)
-        if not timeframe:
-            raise ApiError(422, "the timeframe query parameter is required (?timeframe=1h)")
-        served = state.host.find(symbol, timeframe, model)
-        horizons = state.predictions.horizons(served, horizon)
-    except (TradeMLError, ApiError) as error:
-        await websocket.close(code=POLICY_VIOLATION, reason=_reason(str(error)))
+        state.streams.acquire(client)
+    except TooManyStreamsError as error:
+        await websocket.close(code=error.code, reason=_reason(str(error)))
         return
-    async with anyio.create_task_group() as group:
+    try:
+        try:
+            given = _given_key(websocket, offered)
+            if state.settings.api_auth_all:
+                check_api_key(state.settings, given)
+            if not timeframe:
+                raise ApiError(422, "the timeframe query parameter is required (?timeframe=1h)")
+            served = state.host.find(symbol, timeframe, model)
+            state.predictions.horizons(served, horizon)
+        except (TradeMLError, ApiError) as error:
+            await websocket.close(code=POLICY_VIOLATION, reason=_reason(str(error)))
+            return
+        async with (
+            state.streams.subscribe(symbol, served.pipeline.timeframe) as feed,
+            anyio.create_task_group() as group,
+        ):
 
-        async def until_closed() -> None:
-            try:
-                while (await websocket.receive())["type"] != "websocket.disconnect":
+            async def until_closed() -> None:
+                try:
+                    while (await websocket.receive())["type"] != "websocket.disconnect":
+                        pass
+                except (WebSocketDisconnect, RuntimeError):
                     pass
-            except (WebSocketDisconnect, RuntimeError):
-                pass
-            group.cancel_scope.cancel()
+                group.cancel_scope.cancel()
 
-        group.start_soon(until_closed)
-        with contextlib.suppress(_GoneError):
-            await _publish(websocket, state, symbol, served.pipeline.timeframe, model, horizons)
-        group.cancel_scope.cancel()
+            group.start_soon(until_closed)
+            with contextlib.suppress(_GoneError):
+                await _publish(websocket, state, feed, model, horizon, group)
+            group.cancel_scope.cancel()
+    finally:
+        state.streams.release(client)
 
 
 async def _publish(
     websocket: WebSocket,
     state: ServingState,
-    symbol: str,
-    timeframe: str,
+    feed: SeriesFeed,
     model: str | None,
-    horizons: list[str],
+    horizon: str,
+    group: TaskGroup,
 ) -> None:
     settings = state.settings
     sent: tuple[str, int, Any] | None = None
+    error_sent: dict[str, Any] | None = None
     heartbeat_due = time.monotonic() + settings.ws_heartbeat_s
-    last_bar = None
     while True:
+        state.streams.ensure_poller(feed, group)
+        changed = feed.changed  # taken before reading the feed: no change slips in between
+        info = feed.info
         try:
-            # A reload may have swapped the version: look the model up on every tick.
-            served = state.host.find(symbol, timeframe, model)
-            info = await anyio.to_thread.run_sync(state.store.info, symbol, timeframe)
-            if info is not None:
-                last_bar = info.last
-                key = (served.name, served.version, info.last)
-                if key != sent:
-                    sent = key
-                    prediction = await anyio.to_thread.run_sync(state.predictions.latest, served)
-                    body = state.predictions.body(prediction, horizons)
-                    message = PredictResponse.model_validate(body).model_dump(mode="json")
-                    state.metrics.predictions.labels(
-                        served.name, str(served.version), "stream"
-                    ).inc()
-                    await _send(websocket, {"type": "prediction", **message})
+            # A reload may have swapped the version: look the model up on every wake-up.
+            served = state.host.find(feed.symbol, feed.timeframe, model)
+            if info is not None and (served.name, served.version, info.last) != sent:
+                text = await feed.message(state.predictions, served, horizon)
+                sent = (served.name, served.version, info.last)
+                state.metrics.count_prediction(served.name, served.version, "stream")
+                await _send(websocket, text)
         except TradeMLError as error:
             _, problem = trademl_error_body(error, None)
-            logger.warning("stream {} {}: {}", symbol, timeframe, error)
             await _send(websocket, {"type": "error", **problem})
+        if feed.error is not None and feed.error != error_sent:
+            await _send(websocket, {"type": "error", **feed.error})
+        error_sent = feed.error
         now = time.monotonic()
         if now >= heartbeat_due:
             heartbeat_due = now + settings.ws_heartbeat_s
+            last_bar = feed.info.last.isoformat() if feed.info is not None else None
             await _send(
                 websocket,
-                {
-                    "type": "heartbeat",
-                    "time": datetime.now(UTC).isoformat(),
-                    "last_bar": last_bar.isoformat() if last_bar is not None else None,
-                },
+                {"type": "heartbeat", "time": datetime.now(UTC).isoformat(), "last_bar": last_bar},
             )
-        await anyio.sleep(min(settings.store_poll_s, max(0.0, heartbeat_due - time.monotonic())))
+        with anyio.move_on_after(max(0.0, heartbeat_due - time.monotonic())):
+            await changed.wait()

@@ -56,13 +56,16 @@ def _connect(path: Path, *, read_only: bool, lock_wait_s: float) -> duckdb.DuckD
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+        except (duckdb.IOException, duckdb.ConnectionException) as error:
+            # Another process's lock, or, within this process, an open connection in the other
+            # mode (DuckDB shares one instance per file and process): both end within a read.
+            text = str(error).lower()
+            if "lock" not in text and "different configuration" not in text:
                 raise StoreError(f"cannot open DuckDB store {path}: {error}") from error
             if time.monotonic() >= deadline:
                 mode = "read" if read_only else "write"
                 raise StoreLockedError(
-                    f"cannot {mode} DuckDB store {path}: another process holds its lock "
+                    f"cannot {mode} DuckDB store {path}: another connection holds its lock "
                     f"(waited {lock_wait_s:g} s); retry when the import or ingest is done"
                 ) from error
         except duckdb.Error as error:
