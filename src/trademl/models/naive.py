@@ -171,8 +171,12 @@ class NaiveModel(BaseModel):
                 f"{self.volatility_window}}} or set volatility_feature(s)",
             )
         try:
-            # One selection, not one per column: a served row pays pandas' overhead once.
-            return X[columns].to_numpy(dtype=np.float64)
+            positions = self.__dict__.get("_volatility_positions_")
+            if positions is None or len(X.columns) != len(self.__dict__.get("feature_names_", ())):
+                positions = X.columns.get_indexer(columns)
+            # Positions into one numpy block, not a selection by name: a served row would pay
+            # pandas' index machinery for every nested predict.
+            return X.to_numpy(dtype=np.float64)[:, positions]
         except (TypeError, ValueError) as error:
             raise ConfigError(
                 f"naive: feature column(s) {', '.join(columns)} are not all numeric"
@@ -213,6 +217,8 @@ class NaiveModel(BaseModel):
 
     def _fit_volatility(self, X: pd.DataFrame, target: np.ndarray) -> None:
         vol = self._volatility_values(X)
+        # predict sees X aligned to the fitted columns: the positions hold from here on.
+        self._volatility_positions_ = X.columns.get_indexer(self._volatility_columns())
         finite = np.isfinite(vol).all(axis=1)
         columns = vol.shape[1]
         if finite.sum() < columns + 1:
