@@ -173,7 +173,7 @@ class NaiveModel(BaseModel):
         try:
             positions = self.__dict__.get("_volatility_positions_")
             if positions is None or len(X.columns) != len(self.__dict__.get("feature_names_", ())):
-                positions = X.columns.get_indexer(columns)
+                positions = X.columns.get_indexer(pd.Index(columns))
             # Positions into one numpy block, not a selection by name: a served row would pay
             # pandas' index machinery for every nested predict.
             return X.to_numpy(dtype=np.float64)[:, positions]
@@ -218,7 +218,7 @@ class NaiveModel(BaseModel):
     def _fit_volatility(self, X: pd.DataFrame, target: np.ndarray) -> None:
         vol = self._volatility_values(X)
         # predict sees X aligned to the fitted columns: the positions hold from here on.
-        self._volatility_positions_ = X.columns.get_indexer(self._volatility_columns())
+        self._volatility_positions_ = X.columns.get_indexer(pd.Index(self._volatility_columns()))
         finite = np.isfinite(vol).all(axis=1)
         columns = vol.shape[1]
         if finite.sum() < columns + 1:
