@@ -42,7 +42,7 @@ def indicator_frame(indicator: Indicator) -> callable:
 def test_every_indicator_is_causal(
     indicator: Indicator, hourly: pd.DataFrame, cut_fraction: float, seed: int
 ) -> None:
-    # Enough bars that the cut falls past the warm-up (KAMA's is 5,553 bars): values before it
+    # Enough bars that the cut falls past the warm-up (KAMA's is about 5,550 bars): values before it
     # are NaN and would pass any check.
     warmup = indicator.warmup(indicator.resolve())
     candles = hourly.iloc[-(warmup + 400) :]
