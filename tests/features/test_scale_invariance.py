@@ -57,34 +57,26 @@ def _assert_same(preset: str, original: pd.DataFrame, scaled: pd.DataFrame, what
         )
 
 
+@pytest.mark.parametrize(("scaled", "columns"), [("prices", PRICES), ("volume", ("volume",))])
 @pytest.mark.parametrize("preset", preset_names())
 @settings(
     max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(name=st.sampled_from(["BTCUSDT_1h", "SPY_1d"]), power=POWERS)
-def test_presets_ignore_the_price_scale(
-    preset: str, candles: dict[str, pd.DataFrame], name: str, power: int
+def test_presets_ignore_the_price_scale_and_the_volume_unit(
+    preset: str,
+    scaled: str,
+    columns: tuple[str, ...],
+    candles: dict[str, pd.DataFrame],
+    name: str,
+    power: int,
 ) -> None:
     original = candles[name]
     factor = 2.0**power
-    scaled = original.assign(**{c: original[c] * factor for c in PRICES})
-    scaled.attrs.update(original.attrs)
-    _assert_same(preset, original, scaled, f"prices are multiplied by {factor:g}")
-
-
-@pytest.mark.parametrize("preset", preset_names())
-@settings(
-    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(name=st.sampled_from(["BTCUSDT_1h", "SPY_1d"]), power=POWERS)
-def test_presets_ignore_the_volume_unit(
-    preset: str, candles: dict[str, pd.DataFrame], name: str, power: int
-) -> None:
-    original = candles[name]
-    factor = 2.0**power
-    scaled = original.assign(volume=original["volume"] * factor)
-    scaled.attrs.update(original.attrs)
-    _assert_same(preset, original, scaled, f"volume is multiplied by {factor:g}")
+    changed = original.assign(**{c: original[c] * factor for c in columns})
+    changed.attrs.update(original.attrs)
+    verb = "are" if scaled == "prices" else "is"
+    _assert_same(preset, original, changed, f"{scaled} {verb} multiplied by {factor:g}")
 
 
 def test_a_price_level_feature_is_caught(candles: dict[str, pd.DataFrame]) -> None:

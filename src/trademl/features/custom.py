@@ -398,6 +398,32 @@ _VOLATILITY = (
 )
 
 
+def _volume_zscore_warmup(params: Mapping[str, Any]) -> int:
+    # The mean volume needs a window, then the z-score a window of those ratios.
+    return 2 * int(params["window"]) - 2
+
+
+# One-window indicators: name, family, compute, warm-up, the window parameter, description.
+_WINDOWED = (
+    ("dist_high", "price", _dist_high, _window_minus_one, _window(low=1),
+     "close / rolling max(high) - 1"),
+    ("dist_low", "price", _dist_low, _window_minus_one, _window(low=1),
+     "close / rolling min(low) - 1"),
+    ("volume_zscore", "volume", _volume_zscore, _volume_zscore_warmup, _window(),
+     "rolling z-score of log(1 + volume / mean volume)"),
+    ("vwap_distance", "volume", _vwap_distance, _window_minus_one, _window(low=1),
+     "close / rolling VWAP - 1"),
+    ("obv_flow", "volume", _obv_flow, _full_window, _window(low=1),
+     "on-balance volume change over the window / volume traded in it"),
+    ("ad_flow", "volume", _ad_flow, _window_minus_one, _window(low=1),
+     "accumulation/distribution change over the window / volume traded"),
+    ("rsi_sma", "momentum", _rsi_sma, _full_window, _window(14, low=1),
+     "Cutler's RSI: RSI with plain means over a finite window"),
+    ("natr_sma", "volatility", _natr_sma, _full_window, _window(14, low=1),
+     "mean true range over the window, % of the close"),
+)  # fmt: skip
+
+
 def _register_all() -> None:
     register(
         Indicator(
@@ -441,86 +467,17 @@ def _register_all() -> None:
             description="candle body, wicks and range in mean true ranges",
         )
     )
-    register(
-        Indicator(
-            name="dist_high",
-            family="price",
-            compute=_dist_high,
-            warmup=_window_minus_one,
-            params=(_window(low=1),),
-            description="close / rolling max(high) - 1",
+    for name, family, compute, warmup, window, description in _WINDOWED:
+        register(
+            Indicator(
+                name=name,
+                family=family,
+                compute=compute,
+                warmup=warmup,
+                params=(window,),
+                description=description,
+            )
         )
-    )
-    register(
-        Indicator(
-            name="dist_low",
-            family="price",
-            compute=_dist_low,
-            warmup=_window_minus_one,
-            params=(_window(low=1),),
-            description="close / rolling min(low) - 1",
-        )
-    )
-    register(
-        Indicator(
-            name="volume_zscore",
-            family="volume",
-            compute=_volume_zscore,
-            warmup=lambda p: 2 * int(p["window"]) - 2,
-            params=(_window(),),
-            description="rolling z-score of log(1 + volume)",
-        )
-    )
-    register(
-        Indicator(
-            name="vwap_distance",
-            family="volume",
-            compute=_vwap_distance,
-            warmup=_window_minus_one,
-            params=(_window(low=1),),
-            description="close / rolling VWAP - 1",
-        )
-    )
-    register(
-        Indicator(
-            name="obv_flow",
-            family="volume",
-            compute=_obv_flow,
-            warmup=_full_window,
-            params=(_window(low=1),),
-            description="on-balance volume change over the window / volume traded in it",
-        )
-    )
-    register(
-        Indicator(
-            name="ad_flow",
-            family="volume",
-            compute=_ad_flow,
-            warmup=_window_minus_one,
-            params=(_window(low=1),),
-            description="accumulation/distribution change over the window / volume traded",
-        )
-    )
-    register(
-        Indicator(
-            name="rsi_sma",
-            family="momentum",
-            compute=_rsi_sma,
-            warmup=_full_window,
-            params=(_window(14, low=1),),
-            description="Cutler's RSI: RSI with plain means over a finite window",
-        )
-    )
-    register(
-        Indicator(
-            name="natr_sma",
-            family="volatility",
-            compute=_natr_sma,
-            warmup=_full_window,
-            params=(_window(14, low=1),),
-            description="mean true range over the window, % of the close",
-        )
-    )
     register(
         Indicator(
             name="time_cyclical",
