@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from tests.conftest import Outcome, cli_runner
+from tests.support.training import tiny_run_config
 
 from trademl.config import _cached_settings, reload_settings
 
@@ -44,23 +45,10 @@ def untracked_cli(
 
 def run_config(model: dict[str, Any]) -> dict[str, Any]:
     """Four months of 1h bars, two walk-forward folds, every label kind, seed 7."""
-    return {
-        "data": {
-            "symbol": "BTCUSDT",
-            "timeframe": "1h",
-            "start": "2023-01-01",
-            "end": "2023-05-01",
-        },
-        "features": "minimal",
-        "labels": {"kinds": ["direction", "max_high", "min_low"], "horizons": ["intraday"]},
-        "models": [model],
-        "validation": {
-            "kind": "walk_forward",
-            "params": {"test_size": 400, "n_splits": 2, "min_train_size": 1500},
-        },
-        "output": "unused (each run gets --output)",
-        "seed": 7,
-    }
+    # Each run gets --output; nothing is registered (tracking is off).
+    config = tiny_run_config(Path("unused"), model, name="determinism", gate={}, seed=7)
+    config.pop("registry")
+    return config
 
 
 def train_and_backtest(
