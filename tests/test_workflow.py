@@ -106,6 +106,11 @@ def test_example_config_validates() -> None:
             "unknown parameter.*folds",
         ),
         ({"validation": {"kind": "bootstrap"}}, "validation.kind"),
+        # No validation section at all: the walk-forward needs its test size, said at load.
+        (
+            {"validation": {}},
+            r"validation: splitter 'walk_forward': missing parameter\(s\) test_size",
+        ),
         ({"labels": {"kinds": ["colour"]}}, "labels.kinds"),
         ({"features": "nope"}, "neither a preset"),
         ({"validation": {"kind": "cpcv"}}, "train with walk_forward or purged_kfold"),

@@ -319,6 +319,12 @@ class ValidationSection(_Strict):
     kind: Literal["walk_forward", "purged_kfold", "cpcv"] = "walk_forward"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    def check(self) -> None:
+        """Build the splitter once: unknown or missing parameters raise ConfigError."""
+        from trademl.validation.splitters import make_splitter
+
+        make_splitter(self.kind, dict(self.params), 1)
+
 
 class UncertaintySection(_Strict):
     """Intervals and calibration, fitted inside each training fold."""
@@ -368,6 +374,16 @@ class RunConfig(_Strict):
     seed: int = 0
     registry: RegistrySection = Field(default_factory=RegistrySection)
 
+    @model_validator(mode="after")
+    def _splitter_parameters(self) -> RunConfig:
+        # Unknown or missing splitter parameters fail when the config is read (an API submit
+        # answers 422), not when a worker builds the splitter.
+        try:
+            self.validation.check()
+        except ConfigError as error:
+            raise ValueError(f"validation: {error}") from None
+        return self
+
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
@@ -400,7 +416,10 @@ def load_config_file(
         problems = []
         for item in error.errors():
             location = ".".join(str(part) for part in item["loc"]) or "config"
-            message = item["msg"]
+            message = item["msg"].removeprefix("Value error, ")
+            if not item["loc"] and ": " in message:
+                # A whole-config check names its own section ("validation: ...").
+                location, message = message.split(": ", 1)
             if item["type"] == "extra_forbidden":
                 valid = ", ".join(_valid_keys(model, item["loc"]))
                 message = f"unknown key; valid keys here: {valid}"

@@ -111,6 +111,18 @@ def test_bad_input_is_refused_and_nothing_stored(queue: JobQueue) -> None:
         queue.submit(
             "train", {"config": {"data": {"symbol": "X", "timeframe": "1h"}, "output": "o"}}
         )
+    with pytest.raises(ConfigError, match=r"validation: .*missing parameter\(s\) test_size"):
+        # No validation section: refused at submit, not by a worker building the splitter.
+        queue.submit(
+            "train",
+            {
+                "config": {
+                    "data": {"symbol": "X", "timeframe": "1h"},
+                    "models": [{"kind": "lgbm"}],
+                    "output": "o",
+                }
+            },
+        )
     with pytest.raises(ConfigError, match="give exactly one of 'run'"):
         queue.submit("backtest", {"config": {"output": "o"}})
     assert queue.counts() == before

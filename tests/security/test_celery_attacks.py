@@ -140,6 +140,7 @@ def attacks(read: str, write: str) -> dict[str, tuple[str, dict[str, Any]]]:
         "data": {"symbol": "BTCUSDT", "timeframe": "1h"},
         "features": "minimal",
         "models": [{"kind": "naive"}],
+        "validation": {"params": {"test_size": 100}},
         "output": "runs/attack",
     }
     return {
@@ -182,6 +183,7 @@ def test_a_path_given_as_a_preset_name_is_never_read(target: Target) -> None:
         "data": {"symbol": "BTCUSDT", "timeframe": "1h"},
         "features": "/etc/passwd",
         "models": [{"kind": "naive"}],
+        "validation": {"params": {"test_size": 100}},
         "output": "runs/preset-attack",
     }
     with httpx.Client(timeout=30) as client:

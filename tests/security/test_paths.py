@@ -23,6 +23,7 @@ def run_config(**changes: Any) -> dict[str, Any]:
         "data": {"symbol": "BTCUSDT", "timeframe": "1h"},
         "features": "minimal",
         "models": [{"kind": "naive"}],
+        "validation": {"params": {"test_size": 100}},
         "output": "runs/ok",
     }
     config.update(changes)

@@ -28,7 +28,10 @@ PASSWORD = "Pw-7c1e-DISTINCT-db-password"
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     """Every loguru message and standard logging record of the test, as text."""
     lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
+    # As trademl's own sink (trademl.log): no variable values in tracebacks. Loguru's default
+    # would print the locals of every frame, connection parameters included, which no sink
+    # of ours ever writes.
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG", diagnose=False)
     caplog.set_level(logging.DEBUG)
     yield lines
     logger.remove(sink)

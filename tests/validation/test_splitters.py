@@ -438,6 +438,9 @@ def test_make_splitter_rejects_unknown_kinds_and_params() -> None:
         make_splitter("cpcv", {"horizon_bars": 5}, 1)
     with pytest.raises(ConfigError, match="valid: test_size, train_size, step, n_splits"):
         make_splitter("walk_forward", {"test_size": 5, "gap": 3}, 1)
+    # A config without its validation section: a clear error, not the constructor's TypeError.
+    with pytest.raises(ConfigError, match=r"'walk_forward': missing parameter\(s\) test_size"):
+        make_splitter("walk_forward", {}, 1)
 
 
 def test_docstring_examples() -> None:

@@ -534,7 +534,8 @@ def make_splitter(kind: str, params: dict[str, Any], horizon_bars: int) -> Split
     Raises
     ------
     ConfigError
-        Unknown ``kind`` or parameter names (the valid ones are listed).
+        Unknown ``kind`` or parameter names, or a required parameter missing (the valid ones
+        are listed).
 
     Examples
     --------
@@ -554,5 +555,16 @@ def make_splitter(kind: str, params: dict[str, Any], horizon_bars: int) -> Split
         raise ConfigError(
             f"splitter {kind!r}: unknown parameter(s) {', '.join(unknown)} "
             f"(valid: {', '.join(accepted)})"
+        )
+    signature = inspect.signature(factory).parameters
+    required = [
+        name
+        for name in accepted
+        if signature[name].default is inspect.Parameter.empty and name not in params
+    ]
+    if required:
+        raise ConfigError(
+            f"splitter {kind!r}: missing parameter(s) {', '.join(required)} "
+            f"(validation.params; valid: {', '.join(accepted)})"
         )
     return factory(**params, horizon_bars=horizon_bars)
