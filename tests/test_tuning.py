@@ -116,34 +116,79 @@ def test_trials_in_a_bad_region_are_pruned_after_one_fold(btc_store, tmp_path: P
     assert result.best_params["learning_rate"] == 0.1
 
 
-def test_automl_tries_several_kinds_and_scores_a_stack(btc_store, tmp_path: Path) -> None:
+def test_automl_scores_the_baselines_searches_residual_learning_and_a_stack(
+    btc_store, tmp_path: Path
+) -> None:
     models = [
         {"kind": "lgbm", "params": {"n_estimators": 30, "n_jobs": 1}},
         {"kind": "xgb", "params": {"n_estimators": 30, "n_jobs": 1}},
     ]
     result = tune(
         tiny_config(tmp_path / "out", models=models),
-        trials=6,
-        time_limit=120,
+        trials=8,
+        time_limit=300,
         automl=True,
         kinds=("lgbm", "xgb"),
     )
-    assert set(result.trials["kind"]) == {"lgbm", "xgb"}
-    assert result.n_trials == len(result.trials) == 6
-    # An honest out-of-sample score, whether or not the stack beats its best member.
+    trials = result.study.trials
+    # The baselines are the first trials: the search has to beat them, on the same folds.
+    assert [t.user_attrs["params"]["strategy"] for t in trials[:2]] == ["volatility", "mean"]
+    assert {t.user_attrs["kind"] for t in trials[2:]} <= {"lgbm", "xgb", "naive"}
+    assert {"lgbm", "xgb"} & set(result.trials["kind"])
+    assert result.n_trials == len(result.trials) == 8
+    # Residual learning over the HAR baseline is a dimension of the learned kinds.
+    learned = [t for t in trials if t.user_attrs["kind"] != "naive"]
+    assert all(f"{t.user_attrs['kind']}.residual" in t.params for t in learned)
+    assert all(
+        t.user_attrs["residual"] == t.params[f"{t.user_attrs['kind']}.residual"] for t in learned
+    )
+    # An honest out-of-sample score of the stack, compared with its best member.
     assert result.stacked_score is not None and math.isfinite(result.stacked_score)
     assert 2 <= len(result.stacked_models) <= 3
+    assert result.stack_chosen == (result.stacked_score > result.best_value)
+    assert "on the same folds" in result.stack_note
     summary = json.loads((tmp_path / "out" / "tuning" / "summary.json").read_text())
     assert summary["stacked_score"] == pytest.approx(result.stacked_score)
-    assert summary["n_trials"] == 6
+    assert summary["stack_chosen"] == result.stack_chosen
     best = load_run_config(tmp_path / "out" / "tuning" / "best.yaml")
-    assert {m.kind for m in best.models} == {result.best_kind, "stacking"}
+    # The stack only when it beat its best member; else the best member alone.
+    assert [m.kind for m in best.models] == (
+        ["stacking"] if result.stack_chosen else [result.best_kind]
+    )
+    if not result.stack_chosen:
+        assert best.models[0].residual == result.best_residual
     # Each kind's parameters are recorded under its own prefix.
     assert all(
         name == "kind" or name.startswith(f"{t.user_attrs['kind']}.")
-        for t in result.study.trials
+        for t in trials
         for name in t.params
     )
+
+
+def test_the_time_limit_bounds_the_whole_search_and_stops_long_trials(
+    btc_store, tmp_path: Path
+) -> None:
+    # 50,000 trees a fold without early stopping cannot finish in the budget: it stops at it.
+    params = {"n_estimators": 50000, "n_jobs": 1, "early_stopping_rounds": None}
+    models = [{"kind": "lgbm", "params": params}]
+    limit = 20.0
+    result = tune(
+        tiny_config(tmp_path / "out", models=models),
+        trials=None,
+        time_limit=limit,
+        automl=True,
+        kinds=("lgbm",),
+        spaces={"lgbm": {"num_leaves": choice(63)}},
+    )
+    stopped = [t for t in result.study.trials if "stopped" in t.user_attrs]
+    assert stopped, result.trials
+    assert all("stopped at the time budget" in t.user_attrs["stopped"] for t in stopped)
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in stopped)
+    # The baselines completed within it, so the answer is the best of what finished.
+    assert result.n_complete == 2 and result.best_kind == "naive"
+    assert result.stacked_score is None and not result.stack_chosen
+    # Generous slack for a loaded machine: the search does not run on past its budget.
+    assert result.seconds < 1.5 * limit, result.seconds
 
 
 @pytest.fixture

@@ -23,6 +23,16 @@ Search spaces
     kinds without PyTorch) are skipped. With AutoML, parameter names are prefixed by the kind
     (``lgbm.learning_rate``), as each kind has its own space.
 
+AutoML and its budget
+    With AutoML each trial picks a kind among the learned kinds and ``naive`` (the baselines,
+    scored first), and for the max-high / min-low targets whether the model learns the residual
+    of the HAR volatility baseline. ``time_limit`` is the wall time of the whole call: data,
+    search and the scoring of the stack. Boosting rounds and training batches check the
+    deadline, so a long trial stops at it (pruned, "stopped at the time budget") instead of
+    running on; the search ends early enough to leave the stack the time its members took
+    (times :data:`STACK_COST`), and a stack that would not fit is left out, with the reason.
+    The stack is returned only when it beats its best member on the same folds.
+
 Storage
     In memory by default; ``storage="sqlite"`` keeps the study in ``TRADEML_HOME/optuna.db``;
     a database URL (``postgresql://...``, also read from ``TRADEML_OPTUNA_STORAGE``) lets
@@ -50,24 +60,42 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 import pandas as pd
 import yaml
 from loguru import logger
 
 from trademl.atomic import atomic_path
+from trademl.budget import BudgetExhaustedError, check_budget, time_budget, time_left
 from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.errors import ConfigError, StoreError, TradeMLError
 from trademl.models.base import MODELS, load_all_models
 from trademl.validation.metrics import classification_metrics, regression_metrics
 from trademl.validation.runner import evaluate
 from trademl.validation.splitters import make_splitter
-from trademl.workflow import Prepared, model_factory, prepare, target
+from trademl.workflow import (
+    RESIDUAL_TARGETS,
+    Prepared,
+    har_columns,
+    model_factory,
+    prepare,
+    target,
+)
 
 TUNING_DIR = "tuning"
 DEEP_KINDS = ("gru", "lstm", "transformer", "cnn_lstm")
 AUTOML_KINDS = ("lgbm", "xgb", *DEEP_KINDS)
 STACK_SIZE = 3
 STACK_SPLITS = 3
+# Scoring a stack fits each member (STACK_SPLITS + 1) times per fold, the inner fits on fewer
+# rows: about three times the members' own trial time (measured on lgbm/xgb/gru trials).
+STACK_COST = 3.0
+NAIVE_STRATEGIES = {
+    "direction": ("prior",),
+    "max_high": ("volatility", "mean"),
+    "min_low": ("volatility", "mean"),
+    "forward_return": ("zero", "mean"),
+}
 
 
 # -- search spaces -----------------------------------------------------------------------------
@@ -269,10 +297,19 @@ class TuneResult:
         The constructor parameters of the best trial (fixed ones included).
     n_trials, n_complete, n_pruned : int
         Trials in the study, completed, and pruned.
+    best_residual : bool
+        Whether the best trial learned the residual of the HAR baseline.
     stacked_score : float or None
-        AutoML: the mean out-of-sample score of a ``stacking`` model of the best few trials.
+        AutoML: the mean out-of-sample score of a ``stacking`` model of the best few trials
+        (None when it was not scored: see ``stack_note``).
     stacked_models : list of dict
         AutoML: the base models of that stacking model.
+    stack_chosen : bool
+        AutoML: the stack beat its best member on the same folds, so ``best.yaml`` holds it.
+    stack_note : str
+        AutoML: the comparison of the stack with its best member, or why it was not scored.
+    time_limit : float or None
+        The wall-time budget of the call.
     output : pathlib.Path
         The folder holding ``trials.csv``, ``best.yaml`` and ``summary.json``.
     seconds : float
@@ -294,6 +331,10 @@ class TuneResult:
     stacked_models: list[dict[str, Any]]
     output: Path
     seconds: float
+    best_residual: bool = False
+    stack_chosen: bool = False
+    stack_note: str = ""
+    time_limit: float | None = None
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -311,11 +352,18 @@ class _Problem:
     bars: int
     splits: list[tuple[np.ndarray, np.ndarray]]
     metric: str
+    label_kind: str
+    har: list[str] | None  # the HAR columns in X, for range targets: residual learning's start
 
-    def fold_scores(self, kind: str, params: dict[str, Any]) -> Any:
-        """Yield the out-of-sample score of a ``kind`` model on each fold in turn."""
-        factory = model_factory(kind, params, self.task, self.cfg, self.bars)
+    def fold_scores(self, kind: str, params: dict[str, Any], residual: bool = False) -> Any:
+        """Yield the out-of-sample score of a ``kind`` model on each fold in turn.
+
+        Each fold first checks the time budget (:class:`~trademl.budget.BudgetExhaustedError`).
+        """
+        on = self.har if residual and kind != "naive" else None
+        factory = model_factory(kind, params, self.task, self.cfg, self.bars, residual_features=on)
         for number, split in enumerate(self.splits):
+            check_budget(f"{kind} on fold {number}")
             evaluation = evaluate(
                 {kind: factory},
                 {kind: self.X},
@@ -333,9 +381,22 @@ class _Problem:
             else:
                 yield regression_metrics(truth, predicted)[self.metric]
 
-    def mean_score(self, kind: str, params: dict[str, Any]) -> float:
+    def mean_score(self, kind: str, params: dict[str, Any], residual: bool = False) -> float:
         """The mean of the per-fold scores (no pruning)."""
-        return float(np.mean(list(self.fold_scores(kind, params))))
+        return float(np.mean(list(self.fold_scores(kind, params, residual))))
+
+    def naive_strategies(self) -> tuple[str, ...]:
+        """The baselines of this target (the HAR one only where its columns are in X)."""
+        return tuple(
+            s
+            for s in NAIVE_STRATEGIES[self.label_kind]
+            if s != "volatility" or self.har is not None
+        )
+
+    def naive_params(self, strategy: str) -> dict[str, Any]:
+        """Constructor parameters of the naive baseline ``strategy``."""
+        extra = {"volatility_features": self.har} if strategy == "volatility" else {}
+        return {"strategy": strategy, **extra}
 
 
 def _problem(cfg: RunConfig, prepared: Prepared, target_name: str | None) -> _Problem:
@@ -345,7 +406,9 @@ def _problem(cfg: RunConfig, prepared: Prepared, target_name: str | None) -> _Pr
     splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
     splits = list(splitter.split(len(y)))
     metric = "log_loss" if task == "classification" else "r2"
-    return _Problem(cfg, prepared.X, y, keep, task, bars, splits, metric)
+    columns = har_columns(bars)
+    har = columns if label_kind in RESIDUAL_TARGETS and set(columns) <= set(prepared.X) else None
+    return _Problem(cfg, prepared.X, y, keep, task, bars, splits, metric, label_kind, har)
 
 
 def _parse_target(cfg: RunConfig, prepared: Prepared, name: str | None) -> tuple[str, str]:
@@ -522,6 +585,40 @@ def tune(
     started = time.perf_counter()
     if trials is None and time_limit is None:
         raise ConfigError("tune: give a number of trials, a time limit, or both")
+    with time_budget(time_limit):
+        return _tune(
+            config,
+            trials=trials,
+            storage=storage,
+            study_name=study_name,
+            target=target,
+            time_limit=time_limit,
+            automl=automl,
+            n_jobs=n_jobs,
+            kinds=kinds,
+            spaces=spaces,
+            pruner=pruner,
+            settings=settings,
+            started=started,
+        )
+
+
+def _tune(
+    config: RunConfig | str | Path | dict[str, Any],
+    *,
+    trials: int | None,
+    storage: str | None,
+    study_name: str | None,
+    target: str | None,
+    time_limit: float | None,
+    automl: bool,
+    n_jobs: int,
+    kinds: Sequence[str] | None,
+    spaces: Mapping[str, SearchSpace] | None,
+    pruner: optuna.pruners.BasePruner | None,
+    settings: Settings | None,
+    started: float,
+) -> TuneResult:
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
     settings = settings or get_settings()
     searched = {**SEARCH_SPACES, **(spaces or {})}
@@ -549,6 +646,8 @@ def tune(
     direction: Literal["minimize", "maximize"] = (
         "minimize" if problem.metric == "log_loss" else "maximize"
     )
+    if automl and "naive" not in candidates:
+        candidates.append("naive")  # the baselines are trials too: the search must beat them
     url = resolve_storage(storage, settings)
     name = study_name or f"tune-{cfg.data.symbol}-{cfg.data.timeframe}-{label_column}"
     study = optuna.create_study(
@@ -563,23 +662,30 @@ def tune(
         if len(study.trials) > 0 and url is not None:
             # A worker joining a shared study: a different seed than the workers before it.
             study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+        elif automl:
+            for strategy in problem.naive_strategies():
+                study.enqueue_trial({"kind": "naive", "naive.strategy": strategy})
         worker = f"{socket.gethostname()}:{os.getpid()}"
         logger.info(
-            "tuning {} on {} ({}, {} folds), study {!r}",
+            "tuning {} on {} ({}, {} folds), study {!r}{}",
             ", ".join(candidates),
             label_column,
             problem.metric,
             len(problem.splits),
             name,
+            f", {time_limit:g}s in all" if time_limit is not None else "",
         )
+        residual = cfg.models[0].residual and problem.har is not None
+        search = _SearchBudget(automl, direction)
         study.optimize(
-            _objective(problem, candidates, searched, fixed, automl, worker),
+            _objective(problem, candidates, searched, fixed, automl, worker, residual, search),
             n_trials=trials,
-            timeout=time_limit,
+            timeout=None if time_limit is None else max(0.0, time_left()),
             n_jobs=n_jobs,
             catch=(TradeMLError,),
+            callbacks=[search.stop_when_spent],
         )
-        result = _collect(study, cfg, problem, label_column, direction, automl, started)
+        result = _collect(study, cfg, problem, label_column, direction, automl, started, time_limit)
     finally:
         close_storage(study)
     if settings.tracking:
@@ -587,6 +693,36 @@ def tune(
 
         log_tuning(result, cfg, settings)
     return result
+
+
+class _SearchBudget:
+    """When the search must end: early enough to leave the stack the time it will need."""
+
+    def __init__(self, automl: bool, direction: str) -> None:
+        self.automl = automl
+        self.direction = direction
+
+    def reserve(self, study: optuna.Study) -> float:
+        """Seconds to keep for scoring the stack of the best trials so far."""
+        if not self.automl:
+            return 0.0
+        top = _top_distinct(study, self.direction, STACK_SIZE)
+        return STACK_COST * sum(_seconds(t) for t in top) if len(top) >= 2 else 0.0
+
+    def seconds_left(self, study: optuna.Study) -> float:
+        """Seconds the search may still use (``inf`` without a time limit)."""
+        return time_left() - self.reserve(study)
+
+    def stop_when_spent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """An Optuna callback: stop the study once the search's share of the budget is spent."""
+        if self.seconds_left(study) <= 0:
+            study.stop()
+
+
+def _seconds(trial: optuna.trial.FrozenTrial) -> float:
+    if trial.datetime_complete is None or trial.datetime_start is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
 def target_or_default(cfg: RunConfig, prepared: Prepared, name: str | None) -> str:
@@ -622,22 +758,40 @@ def _objective(
     fixed: dict[str, dict[str, Any]],
     automl: bool,
     worker: str,
+    residual: bool,
+    search: _SearchBudget,
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        kind = trial.suggest_categorical("kind", kinds) if automl else kinds[0]
+        kind = str(trial.suggest_categorical("kind", kinds) if automl else kinds[0])
         prefix = f"{kind}." if automl else ""
-        params = suggest_params(
-            trial, str(kind), spaces[str(kind)], fixed[str(kind)], prefix=prefix
-        )
+        on_baseline = residual
+        if kind == "naive":
+            strategy = trial.suggest_categorical("naive.strategy", problem.naive_strategies())
+            params = problem.naive_params(str(strategy))
+            on_baseline = False
+        else:
+            params = suggest_params(trial, kind, spaces[kind], fixed[kind], prefix=prefix)
+            if automl and problem.har is not None:
+                on_baseline = bool(trial.suggest_categorical(f"{prefix}residual", [True, False]))
         trial.set_user_attr("kind", kind)
         trial.set_user_attr("params", params)
+        trial.set_user_attr("residual", on_baseline)
         trial.set_user_attr("worker", worker)
+        if kind == "naive":
+            done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if any(t.user_attrs.get("params") == params for t in done):
+                raise optuna.TrialPruned(f"the {params['strategy']} baseline was already scored")
         scores = []
-        for step, score in enumerate(problem.fold_scores(str(kind), params)):
-            scores.append(score)
-            trial.report(score, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"fold {step}: {problem.metric} {score:.5f}")
+        try:
+            with time_budget(search.seconds_left(trial.study)):
+                for step, score in enumerate(problem.fold_scores(kind, params, on_baseline)):
+                    scores.append(score)
+                    trial.report(score, step)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"fold {step}: {problem.metric} {score:.5f}")
+        except BudgetExhaustedError as error:
+            trial.set_user_attr("stopped", str(error))
+            raise optuna.TrialPruned(f"after {len(scores)} folds: {error}") from None
         return float(np.mean(scores))
 
     return objective
@@ -696,6 +850,7 @@ def _collect(
     direction: str,
     automl: bool,
     started: float,
+    time_limit: float | None = None,
 ) -> TuneResult:
     table = _trial_table(study)
     complete = table[table["state"] == "COMPLETE"]
@@ -704,22 +859,19 @@ def _collect(
             f"tune: no trial completed among {len(table)} (states: "
             f"{', '.join(f'{s}={n}' for s, n in table['state'].value_counts().items())}); "
             "see the log for the failures"
+            + (f" — the time limit of {time_limit:g}s may be too short" if time_limit else "")
         )
     best = study.best_trial
-    best_kind = str(best.user_attrs["kind"])
-    best_params = dict(best.user_attrs["params"])
+    best_value = float(best.value if best.value is not None else math.nan)
     stacked_score: float | None = None
     stacked_models: list[dict[str, Any]] = []
+    chosen, note = False, ""
     if automl:
-        top = _top_distinct(study, direction, STACK_SIZE)
-        stacked_models = [
-            {"kind": t.user_attrs["kind"], "params": dict(t.user_attrs["params"])} for t in top
-        ]
-        stacking = {"base_models": stacked_models, "n_splits": STACK_SPLITS}
-        try:
-            stacked_score = problem.mean_score("stacking", stacking)
-        except TradeMLError as error:
-            logger.warning("automl: the stacked model of the best trials failed: {}", error)
+        stacked_models, note = _stack_members(study, direction, problem)
+        if len(stacked_models) >= 2:
+            stacked_score, note = _score_stack(problem, stacked_models, best, best_value, direction)
+            chosen = stacked_score is not None and _better(stacked_score, best_value, direction)
+        logger.info("automl: {}", note)
     output = Path(cfg.output) / TUNING_DIR
     result = TuneResult(
         study=study,
@@ -727,9 +879,9 @@ def _collect(
         target=label_column,
         metric=problem.metric,
         direction=direction,
-        best_value=float(best.value if best.value is not None else math.nan),
-        best_kind=best_kind,
-        best_params=best_params,
+        best_value=best_value,
+        best_kind=str(best.user_attrs["kind"]),
+        best_params=dict(best.user_attrs["params"]),
         n_trials=len(table),
         n_complete=len(complete),
         n_pruned=int((table["state"] == "PRUNED").sum()),
@@ -737,16 +889,79 @@ def _collect(
         stacked_models=stacked_models,
         output=output,
         seconds=time.perf_counter() - started,
+        best_residual=bool(best.user_attrs.get("residual", False)),
+        stack_chosen=chosen,
+        stack_note=note,
+        time_limit=time_limit,
     )
     _write(result, cfg)
     return result
 
 
-def best_config(result: TuneResult, cfg: RunConfig) -> dict[str, Any]:
-    """A run config (as a dict) whose first model is the best trial's, runnable by ``train``.
+def _better(candidate: float, reference: float, direction: str) -> bool:
+    return candidate < reference if direction == "minimize" else candidate > reference
 
-    With AutoML, the ``stacking`` model of the best trials is added, first if it scored
-    better than the best single trial.
+
+def _member(trial: optuna.trial.FrozenTrial, problem: _Problem) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kind": trial.user_attrs["kind"],
+        "params": dict(trial.user_attrs["params"]),
+    }
+    if trial.user_attrs.get("residual") and problem.har is not None:
+        entry["on_baseline"] = list(problem.har)
+    return entry
+
+
+def _stack_members(
+    study: optuna.Study, direction: str, problem: _Problem
+) -> tuple[list[dict[str, Any]], str]:
+    """The best distinct trials whose stack fits the time left (dropping the slowest first)."""
+    top = _top_distinct(study, direction, STACK_SIZE)
+    if len(top) < 2:
+        return [], f"no stack: {len(top)} distinct completed trial(s), a stack needs 2"
+    while len(top) >= 2 and STACK_COST * sum(_seconds(t) for t in top) > time_left():
+        top.remove(max(top[1:], key=_seconds))  # the best member always stays
+    if len(top) < 2:
+        return [], (
+            f"no stack: the stack of the best trials would need about "
+            f"{STACK_COST * sum(_seconds(t) for t in _top_distinct(study, direction, 2)):.0f}s, "
+            f"{max(0.0, time_left()):.0f}s of the time limit are left"
+        )
+    return [_member(t, problem) for t in top], ""
+
+
+def _score_stack(
+    problem: _Problem,
+    members: list[dict[str, Any]],
+    best: optuna.trial.FrozenTrial,
+    best_value: float,
+    direction: str,
+) -> tuple[float | None, str]:
+    stacking = {"base_models": members, "n_splits": STACK_SPLITS}
+    member = f"its best member ({best.user_attrs['kind']}, trial {best.number})"
+    try:
+        score = problem.mean_score("stacking", stacking)
+    except BudgetExhaustedError as error:
+        return None, f"no stack: {error}; {member} is returned"
+    except TradeMLError as error:
+        logger.warning("automl: the stacked model of the best trials failed: {}", error)
+        return None, f"no stack: it failed ({error}); {member} is returned"
+    verdict = (
+        "the stack is returned"
+        if _better(score, best_value, direction)
+        else f"{member.removeprefix('its ')} is returned"
+    )
+    return score, (
+        f"stack of {len(members)} {problem.metric} {score:.5f} vs {member} {best_value:.5f} "
+        f"on the same folds: {verdict}"
+    )
+
+
+def best_config(result: TuneResult, cfg: RunConfig) -> dict[str, Any]:
+    """A run config (as a dict) whose model is the search's answer, runnable by ``train``.
+
+    With AutoML that is the ``stacking`` model of the best trials when it beat its best
+    member out of sample on the same folds, else the best trial alone.
 
     Parameters
     ----------
@@ -760,18 +975,18 @@ def best_config(result: TuneResult, cfg: RunConfig) -> dict[str, Any]:
     dict
         The config, valid for :func:`trademl.config.load_run_config`.
     """
-    models: list[dict[str, Any]] = [{"kind": result.best_kind, "params": result.best_params}]
-    if result.stacked_score is not None:
-        stacking = {
-            "kind": "stacking",
-            "params": {"base_models": result.stacked_models, "n_splits": STACK_SPLITS},
-        }
-        better = (
-            result.stacked_score < result.best_value
-            if result.direction == "minimize"
-            else result.stacked_score > result.best_value
-        )
-        models = [stacking, *models] if better else [*models, stacking]
+    if result.stack_chosen:
+        # The members carry their own on_baseline: the stack itself is not wrapped again.
+        params = {"base_models": result.stacked_models, "n_splits": STACK_SPLITS}
+        models: list[dict[str, Any]] = [{"kind": "stacking", "params": params, "residual": False}]
+    else:
+        models = [
+            {
+                "kind": result.best_kind,
+                "params": result.best_params,
+                "residual": result.best_residual,
+            }
+        ]
     data = cfg.model_dump(mode="json")
     data["models"] = models
     return data
@@ -796,6 +1011,11 @@ def _write(result: TuneResult, cfg: RunConfig) -> None:
         "best_params": result.best_params,
         "stacked_score": result.stacked_score,
         "stacked_models": result.stacked_models,
+        "best_residual": result.best_residual,
+        "stack_chosen": result.stack_chosen,
+        "stack_note": result.stack_note,
+        "time_limit": result.time_limit,
+        "seconds": result.seconds,
     }
     with atomic_path(result.output / "summary.json") as temp:
         Path(temp).write_text(json.dumps(summary, indent=2, default=str))

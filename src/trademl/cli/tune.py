@@ -32,7 +32,11 @@ def tune(
     ] = False,
     time_limit: Annotated[
         float | None,
-        typer.Option("--time-limit", min=0, help="Seconds after which no new trial starts."),
+        typer.Option(
+            "--time-limit",
+            min=0,
+            help="Wall-time budget in seconds of the whole call: data, trials and the stack.",
+        ),
     ] = None,
     storage: Annotated[
         str | None,
@@ -93,11 +97,10 @@ def print_result(result: TuneResult) -> None:
         f"{result.n_trials - result.n_complete - result.n_pruned} other); "
         f"best {result.metric} {result.best_value:.5f} ({result.best_kind})"
     )
-    if result.stacked_models:
-        score = "failed" if result.stacked_score is None else f"{result.stacked_score:.5f}"
-        console.print(
-            f"stacking of the best {len(result.stacked_models)} trials: {result.metric} {score}"
-        )
+    if result.stack_note:
+        console.print(f"AutoML: {result.stack_note}")
+    budget = "" if result.time_limit is None else f" (time limit {result.time_limit:g}s)"
     console.print(
-        f"written to {result.output} (trials.csv, best.yaml, summary.json) in {result.seconds:.1f}s"
+        f"written to {result.output} (trials.csv, best.yaml, summary.json) in "
+        f"{result.seconds:.1f}s{budget}"
     )

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trademl.budget import check_budget, lightgbm_callback, time_left
 from trademl.errors import ConfigError
 from trademl.models.base import BaseModel, check_xy, register_model
 
@@ -286,6 +287,8 @@ class LGBMModel(_BoostedModel):
         if valid is not None and rounds is not None:
             valid_sets.append(lgb.Dataset(valid[0], label=valid[1], reference=train_set))
             callbacks.append(lgb.early_stopping(rounds, first_metric_only=True, verbose=False))
+        if time_left() < float("inf"):  # inside a search's time budget: stop at it
+            callbacks.append(lightgbm_callback())
         booster = lgb.train(
             params,
             train_set,
@@ -427,6 +430,7 @@ class XGBModel(_BoostedModel):
             evals=evals,
             early_stopping_rounds=self.early_stopping_rounds if evals else None,
             verbose_eval=False,
+            callbacks=[_xgb_budget_callback()] if time_left() < float("inf") else None,
         )
         # XGBoost counts the best round from 0; keep the trees up to it and drop the rest,
         # so that predict, importances and the saved file all use the validated model.
@@ -443,6 +447,18 @@ class XGBModel(_BoostedModel):
 
         matrix = xgb.DMatrix(_matrix(X, self.kind), nthread=_threads(self.n_jobs))
         return np.asarray(self.booster_.predict(matrix), dtype=np.float64)
+
+
+def _xgb_budget_callback() -> Any:
+    """An XGBoost callback that stops training (by raising) once the time budget passed."""
+    import xgboost as xgb
+
+    class Budget(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            check_budget("XGBoost training")
+            return False
+
+    return Budget()
 
 
 __all__ = ["LGBMModel", "XGBModel", "tail_split"]

@@ -35,6 +35,11 @@ Parameters forwarded to the base models (and to a registered meta-model) unless 
 ``validation_gap = horizon_bars``. An ``eval_set`` given to ``fit`` reaches only the final
 refit of the base models; the inner fits stop early on their own tails.
 
+A base entry may add ``on_baseline: [columns]`` (regression): that base model learns what the
+HAR volatility baseline on those columns leaves (:class:`~trademl.models.residual.ResidualRegressor`),
+and a ``{"kind": "naive", "params": {"strategy": "volatility", ...}}`` entry puts the baseline
+itself among the meta-model's inputs.
+
 Cost: ``(n_splits + 1) × len(base_models)`` base fits per ``fit``.
 """
 
@@ -50,6 +55,7 @@ import pandas as pd
 
 from trademl.errors import ConfigError
 from trademl.models.base import MODELS, BaseModel, load_all_models, make_model, register_model
+from trademl.models.residual import ResidualRegressor
 from trademl.validation.splitters import WalkForward
 
 FloatArray = npt.NDArray[np.float64]
@@ -57,6 +63,7 @@ FloatArray = npt.NDArray[np.float64]
 # Probabilities are clipped this far from 0 and 1 before taking their logit.
 _PROBABILITY_CLIP = 1e-6
 _DEFAULT_L2 = 1e-2
+_BASE_KEYS = frozenset({"kind", "params", "on_baseline"})
 # The built-in linear meta-models and the task each answers.
 _LINEAR_META: dict[str, str] = {"ridge": "regression", "logistic": "classification"}
 _DEFAULT_BASE_MODELS: tuple[dict[str, Any], ...] = (
@@ -241,7 +248,8 @@ class StackingModel(BaseModel):
 
     def _build(self, entry: object, where: str) -> BaseModel:
         """An unfitted model from a ``{kind, params}`` entry, with the forwarded parameters."""
-        kind, params = _entry(entry, where)
+        kind, params = _entry(entry, where, _BASE_KEYS)
+        on_baseline = _on_baseline(entry, where)
         load_all_models()
         try:
             cls = MODELS.get(kind)
@@ -266,9 +274,14 @@ class StackingModel(BaseModel):
             if name in accepted:
                 params.setdefault(name, value)
         try:
-            return make_model(kind, params)
+            model = make_model(kind, params)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from error
+        if on_baseline is None:
+            return model
+        if self.task != "regression":
+            raise ConfigError(f"{where}: on_baseline applies to regression stacks only")
+        return ResidualRegressor(model, on_baseline)
 
     def _check_params(self) -> None:
         for name, minimum in (("n_splits", 1), ("horizon_bars", 1)):
@@ -382,16 +395,18 @@ class StackingModel(BaseModel):
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _entry(entry: object, where: str) -> tuple[str, dict[str, Any]]:
+def _entry(
+    entry: object, where: str, keys: frozenset[str] = frozenset({"kind", "params"})
+) -> tuple[str, dict[str, Any]]:
     """``(kind, params)`` of a ``{"kind": ..., "params": {...}}`` entry; params copied."""
     if not isinstance(entry, dict):
         raise ConfigError(
             f"{where} must be a mapping {{kind: ..., params: {{...}}}}, got {type(entry).__name__}"
         )
-    extra = sorted(set(entry) - {"kind", "params"})
+    extra = sorted(set(entry) - keys)
     if extra:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(str, extra))}; valid: kind, params"
+            f"{where}: unknown key(s) {', '.join(map(str, extra))}; valid: {', '.join(sorted(keys))}"
         )
     kind = entry.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -400,6 +415,54 @@ def _entry(entry: object, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: 'params' must be a mapping, got {type(params).__name__}")
     return kind, dict(params)
+
+
+def on_baseline(base_models: Sequence[Any] | None, columns: list[str]) -> list[Any]:
+    """``base_models`` (the defaults when None) learning residuals of the HAR baseline on
+    ``columns``, with the baseline itself added as one more input of the meta-model.
+
+    Entries that already say ``on_baseline`` (or are naive models) are kept as they are.
+
+    Parameters
+    ----------
+    base_models : sequence of dict or None
+        The stacking model's base entries.
+    columns : list of str
+        The HAR baseline's feature columns.
+
+    Returns
+    -------
+    list
+        The new base entries.
+    """
+    entries = list(_DEFAULT_BASE_MODELS if base_models is None else base_models)
+    result: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, dict) and "on_baseline" not in entry and entry.get("kind") != "naive":
+            entry = {**entry, "on_baseline": list(columns)}
+        result.append(entry)
+    if not any(isinstance(e, dict) and e.get("kind") == "naive" for e in entries):
+        baseline = {"strategy": "volatility", "volatility_features": list(columns)}
+        result.append({"kind": "naive", "params": baseline})
+    return result
+
+
+def _on_baseline(entry: object, where: str) -> list[str] | None:
+    """The HAR columns a base model's residual learning starts from, if the entry names them."""
+    columns = entry.get("on_baseline") if isinstance(entry, dict) else None
+    if columns is None:
+        return None
+    if (
+        isinstance(columns, str | bytes)
+        or not isinstance(columns, Sequence)
+        or not columns
+        or not all(isinstance(c, str) and c for c in columns)
+    ):
+        raise ConfigError(
+            f"{where}: on_baseline must be a non-empty list of feature column names, "
+            f"got {columns!r}"
+        )
+    return list(columns)
 
 
 def _fit_base(

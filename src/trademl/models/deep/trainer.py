@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trademl.budget import check_budget
 from trademl.errors import ConfigError
 from trademl.progress import progress_bar
 
@@ -327,6 +328,7 @@ def train_network(
                 order = train_ends[torch.randperm(len(train_ends), generator=shuffle).to(device)]
                 total = 0.0
                 for start in range(0, len(order), settings.batch_size):
+                    check_budget(f"{settings.owner} training")
                     ends = order[start : start + settings.batch_size]
                     optimiser.zero_grad(set_to_none=True)
                     loss = loss_fn(network(window_batch(data, ends, seq_len)), target[ends])
