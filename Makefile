@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve bench-soak clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve bench-soak bench-skill clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ bench-backtest: install
 # Load from Debian's wrk (apt-get install wrk); a Python client stands in without it.
 bench-serve: install
 	$(BIN)/python bench/serve_bench.py $(BENCH_ARGS)
+
+# Learned models against the baselines on all the shared series (DM tests, coverage): the
+# README's skill table. About 30 min on 2 cores; writes $(TRADEML_HOME)/skill/skill.{csv,html,md}.
+bench-skill: install
+	$(BIN)/trademl evaluate $(BENCH_ARGS)
 
 # 10 minutes of wrk at concurrency 32 on the store path, the server's RSS sampled (needs wrk).
 bench-soak: install

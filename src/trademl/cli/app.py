@@ -16,6 +16,7 @@ from trademl import __version__
 from trademl.cli import backtest as backtest_commands
 from trademl.cli import data as data_commands
 from trademl.cli import demo as demo_commands
+from trademl.cli import evaluate as evaluate_commands
 from trademl.cli import features as feature_commands
 from trademl.cli import jobs as jobs_commands
 from trademl.cli import labels as labels_commands
@@ -47,6 +48,7 @@ app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
 app.command("backtest")(backtest_commands.backtest)
 app.command("tune")(tune_commands.tune)
+app.command("evaluate")(evaluate_commands.evaluate)
 app.command("worker")(worker_commands.worker)
 app.command("serve")(serve_commands.serve)
 app.add_typer(jobs_commands.app, name="jobs")
