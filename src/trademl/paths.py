@@ -23,13 +23,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trademl.errors import ConfigError
 
 if TYPE_CHECKING:
     from trademl.backtest.config import BacktestConfig
-    from trademl.config import RunConfig
+    from trademl.config import DataSection, RunConfig
 
 LOCK_NAME = ".trademl.lock"
 
@@ -148,11 +148,42 @@ def _is_file_name(features: str) -> bool:
 
 def resolve_run_paths(cfg: RunConfig, policy: PathPolicy) -> RunConfig:
     """``cfg`` with its feature-set file and ``output`` as absolute paths allowed by
-    ``policy``; raises ConfigError naming the field otherwise. Nothing is read or created."""
-    update = {"output": policy.write(cfg.output, "output").as_posix()}
+    ``policy``, and a ``data.universe`` file (allowed by it too) replaced by the symbols it
+    lists; raises ConfigError naming the field otherwise. Nothing else is read or created."""
+    update: dict[str, Any] = {"output": policy.write(cfg.output, "output").as_posix()}
     if _is_file_name(cfg.features):
         update["features"] = policy.read(cfg.features, "features").as_posix()
+    if cfg.data.universe is not None:
+        update["data"] = _universe_data(cfg, policy.read(cfg.data.universe, "data.universe"))
     return cfg.model_copy(update=update)
+
+
+def _universe_data(cfg: RunConfig, path: Path) -> DataSection:
+    """The data section with the universe file's symbols as ``symbols``, validated as if the
+    config had listed them (so a mixed timeframe or a duplicate is named the same way)."""
+    import yaml
+
+    from trademl.config import load_config_file
+
+    if not path.is_file():
+        raise ConfigError(f"data.universe: {path} is not a file")
+    text = path.read_text()
+    entries: Any
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            entries = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"data.universe: {path} is not valid YAML: {error}") from None
+    else:  # one symbol a line; '#' starts a comment
+        entries = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        entries = [entry for entry in entries if entry]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"data.universe: {path} must list symbols (one a line, or a YAML list)")
+    fields = cfg.data.model_dump(exclude={"universe", "symbols"})
+    try:
+        return load_config_file({**fields, "symbols": entries}, type(cfg.data), "symbols")
+    except ConfigError as error:
+        raise ConfigError(f"data.universe {path}: {str(error).removeprefix('config: ')}") from None
 
 
 def resolve_backtest_paths(cfg: BacktestConfig, policy: PathPolicy) -> BacktestConfig:

@@ -55,7 +55,8 @@ class _Inputs:
     periods_per_year: float
 
 
-def _inputs(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> _Inputs:
+def run_folder(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> Path:
+    """The training run folder a backtest reads: ``run``, or ``train`` trained first."""
     if cfg.train is not None:
         from trademl.workflow import run
 
@@ -67,8 +68,11 @@ def _inputs(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> _Inpu
             raise ConfigError(
                 f"run: {run_dir} holds no {name}; point 'run' at a `trademl train` output folder"
             )
-    run_config = load_run_config(run_dir / "config.yaml")
-    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    return run_dir
+
+
+def choose_model(cfg: BacktestConfig, run_config: RunConfig) -> tuple[str, int]:
+    """The strategy's model column and horizon (bars), checked against what the run trained."""
     timeframe = run_config.data.timeframe
     horizons = [resolve_horizon(h, timeframe) for h in run_config.labels.horizons]
     wanted = cfg.strategy.horizon
@@ -81,9 +85,26 @@ def _inputs(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> _Inpu
     model = cfg.strategy.model or names[0]
     if model not in names:
         raise ConfigError(f"strategy.model {model!r} is not in the run; models: {', '.join(names)}")
+    return model, horizon_bars
+
+
+def _inputs(
+    cfg: BacktestConfig, settings: Settings, paths: PathPolicy, run_dir: Path | None = None
+) -> _Inputs:
+    run_dir = run_folder(cfg, settings, paths) if run_dir is None else run_dir
+    run_config = load_run_config(run_dir / "config.yaml")
+    if run_config.data.symbol is None:
+        raise ConfigError(
+            f"run: {run_dir} is a panel run ({', '.join(run_config.data.members)}); a parameter "
+            "grid sweeps one symbol's run, a panel's backtest takes no grid"
+        )
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    timeframe = run_config.data.timeframe
+    model, horizon_bars = choose_model(cfg, run_config)
+    symbol = run_config.data.symbol
     with open_default_store(settings) as store:
-        candles = read_series(store, run_config.data.symbol, timeframe, predictions.index[0], None)
-    candles.attrs.update(symbol=run_config.data.symbol, timeframe=timeframe)
+        candles = read_series(store, symbol, timeframe, predictions.index[0], None)
+    candles.attrs.update(symbol=symbol, timeframe=timeframe)
     years = (candles.index[-1] - candles.index[0]).total_seconds() / (365.25 * 86_400)
     periods = len(candles) / years if years > 0 else float(len(candles))
     return _Inputs(run_config, candles, predictions, model, horizon_bars, periods)
@@ -132,7 +153,19 @@ def backtest(
 
 
 def _backtest(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> BacktestRun:
-    inputs = _inputs(cfg, settings, paths)
+    run_dir = None
+    if not cfg.grid:
+        run_dir = run_folder(cfg, settings, paths)
+        if load_run_config(run_dir / "config.yaml").data.panel:
+            from trademl.backtest.panel_run import backtest_panel
+
+            done = backtest_panel(cfg, run_dir, settings)  # every symbol in one kernel call
+            if settings.tracking:
+                from trademl.tracking.recorders import log_backtest
+
+                log_backtest(done, cfg, settings)
+            return done
+    inputs = _inputs(cfg, settings, paths, run_dir)
     result = _simulate(cfg, inputs, _signals(cfg, inputs, {}))
     metrics = backtest_metrics(
         result.trades, result.equity, periods_per_year=inputs.periods_per_year

@@ -70,6 +70,8 @@ class ModelHost:
         self.served: dict[str, Served] = {}
         self.load_errors: dict[str, str] = {}
         self._refreshing = threading.Lock()
+        # A panel model's per-symbol views, made once per served version and symbol.
+        self._views: dict[tuple[int, str], tuple[Served, Served]] = {}
 
     def refresh(self, only: str | None = None) -> list[str]:
         """Load what the registry says should serve; return the names whose version changed.
@@ -157,22 +159,50 @@ class ModelHost:
         served = list(self.served.values())
         if model is not None:
             chosen = self.get(model)
-            if (chosen.pipeline.symbol, chosen.pipeline.timeframe) != (symbol, tf):
+            pipeline = chosen.pipeline
+            if symbol not in pipeline.served_symbols or pipeline.timeframe != tf:
                 raise ConfigError(
-                    f"model {model!r} predicts {chosen.pipeline.symbol} "
-                    f"{chosen.pipeline.timeframe}, not {symbol} {tf}"
+                    f"model {model!r} predicts {', '.join(pipeline.served_symbols)} "
+                    f"{pipeline.timeframe}, not {symbol} {tf}"
                 )
-            return chosen
-        matches = [s for s in served if (s.pipeline.symbol, s.pipeline.timeframe) == (symbol, tf)]
+            return self._view(chosen, symbol)
+        matches = [
+            s for s in served if symbol in s.pipeline.served_symbols and s.pipeline.timeframe == tf
+        ]
         if not matches:
-            pairs = sorted({f"{s.pipeline.symbol} {s.pipeline.timeframe}" for s in served})
+            pairs = sorted(
+                f"{name} {s.pipeline.timeframe}"
+                for s in served
+                for name in s.pipeline.served_symbols
+            )
             what = (
                 f"symbol {symbol!r}"
-                if all(s.pipeline.symbol != symbol for s in served)
+                if all(symbol not in s.pipeline.served_symbols for s in served)
                 else f"{symbol} at timeframe {tf}"
             )
             raise NotFoundError(
                 f"no model serves {what}; served: {', '.join(pairs) or 'none (no model loaded)'}"
             )
         # Champions before unpromoted versions, then by name: the same choice every time.
-        return min(matches, key=lambda s: (s.alias is None, s.name))
+        return self._view(min(matches, key=lambda s: (s.alias is None, s.name)), symbol)
+
+    def _view(self, served: Served, symbol: str) -> Served:
+        """``served`` predicting for ``symbol``: itself, or for a panel model's other symbols
+        a view sharing its fitted models (the same object every time, for the caches)."""
+        if served.pipeline.symbol == symbol:
+            return served
+        key = (id(served), symbol)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] is served:
+            return cached[1]
+        view = Served(
+            served.name,
+            served.version,
+            served.alias,
+            served.pipeline.for_symbol(symbol),
+            served.loaded_at,
+        )
+        if len(self._views) > 4096:  # versions come and go: forget old views
+            self._views.clear()
+        self._views[key] = (served, view)
+        return view

@@ -18,7 +18,7 @@ import logging
 import pickle
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from mlflow.pyfunc.model import PythonModel
 from trademl import __version__
 from trademl.config import Settings, get_settings
 from trademl.data.timeframes import Timeframe
-from trademl.errors import DataValidationError, TrackingError
+from trademl.errors import ConfigError, DataValidationError, TrackingError
 from trademl.features import build_features, last_bar_features
 from trademl.features.cache import FEATURE_CONTRACT
 from trademl.features.engine import plan
@@ -134,6 +134,9 @@ class PipelineModel:
         candles and returns one row per candle after the first ``warmup_bars``.
     metadata : dict
         Data hash, train span, run id, library versions.
+    symbols : tuple of str
+        A panel model's symbols (empty for a single-symbol model): it serves each of them,
+        ``symbol`` being the one this object predicts for (see :meth:`for_symbol`).
     """
 
     symbol: str
@@ -145,6 +148,30 @@ class PipelineModel:
     feature_columns: list[str]
     warmup_bars: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    symbols: tuple[str, ...] = ()
+
+    @property
+    def served_symbols(self) -> tuple[str, ...]:
+        """Every symbol the pipeline predicts: a panel's symbols, or its one symbol."""
+        return self.symbols or (self.symbol,)
+
+    def for_symbol(self, symbol: str) -> PipelineModel:
+        """This pipeline predicting for ``symbol`` (one of :attr:`served_symbols`); the fitted
+        models are shared, not copied.
+
+        Raises
+        ------
+        ConfigError
+            ``symbol`` is not one the pipeline was trained on.
+        """
+        if symbol == self.symbol:
+            return self
+        if symbol not in self.served_symbols:
+            raise ConfigError(
+                f"symbol {symbol!r} is not predicted by this {self.timeframe} model; it serves "
+                f"{', '.join(self.served_symbols)}"
+            )
+        return replace(self, symbol=symbol)
 
     @property
     def output_columns(self) -> list[str]:
@@ -358,6 +385,7 @@ def log_pipeline(pipeline: PipelineModel, candles: pd.DataFrame, kinds: list[str
             pip_requirements=requirements(kinds),
             metadata={
                 "symbol": pipeline.symbol,
+                "symbols": list(pipeline.served_symbols),
                 "timeframe": pipeline.timeframe,
                 "horizons": pipeline.horizons,
                 "feature_set": pipeline.feature_set.name,

@@ -43,7 +43,7 @@ def _source_tags(run_dir: Path) -> dict[str, str]:
     config = run_dir / "config.yaml"
     if config.exists():
         run_config = load_run_config(config)
-        tags.update(symbol=run_config.data.symbol, timeframe=run_config.data.timeframe)
+        tags.update(symbol=run_config.data.label, timeframe=run_config.data.timeframe)
     return tags
 
 
@@ -117,14 +117,14 @@ def log_tuning(result: TuneResult, cfg: RunConfig, settings: Settings | None = N
     settings = settings or get_settings()
     tags = {
         **base_tags("tune"),
-        "symbol": cfg.data.symbol,
+        "symbol": cfg.data.label,
         "timeframe": cfg.data.timeframe,
         "feature_set": cfg.features,
         "study": result.study.study_name,
         "target": result.target,
         "best_kind": result.best_kind,
     }
-    name = f"tune_{cfg.data.symbol}_{cfg.data.timeframe}_{result.target}"
+    name = f"tune_{cfg.data.label}_{cfg.data.timeframe}_{result.target}"
     experiment = settings.mlflow_experiment_training
     with tracked_run(experiment, run_name=name, tags=tags, settings=settings) as (client, run_id):
         points: list[tuple[str, Any, int]] = [
