@@ -24,6 +24,7 @@ CUSTOM = [
     "rv_garman_klass",
     "rv_rogers_satchell",
     "rv_yang_zhang",
+    "rv_gap",
     "candle",
     "dist_high",
     "dist_low",
@@ -41,6 +42,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in CUSTOM] + [
     ("rv_garman_klass", {"window": 33}),
     ("rv_rogers_satchell", {"window": 3}),
     ("rv_yang_zhang", {"window": 10}),
+    ("rv_gap", {"window": 7}),
     ("candle", {"atr_window": 5}),
     ("dist_high", {"window": 1}),
     ("dist_low", {"window": 100}),
@@ -154,6 +156,7 @@ def test_realised_volatilities(candles: pd.DataFrame, window: int) -> None:
         "rv_garman_klass": (garman_klass, n - 1),
         "rv_rogers_satchell": (lambda p: float(np.sqrt(rs(p).mean())), n - 1),
         "rv_yang_zhang": (yang_zhang, n),
+        "rv_gap": (lambda p: float(np.sqrt(np.mean(np.log(o[span(p)] / c[p - n : p]) ** 2))), n),
     }
     for name, (expected, first) in cases.items():
         values = run(name, bars, window=window)[""]

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trademl.data.sources.files import read_candle_file
+from trademl.data.timeframes import Timeframe
 from trademl.features.engine import build_features
 from trademl.features.invariance import start_error
 from trademl.features.sets import load_feature_set, preset_names
+from trademl.workflow import with_har_features
 
 PRICES = ("open", "high", "low", "close")
 # Rounding of scaled inputs through TA-Lib's running sums: far below any signal.
@@ -94,3 +96,19 @@ def test_a_price_level_feature_is_caught(candles: dict[str, pd.DataFrame]) -> No
         }
     )
     _assert_same(relative, original, scaled, "prices are multiplied by 3")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["BTCUSDT_1h", "SPY_1d"])
+def test_the_har_columns_residual_models_read_are_scale_free(
+    candles: dict[str, pd.DataFrame], name: str
+) -> None:
+    # Realised volatility, range and session gaps over the HAR windows of two horizons.
+    original = candles[name]
+    har = with_har_features(
+        load_feature_set("minimal"), Timeframe.parse(original.attrs["timeframe"]), [6, 24]
+    )
+    assert any(c.startswith("rv_gap_") for c in har.columns(Timeframe.parse("1h")))
+    for columns, factor in ((PRICES, 2.0**7), (("volume",), 2.0**-5)):
+        scaled = original.assign(**{c: original[c] * factor for c in columns})
+        scaled.attrs.update(original.attrs)
+        _assert_same(har, original, scaled, f"{columns} are multiplied by {factor:g}")  # type: ignore[arg-type]

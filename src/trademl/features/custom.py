@@ -33,6 +33,10 @@ volume, and sums running over the :math:`n` bars ending at t.
     :math:`\ln(O_t / C_{t-1})`, :math:`\sigma_c^2` the sample variance of the open-to-close
     returns :math:`\ln(C_t / O_t)`, :math:`\sigma_{rs}^2` the Rogers–Satchell variance and
     :math:`k = 0.34 / (1.34 + (n+1)/(n-1))`. Warm-up ``window``.
+``rv_gap`` (volatility)
+    :math:`\sqrt{\frac{1}{n} \sum \ln(O_t / C_{t-1})^2}`: the size of the gaps between a
+    bar's open and the previous close (overnight and session gaps of stocks; about zero where
+    trading never stops). Warm-up ``window``.
 ``candle`` (geometry)
     ``body`` :math:`(C-O)/ATR`, ``upper_wick`` :math:`(H - \max(O,C))/ATR`, ``lower_wick``
     :math:`(\min(O,C) - L)/ATR`, ``range`` :math:`(H-L)/ATR`, with :math:`ATR` the mean true
@@ -236,6 +240,11 @@ def _rv_parkinson(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray
     return {"": _sqrt(rolling_mean(squared, params["window"]) / (4.0 * _LN2))}
 
 
+def _rv_gap(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    gaps = np.r_[np.nan, _log_ratio(bars.open[1:], bars.close[:-1])]
+    return {"": _sqrt(rolling_mean(gaps**2, params["window"]))}
+
+
 def _rv_garman_klass(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     terms = (
         0.5 * _log_ratio(bars.high, bars.low) ** 2
@@ -395,6 +404,7 @@ _VOLATILITY = (
     ("rv_garman_klass", _rv_garman_klass, _window_minus_one, "Garman–Klass OHLC volatility"),
     ("rv_rogers_satchell", _rv_rogers_satchell, _window_minus_one, "Rogers–Satchell volatility"),
     ("rv_yang_zhang", _rv_yang_zhang, _full_window, "Yang–Zhang volatility"),
+    ("rv_gap", _rv_gap, _full_window, "size of the open-to-previous-close (session) gaps"),
 )
 
 
