@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
 
-.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-serve bench-soak bench-skill clean
+.PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-panel bench-serve bench-soak bench-skill clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ bench-deep: install
 
 bench-backtest: install
 	$(BIN)/python bench/backtest_bench.py
+
+# Panel walk-forward (PanelSplitter + evaluate) against plain LightGBM on the same pooled folds.
+bench-panel: install
+	$(BIN)/python bench/panel_bench.py $(BENCH_ARGS)
 
 # Load from Debian's wrk (apt-get install wrk); a Python client stands in without it.
 bench-serve: install
