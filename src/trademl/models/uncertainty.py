@@ -18,6 +18,12 @@ The wrapped models are cloned in ``fit``; the objects given are never fitted or 
     residuals ``|y - f(x)|`` on the calibration rows; the interval of miscoverage ``alpha`` is
     ``f(x) ± q``, with ``q`` the ``ceil((n + 1)(1 - alpha))``-th smallest of the ``n`` scores
     (infinite when that rank exceeds ``n``).
+    With ``scale_features`` the scores are *normalised* (Lei et al., 2018, locally weighted
+    conformal): ``|y - f(x)| / s(x)``, ``s(x)`` a positive per-row scale known at prediction
+    time (the mean of trailing realised-volatility columns), and the interval is
+    ``f(x) ± q · s(x)``. The size of a bar range is mostly volatility, so a constant ``q``
+    over-covers calm rows and under-covers turbulent ones; dividing by ``s`` makes the scores
+    closer to exchangeable across regimes.
 ``ConformalQuantileRegressor``
     Conformalized quantile regression (Romano, Patterson & Candès, 2019). Two quantile models
     give ``lo(x)`` and ``hi(x)``; the scores are ``max(lo(x) - y, y - hi(x))`` and the interval
@@ -27,6 +33,10 @@ The wrapped models are cloned in ``fit``; the objects given are never fitted or 
 ``CalibratedClassifier``
     Maps the head model's P(y = 1) through a monotone map learned on the calibration rows:
     isotonic regression, or Platt's sigmoid (a logistic regression on the logit of P).
+
+Both regressors expose ``conformity_scores(X, y)`` and ``interval_at(X, q)`` (one threshold per
+row), which :class:`trademl.models.aci.AdaptiveConformal` uses to move the quantile level
+along a walk-forward path.
 
 The coverage guarantee of conformal prediction assumes exchangeable rows. Market data are not
 exchangeable (volatility clusters, regimes change), so coverage out of sample is approximate:
@@ -80,6 +90,24 @@ def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
     return float(ordered[rank - 1])
 
 
+def _scale_values(X: pd.DataFrame, columns: list[str], owner: str) -> np.ndarray:
+    """The per-row mean of the finite, positive values of ``columns`` (NaN where none is)."""
+    missing = [name for name in columns if name not in X.columns]
+    if missing:
+        raise ConfigError(
+            f"{owner}: scale_features names column(s) {missing} that X lacks; the scale must "
+            "be a feature known at prediction time (e.g. rv_parkinson_24)"
+        )
+    try:
+        values = X.to_numpy(dtype=np.float64)[:, X.columns.get_indexer(pd.Index(columns))]
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{owner}: scale column(s) {columns} are not all numeric") from error
+    values = np.where(np.isfinite(values) & (values > 0.0), values, np.nan)
+    counts = np.sum(np.isfinite(values), axis=1)
+    sums = np.nansum(values, axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 class _TailCalibrated(BaseModel):
     """Head/tail split shared by the wrappers; subclasses learn from the two parts."""
 
@@ -112,13 +140,36 @@ class SplitConformalRegressor(_TailCalibrated):
         Share of the last training rows used to calibrate, in (0, 1).
     gap:
         Rows dropped between the fitting head and the calibration tail.
+    scale_features:
+        Columns of ``X`` whose per-row mean is the scale ``s(x)`` of normalised scores
+        (trailing realised volatility); ``None`` for plain absolute residuals.
 
     Attributes
     ----------
     model_ : BaseModel
         The clone fitted on the head.
     scores_ : numpy.ndarray
-        Sorted absolute residuals on the calibration rows.
+        Sorted conformity scores on the calibration rows: absolute residuals, divided by the
+        scale when ``scale_features`` is set.
+    scale_fill_ : float
+        With ``scale_features``: the calibration rows' median scale, used where a row has
+        no finite positive scale value.
+    scale_floor_ : float
+        With ``scale_features``: the smallest scale used (a tenth of ``scale_fill_``), so
+        that a stale price (zero volatility) gives a narrow interval, not an empty one.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from trademl.models.naive import NaiveModel
+    >>> rng = np.random.default_rng(0)
+    >>> vol = rng.uniform(0.5, 2.0, 2000)
+    >>> X = pd.DataFrame({"vol": vol})
+    >>> y = pd.Series(vol * rng.normal(size=2000))
+    >>> model = SplitConformalRegressor(NaiveModel(strategy="zero"), scale_features=["vol"])
+    >>> lower, upper = model.fit(X, y).predict_interval(X.iloc[:2], 0.1)
+    >>> bool(np.allclose((upper - lower) / X["vol"].iloc[:2], (upper - lower)[0] / vol[0]))
+    True
     """
 
     kind = "split_conformal"
@@ -126,28 +177,113 @@ class SplitConformalRegressor(_TailCalibrated):
     tasks = ("regression",)
     supports_interval = True
 
-    def __init__(self, model: BaseModel, calibration_fraction: float = 0.2, gap: int = 0) -> None:
+    def __init__(
+        self,
+        model: BaseModel,
+        calibration_fraction: float = 0.2,
+        gap: int = 0,
+        scale_features: list[str] | None = None,
+    ) -> None:
         self.model = model
         self.calibration_fraction = calibration_fraction
         self.gap = gap
+        self.scale_features = scale_features
 
     def clone(self) -> Self:
         """A new, unfitted wrapper around a clone of the wrapped model."""
-        return type(self)(self.model.clone(), self.calibration_fraction, self.gap)
+        scale = None if self.scale_features is None else list(self.scale_features)
+        return type(self)(self.model.clone(), self.calibration_fraction, self.gap, scale)
 
     def _fit(
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
     ) -> None:
         _require_task(self.model, ("regression",), self.kind)
+        if self.scale_features is not None and (
+            isinstance(self.scale_features, str) or not list(self.scale_features)
+        ):
+            raise ConfigError(
+                f"{self.kind}: scale_features must be a non-empty list of column names or None, "
+                f"got {self.scale_features!r}"
+            )
         head_stop, tail_start = self._split(len(y))
         self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
-        tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
+        if self.scale_features:
+            raw = _scale_values(X.iloc[tail_start:], list(self.scale_features), self.kind)
+            known = raw[np.isfinite(raw)]
+            if len(known) == 0:
+                raise ConfigError(
+                    f"{self.kind}: scale column(s) {self.scale_features} have no finite positive "
+                    "value on the calibration rows"
+                )
+            self.scale_fill_ = float(np.median(known))
+            self.scale_floor_ = 0.1 * self.scale_fill_
         # Predict from the fold's first row so sequence models see full windows on the tail.
-        residuals = tail_y - self.model_.predict(X)[tail_start:]
-        self.scores_ = np.sort(np.abs(residuals[np.isfinite(residuals)]))
+        scores = self._scores(X, y.to_numpy(dtype=np.float64))[tail_start:]
+        self.scores_ = np.sort(scores[np.isfinite(scores)])
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict(X)
+
+    def scale(self, X: pd.DataFrame) -> np.ndarray:
+        """The per-row scale ``s(x)`` of the scores (ones without ``scale_features``).
+
+        Parameters
+        ----------
+        X:
+            Features.
+
+        Returns
+        -------
+        numpy.ndarray
+            Positive scales, one per row.
+        """
+        if not self.scale_features:
+            return np.ones(len(X), dtype=np.float64)
+        raw = _scale_values(X, list(self.scale_features), self.kind)
+        filled = np.where(np.isfinite(raw), raw, self.scale_fill_)
+        return np.asarray(np.maximum(filled, self.scale_floor_), dtype=np.float64)
+
+    def _scores(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        return np.asarray(np.abs(y - self.model_.predict(X)) / self.scale(X), dtype=np.float64)
+
+    def conformity_scores(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        """The score of each row, comparable with ``scores_`` (NaN where ``y`` is NaN).
+
+        Parameters
+        ----------
+        X:
+            Features.
+        y:
+            Observed targets, one per row.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``|y - f(x)| / s(x)``; a row lies inside ``interval_at(X, q)`` iff its score is at
+            most ``q``.
+        """
+        self._check_fitted()
+        return self._scores(X, np.asarray(y, dtype=np.float64))
+
+    def interval_at(self, X: pd.DataFrame, q: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """``f(x) ± q · s(x)`` for a threshold ``q`` (one per row, or one for all).
+
+        Parameters
+        ----------
+        X:
+            Features.
+        q:
+            Score thresholds, e.g. conformal quantiles at per-row levels.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Lower and upper bounds.
+        """
+        self._check_fitted()
+        point = self.predict(X)
+        half = np.asarray(q, dtype=np.float64) * self.scale(X)
+        return point - half, point + half
 
     def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """``prediction ± q``, ``q`` the conformal quantile of the calibration residuals.
@@ -165,9 +301,7 @@ class SplitConformalRegressor(_TailCalibrated):
             Lower and upper bounds (infinite when the calibration set is too small).
         """
         self._check_fitted()
-        q = conformal_quantile(self.scores_, alpha)
-        point = self.predict(X)
-        return point - q, point + q
+        return self.interval_at(X, conformal_quantile(self.scores_, alpha))
 
 
 class ConformalQuantileRegressor(_TailCalibrated):
@@ -259,9 +393,47 @@ class ConformalQuantileRegressor(_TailCalibrated):
             Lower and upper bounds (infinite when the calibration set is too small).
         """
         self._check_fitted()
-        q = conformal_quantile(self.scores_, alpha)
+        return self.interval_at(X, conformal_quantile(self.scores_, alpha))
+
+    def conformity_scores(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        """The CQR score ``max(lo(x) - y, y - hi(x))`` of each row (NaN where ``y`` is NaN).
+
+        Parameters
+        ----------
+        X:
+            Features.
+        y:
+            Observed targets, one per row.
+
+        Returns
+        -------
+        numpy.ndarray
+            Scores comparable with ``scores_``.
+        """
+        self._check_fitted()
         low, high = self._band(self._align(X))
-        lower, upper = low - q, high + q
+        target = np.asarray(y, dtype=np.float64)
+        return np.asarray(np.maximum(low - target, target - high), dtype=np.float64)
+
+    def interval_at(self, X: pd.DataFrame, q: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """``[lo(x) - q, hi(x) + q]`` for a threshold ``q`` (one per row, or one for all).
+
+        Parameters
+        ----------
+        X:
+            Features.
+        q:
+            Score thresholds.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Lower and upper bounds (never crossed: see the class notes).
+        """
+        self._check_fitted()
+        low, high = self._band(self._align(X))
+        threshold = np.asarray(q, dtype=np.float64)
+        lower, upper = low - threshold, high + threshold
         crossed = lower > upper
         middle = (low + high) / 2.0
         return np.where(crossed, middle, lower), np.where(crossed, middle, upper)

@@ -9,7 +9,9 @@ Classification (``y_true`` in {0, 1}, ``p_up`` = P(y = 1)):
 
 ``accuracy``
     Share of rows where ``1[p_up >= threshold] == y_true``; ``accuracy_lo`` / ``accuracy_hi``
-    bound it with the 95 % Wilson score interval (:func:`binomial_interval`).
+    bound it with the 95 % Wilson score interval (:func:`binomial_interval`), or, for labels
+    more than one bar ahead (``horizon > 1``: consecutive rows overlap), with the circular
+    block bootstrap of :mod:`trademl.validation.bootstrap`.
 ``balanced_accuracy``
     Mean over the classes present in ``y_true`` of the recall of that class.
 ``log_loss``
@@ -37,6 +39,11 @@ Regression:
     Pearson and Spearman correlations of ``y_pred`` with ``y_true``; NaN when either is
     constant or fewer than two rows remain.
 
+Given the label ``horizon``, regression metrics add 95 % block-bootstrap intervals
+``r2_lo``/``r2_hi`` and ``ic_lo``/``ic_hi``, and :func:`interval_coverage` adds
+``coverage_lo``/``coverage_hi``: blocks of ``max(3 h, n^(1/3))`` consecutive rows keep the
+overlap of the labels (and volatility clustering) inside each resampled block.
+
 Per-fold rows are collected with :func:`fold_table` and aggregated with :func:`summarise`
 (mean, standard deviation and count of finite values per group); pooled metrics, computed
 once on the concatenated out-of-sample predictions of every fold, come from
@@ -55,6 +62,7 @@ import pandas as pd
 from scipy import stats
 
 from trademl.errors import ConfigError
+from trademl.validation.bootstrap import block_bootstrap_interval
 
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
@@ -151,7 +159,7 @@ def _correlation(x: FloatArray, y: FloatArray) -> float:
 
 
 def classification_metrics(
-    y_true: ArrayLike, p_up: ArrayLike, *, threshold: float = 0.5
+    y_true: ArrayLike, p_up: ArrayLike, *, threshold: float = 0.5, horizon: int = 1
 ) -> dict[str, float]:
     """Metrics of predicted probabilities of the up class.
 
@@ -165,6 +173,9 @@ def classification_metrics(
         Predicted P(y = 1), in [0, 1] (NaN rows are dropped).
     threshold:
         The predicted class is 1 where ``p_up >= threshold``.
+    horizon:
+        Label horizon in bars; above 1 the accuracy interval is a block bootstrap (seeded,
+        deterministic) instead of Wilson's, which assumes independent rows.
 
     Returns
     -------
@@ -180,6 +191,8 @@ def classification_metrics(
     """
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold must lie in (0, 1), got {threshold!r}")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ConfigError(f"horizon must be an integer >= 1 (bars), got {horizon!r}")
     (y, p), n = _aligned(y_true=y_true, p_up=p_up)
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
@@ -195,8 +208,12 @@ def classification_metrics(
 
     positive = y == 1.0
     predicted = p >= threshold
-    correct = int((predicted == positive).sum())
-    lo, hi = binomial_interval(correct, n)
+    hits = predicted == positive
+    correct = int(hits.sum())
+    if horizon > 1:
+        lo, hi = block_bootstrap_interval("mean", hits.astype(np.float64), horizon=horizon)
+    else:
+        lo, hi = binomial_interval(correct, n)
 
     recalls = [
         float((predicted[cls] == positive[cls]).mean())
@@ -227,7 +244,11 @@ def classification_metrics(
 
 
 def regression_metrics(
-    y_true: ArrayLike, y_pred: ArrayLike, *, reference_mean: float | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    reference_mean: float | None = None,
+    horizon: int | None = None,
 ) -> dict[str, float]:
     """Metrics of point forecasts of a real-valued target.
 
@@ -243,12 +264,16 @@ def regression_metrics(
     reference_mean:
         A baseline level known before the test period (typically the training-fold mean of
         the target); when given, ``r2_vs_train_mean`` is added.
+    horizon:
+        Label horizon in bars; when given, the 95 % block-bootstrap intervals ``r2_lo``,
+        ``r2_hi``, ``ic_lo`` and ``ic_hi`` are added.
 
     Returns
     -------
     dict of str to float
         ``n``, ``mae``, ``rmse``, ``r2``, ``directional_accuracy``, ``n_directional``, ``ic``,
-        ``rank_ic`` and, with ``reference_mean``, ``r2_vs_train_mean``.
+        ``rank_ic``, with ``reference_mean`` ``r2_vs_train_mean``, and with ``horizon`` the
+        intervals.
 
     Raises
     ------
@@ -272,6 +297,8 @@ def regression_metrics(
         )
         if reference_mean is not None:
             result["r2_vs_train_mean"] = nan
+        if horizon is not None:
+            result.update(r2_lo=nan, r2_hi=nan, ic_lo=nan, ic_hi=nan)
         return result
 
     error = f - y
@@ -295,10 +322,15 @@ def regression_metrics(
         shifted = y - reference_mean
         sst_reference = float(shifted @ shifted)
         result["r2_vs_train_mean"] = 1.0 - sse / sst_reference if sst_reference > 0.0 else nan
+    if horizon is not None:
+        result["r2_lo"], result["r2_hi"] = block_bootstrap_interval("r2", y, f, horizon=horizon)
+        result["ic_lo"], result["ic_hi"] = block_bootstrap_interval("ic", y, f, horizon=horizon)
     return result
 
 
-def interval_coverage(y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> dict[str, float]:
+def interval_coverage(
+    y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike, *, horizon: int | None = None
+) -> dict[str, float]:
     """Empirical coverage and mean width of prediction intervals.
 
     ``coverage = mean(lower <= y_true <= upper)`` (bounds included) and
@@ -310,11 +342,15 @@ def interval_coverage(y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> 
         Observed values.
     lower, upper:
         Interval bounds, ``lower <= upper`` on every row used.
+    horizon:
+        Label horizon in bars; when given, the 95 % block-bootstrap interval of the coverage
+        (``coverage_lo``, ``coverage_hi``) is added.
 
     Returns
     -------
     dict of str to float
-        ``coverage``, ``mean_width`` and ``n`` (NaN metrics when ``n == 0``).
+        ``coverage``, ``mean_width`` and ``n`` (NaN metrics when ``n == 0``), and with
+        ``horizon`` the coverage interval.
 
     Raises
     ------
@@ -330,13 +366,15 @@ def interval_coverage(y_true: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> 
             f"lower exceeds upper on {int(crossed.sum())} rows, first at usable row {first}: "
             f"{lo[first]!r} > {hi[first]!r}"
         )
-    if n == 0:
-        return {"coverage": math.nan, "mean_width": math.nan, "n": 0.0}
-    return {
-        "coverage": float(np.mean((lo <= y) & (y <= hi))),
-        "mean_width": float(np.mean(hi - lo)),
-        "n": float(n),
-    }
+    result = {"coverage": math.nan, "mean_width": math.nan, "n": float(n)}
+    covered = ((lo <= y) & (y <= hi)).astype(np.float64)
+    if n:
+        result.update(coverage=float(covered.mean()), mean_width=float(np.mean(hi - lo)))
+    if horizon is not None:
+        result["coverage_lo"], result["coverage_hi"] = block_bootstrap_interval(
+            "mean", covered, horizon=horizon
+        )
+    return result
 
 
 def pooled_metrics(
