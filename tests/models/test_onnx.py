@@ -144,9 +144,10 @@ def test_split_conformal_exports_its_inner_model(
     assert OnnxPredictor(tmp_path / "conformal.onnx").kind == "split_conformal"
 
 
+@pytest.mark.parametrize("seasonal", [False, True])
 @pytest.mark.parametrize("cls", [LGBMModel, XGBModel])
 def test_residual_models_export_trees_plus_the_har_baseline(
-    cls: type[BaseModel], btc: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
+    cls: type[BaseModel], seasonal: bool, btc: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path
 ) -> None:
     from trademl.models.residual import ResidualRegressor
 
@@ -154,10 +155,21 @@ def test_residual_models_export_trees_plus_the_har_baseline(
     # Two columns stand in for the HAR windows: the upper band's distance (a volatility
     # measure) and a column with missing values the graph must fill with the training median.
     columns = [str(features.columns[0]), "bbands_20_2_2_0_upper_vs_close"]
-    residual = ResidualRegressor(cls(**SMALL), columns)
+    season = None
+    if seasonal:  # the hour-of-week profile, with unknown buckets served the factor 1
+        index = pd.DatetimeIndex(features.index)
+        hours = (index.day_of_week * 24 + index.hour).to_numpy(dtype=np.float64)
+        hours[N_TRAIN + 5 : N_TRAIN + 9] = np.nan
+        features = features.assign(hour_of_week=hours)
+        season = "hour_of_week"
+    residual = ResidualRegressor(cls(**SMALL), columns, seasonal_feature=season)
     wrapper = SplitConformalRegressor(residual, calibration_fraction=0.2)
     wrapper.fit(features.iloc[:N_TRAIN], target(labels, "regression").iloc[:N_TRAIN])
     assert wrapper.model_.baseline_.coefficients_.any()  # type: ignore[attr-defined]
+    factors = wrapper.model_.baseline_.seasonal_factors_  # type: ignore[attr-defined]
+    assert (factors is not None) == seasonal
+    if seasonal:
+        assert factors.std() > 0.01  # hours of the week differ in range
     assert_parity(wrapper, features.iloc[N_TRAIN:], tmp_path / "residual.onnx")
     # Without the baseline the graph would be the trees alone: a different answer.
     trees = wrapper.model_.model_  # type: ignore[attr-defined]

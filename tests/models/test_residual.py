@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trademl.errors import ConfigError
 from trademl.models.gbm import LGBMModel
 from trademl.models.naive import NaiveModel
 from trademl.models.residual import ResidualRegressor
@@ -105,3 +106,47 @@ def test_the_workflow_serves_the_har_columns_and_wraps_regressors(tmp_path: obje
     assert inner.model.num_leaves == 7  # type: ignore[attr-defined]  # regularised default
     plain = model_factory("lgbm", {}, "regression", cfg, 6)()
     assert not isinstance(plain.model, ResidualRegressor)  # type: ignore[attr-defined]
+
+
+def _seasonal(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """Ranges whose size follows the hour of the week (busy US hours twice the quiet ones)."""
+    rng = np.random.default_rng(seed)
+    hours = rng.integers(0, 168, n).astype(np.float64)
+    profile = 1.0 + 0.5 * np.sin(2 * np.pi * np.arange(168) / 24)
+    X = pd.DataFrame({"rv_short": rng.uniform(0.005, 0.05, n), "hour_of_week": hours})
+    y = X["rv_short"] * profile[hours.astype(int)] + 0.002 * rng.normal(size=n)
+    return X, pd.Series(y), profile
+
+
+def test_the_seasonal_profile_is_learnt_on_the_training_rows_and_helps_out_of_sample() -> None:
+    X, y, profile = _seasonal(20_000, 3)
+    test_X, test_y, _ = _seasonal(5_000, 4)
+    plain = NaiveModel(strategy="volatility", volatility_features=["rv_short"]).fit(X, y)
+    seasonal = NaiveModel(
+        strategy="volatility", volatility_features=["rv_short"], seasonal_feature="hour_of_week"
+    ).fit(X, y)
+    factors = seasonal.seasonal_factors_
+    assert factors is not None and np.corrcoef(factors, profile)[0, 1] > 0.95
+    mse = {
+        name: float(np.mean((m.predict(test_X) - test_y) ** 2))
+        for name, m in (("plain", plain), ("seasonal", seasonal))
+    }
+    assert mse["seasonal"] < 0.5 * mse["plain"], mse
+    # Fitted on the training rows alone: the test rows' targets never reach the profile.
+    again = NaiveModel(
+        strategy="volatility", volatility_features=["rv_short"], seasonal_feature="hour_of_week"
+    ).fit(X, y)
+    np.testing.assert_array_equal(again.predict(test_X), seasonal.predict(test_X))
+    # An unknown bucket keeps the plain HAR forecast (factor 1).
+    unknown = test_X.assign(hour_of_week=np.nan).iloc[:3]
+    linear = seasonal.intercept_ + unknown[["rv_short"]].to_numpy() @ seasonal.coefficients_
+    np.testing.assert_allclose(seasonal.predict(unknown), linear)
+
+
+def test_a_missing_seasonal_column_is_named() -> None:
+    X, y, _ = _seasonal(500, 5)
+    model = NaiveModel(
+        strategy="volatility", volatility_features=["rv_short"], seasonal_feature="hour_of_week"
+    )
+    with pytest.raises(ConfigError, match="hour_of_week"):
+        model.fit(X.drop(columns="hour_of_week"), y)

@@ -37,6 +37,9 @@ volume, and sums running over the :math:`n` bars ending at t.
     :math:`\sqrt{\frac{1}{n} \sum \ln(O_t / C_{t-1})^2}`: the size of the gaps between a
     bar's open and the previous close (overnight and session gaps of stocks; about zero where
     trading never stops). Warm-up ``window``.
+``hour_of_week`` (time)
+    :math:`24 d + h` with :math:`d` the weekday (Monday 0) and :math:`h` the hour of the bar
+    start in UTC: the bucket of the HAR baseline's seasonal profile. Warm-up 0.
 ``candle`` (geometry)
     ``body`` :math:`(C-O)/ATR`, ``upper_wick`` :math:`(H - \max(O,C))/ATR`, ``lower_wick``
     :math:`(\min(O,C) - L)/ATR`, ``range`` :math:`(H-L)/ATR`, with :math:`ATR` the mean true
@@ -373,6 +376,12 @@ def _natr_sma(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 # -- time ---------------------------------------------------------------------------------------
 
 
+def _hour_of_week(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    index = bars.index.tz_convert("UTC") if bars.index.tz is not None else bars.index
+    hour = index.day_of_week.to_numpy(dtype=np.float64) * 24 + index.hour.to_numpy(dtype=np.float64)
+    return {"": hour}
+
+
 def _time_cyclical(bars: Bars, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     index = bars.index.tz_convert("UTC") if bars.index.tz is not None else bars.index
     hours = index.hour.to_numpy(dtype=np.float64) + index.minute.to_numpy(dtype=np.float64) / 60
@@ -496,6 +505,15 @@ def _register_all() -> None:
             warmup=lambda p: 0,
             outputs=("hour_sin", "hour_cos", "dow_sin", "dow_cos"),
             description="hour of day and day of week on the unit circle (UTC bar start)",
+        )
+    )
+    register(
+        Indicator(
+            name="hour_of_week",
+            family="time",
+            compute=_hour_of_week,
+            warmup=lambda p: 0,
+            description="24 x weekday + hour of the bar start (UTC), 0-167: a seasonal bucket",
         )
     )
 

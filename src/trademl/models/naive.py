@@ -58,6 +58,33 @@ _STRATEGY_TASKS: dict[str, tuple[str, ...]] = {
 }
 
 
+SEASONAL_BUCKETS = 168  # hours of a week
+SEASONAL_SHRINKAGE = 50.0  # rows of prior weight on a factor of 1
+SEASONAL_LIMITS = (0.25, 4.0)
+
+
+def seasonal_factors(buckets: np.ndarray, target: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Per bucket, the ratio of the mean target to the mean forecast, shrunk towards 1.
+
+    ``(n_b · r_b + k) / (n_b + k)`` with ``r_b`` the bucket's ratio on its ``n_b`` rows and
+    ``k`` = :data:`SEASONAL_SHRINKAGE`, clipped to :data:`SEASONAL_LIMITS`; rows whose bucket
+    is unknown (-1) are left out.
+
+    >>> b = np.array([0, 0, 1, 1])
+    >>> seasonal_factors(b, np.array([2.0, 2.0, 1.0, 1.0]), np.ones(4))[:3].round(3)
+    array([1.038, 1.   , 1.   ])
+    """
+    known = buckets >= 0
+    b, t, f = buckets[known], target[known], forecast[known]
+    count = np.bincount(b, minlength=SEASONAL_BUCKETS).astype(np.float64)
+    total_t = np.bincount(b, weights=t, minlength=SEASONAL_BUCKETS)
+    total_f = np.bincount(b, weights=f, minlength=SEASONAL_BUCKETS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((count > 0) & (total_f * total_t > 0), total_t / total_f, 1.0)
+    shrunk = (count * ratio + SEASONAL_SHRINKAGE) / (count + SEASONAL_SHRINKAGE)
+    return np.clip(shrunk, *SEASONAL_LIMITS)
+
+
 @register_model
 class NaiveModel(BaseModel):
     """A naive baseline forecast (see the module docstring for each strategy).
@@ -78,6 +105,11 @@ class NaiveModel(BaseModel):
     volatility_features:
         Several volatility columns for a HAR-style regression (``volatility`` only); takes
         precedence over ``volatility_feature``.
+    seasonal_feature:
+        Column of ``X`` holding a seasonal bucket 0-167 (``hour_of_week``; ``volatility``
+        only): the HAR forecast is multiplied by the bucket's factor, the ratio of the
+        training rows' mean target to their mean HAR forecast in that bucket, shrunk towards 1
+        by :data:`SEASONAL_SHRINKAGE` rows (a bucket seen on few rows keeps a factor near 1).
 
     Attributes
     ----------
@@ -89,6 +121,8 @@ class NaiveModel(BaseModel):
         The ``b_k`` of the ``volatility`` strategy, one per column.
     slope_ : float
         The first of ``coefficients_`` (the only one with a single column).
+    seasonal_factors_ : numpy.ndarray or None
+        The 168 bucket factors with ``seasonal_feature``, else None.
     residuals_ : numpy.ndarray
         Sorted training residuals ``y - prediction`` (regression), used by
         ``predict_interval``.
@@ -113,6 +147,7 @@ class NaiveModel(BaseModel):
         volatility_feature: str | None = None,
         volatility_window: int = 20,
         volatility_features: list[str] | None = None,
+        seasonal_feature: str | None = None,
     ) -> None:
         self.task = task
         self.strategy = strategy
@@ -120,6 +155,7 @@ class NaiveModel(BaseModel):
         self.volatility_feature = volatility_feature
         self.volatility_window = volatility_window
         self.volatility_features = volatility_features
+        self.seasonal_feature = seasonal_feature
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -242,6 +278,20 @@ class NaiveModel(BaseModel):
         self.coefficients_ = coefficients
         self.slope_ = float(coefficients[0])
         self.intercept_ = float(t.mean() - v.mean(axis=0) @ coefficients)
+        self.seasonal_factors_ = None
+        if self.seasonal_feature is not None:
+            buckets = self._buckets(X)[finite]
+            linear = self.intercept_ + v @ coefficients
+            self.seasonal_factors_ = seasonal_factors(buckets, t, linear)
+
+    def _buckets(self, X: pd.DataFrame) -> np.ndarray:
+        """The seasonal bucket of each row as an index 0-167 (-1 where unknown)."""
+        assert self.seasonal_feature is not None
+        values = self._column(
+            X, self.seasonal_feature, "seasonal bucket", "add {indicator: hour_of_week}"
+        )
+        known = np.isfinite(values) & (values >= 0) & (values < SEASONAL_BUCKETS)
+        return np.where(known, values, -1).astype(np.int64)
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
         n = len(X)
@@ -250,7 +300,11 @@ class NaiveModel(BaseModel):
         if self.strategy == "volatility":
             vol = self._volatility_values(X)
             vol = np.where(np.isfinite(vol), vol, self.fill_volatility_)
-            return np.asarray(self.intercept_ + vol @ self.coefficients_, dtype=np.float64)
+            linear = self.intercept_ + vol @ self.coefficients_
+            factors = self.__dict__.get("seasonal_factors_")
+            if factors is not None:
+                linear = linear * np.append(factors, 1.0)[self._buckets(X)]  # -1: no factor
+            return np.asarray(linear, dtype=np.float64)
         return np.full(n, self.constant_, dtype=np.float64)
 
     def predict_interval(self, X: pd.DataFrame, alpha: float) -> tuple[np.ndarray, np.ndarray]:

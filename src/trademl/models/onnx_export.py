@@ -29,7 +29,9 @@ Kinds
     ``split_conformal``
         The fitted inner model ``model_``, whose predictions the wrapper returns unchanged.
         The conformal interval is *not* part of the graph: add ``± q`` to the ONNX output,
-        ``q = conformal_quantile(model.scores_, alpha)``. Wrappers whose point prediction is
+        ``q = conformal_quantile(model.scores_, alpha)`` (times ``model.scale(X)`` for
+        normalised intervals; the pipeline's ONNX manifest gives ``q`` at the served level and
+        the scale columns). Wrappers whose point prediction is
         not one inner model's (``cqr``, ``calibrated``) are refused.
     ``residual`` (a tree kind on top of the HAR baseline, alone or inside ``split_conformal``)
         The tree graph plus the baseline's linear map in the same graph: the volatility
@@ -400,11 +402,53 @@ def _add_baseline(graph: Any, baseline: Any, features: list[str]) -> None:
                 "MatMul", ["trademl_har_filled", "trademl_har_coefficients"], ["trademl_har_sum"]
             ),
             helper.make_node(
-                "Add", ["trademl_har_sum", "trademl_har_intercept"], ["trademl_har_baseline"]
+                "Add", ["trademl_har_sum", "trademl_har_intercept"], ["trademl_har_linear"]
             ),
+            *_seasonal_nodes(graph, baseline, features),
             helper.make_node("Add", ["trademl_trees", "trademl_har_baseline"], [OUTPUT_NAME]),
         ]
     )
+
+
+def _seasonal_nodes(graph: Any, baseline: Any, features: list[str]) -> list[Any]:
+    """The HAR forecast times its hour-of-week factor (the factor 1 where the bucket is NaN)."""
+    from onnx import TensorProto, helper
+
+    factors = baseline.__dict__.get("seasonal_factors_")
+    if factors is None:
+        return [helper.make_node("Identity", ["trademl_har_linear"], ["trademl_har_baseline"])]
+    table = np.append(np.asarray(factors, dtype=np.float32), np.float32(1.0))
+    constants = [
+        helper.make_tensor(
+            "trademl_season_column",
+            TensorProto.INT64,
+            [],
+            [features.index(baseline.seasonal_feature)],
+        ),
+        helper.make_tensor("trademl_season_table", TensorProto.FLOAT, [len(table)], table.tolist()),
+        helper.make_tensor("trademl_season_none", TensorProto.FLOAT, [], [float(len(table) - 1)]),
+    ]
+    graph.graph.initializer.extend(constants)
+    return [
+        helper.make_node(
+            "Gather", [INPUT_NAME, "trademl_season_column"], ["trademl_season_x"], axis=1
+        ),
+        helper.make_node("IsNaN", ["trademl_season_x"], ["trademl_season_missing"]),
+        helper.make_node(
+            "Where",
+            ["trademl_season_missing", "trademl_season_none", "trademl_season_x"],
+            ["trademl_season_bucket"],
+        ),
+        helper.make_node(
+            "Cast", ["trademl_season_bucket"], ["trademl_season_index"], to=TensorProto.INT64
+        ),
+        helper.make_node(
+            "Gather", ["trademl_season_table", "trademl_season_index"], ["trademl_season_factor"]
+        ),
+        helper.make_node(
+            "Mul", ["trademl_har_linear", "trademl_season_factor"], ["trademl_har_baseline"]
+        ),
+    ]
 
 
 def _set_metadata(graph: Any, meta: dict[str, str]) -> None:

@@ -44,6 +44,9 @@ class ResidualRegressor(BaseModel):
     volatility_features : list of str
         The columns of ``X`` the baseline regresses on (trailing realised volatility and
         range over several windows).
+    seasonal_feature : str or None
+        The column of ``X`` holding the hour-of-week bucket of the baseline's seasonal profile
+        (fitted on the training rows, as the rest of it); None for none.
 
     Attributes
     ----------
@@ -57,9 +60,15 @@ class ResidualRegressor(BaseModel):
     task = "regression"
     tasks = ("regression", "quantile")
 
-    def __init__(self, model: BaseModel, volatility_features: list[str]) -> None:
+    def __init__(
+        self,
+        model: BaseModel,
+        volatility_features: list[str],
+        seasonal_feature: str | None = None,
+    ) -> None:
         self.model = model
         self.volatility_features = volatility_features
+        self.seasonal_feature = seasonal_feature
 
     @property
     def supports_interval(self) -> bool:  # type: ignore[override]
@@ -73,7 +82,11 @@ class ResidualRegressor(BaseModel):
 
     def clone(self) -> Self:
         """A new, unfitted wrapper around a clone of the learned model."""
-        return type(self)(self.model.clone(), list(self.volatility_features))
+        return type(self)(
+            self.model.clone(),
+            list(self.volatility_features),
+            self.__dict__.get("seasonal_feature"),
+        )
 
     def fit(
         self,
@@ -89,7 +102,11 @@ class ResidualRegressor(BaseModel):
     def _fit(
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
     ) -> None:
-        baseline = NaiveModel(strategy="volatility", volatility_features=self.volatility_features)
+        baseline = NaiveModel(
+            strategy="volatility",
+            volatility_features=self.volatility_features,
+            seasonal_feature=self.__dict__.get("seasonal_feature"),
+        )
         self.baseline_ = baseline.fit(X, y)
         residual = y - self.baseline_.predict(X)
         if eval_set is not None:
