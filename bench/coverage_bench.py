@@ -47,6 +47,8 @@ DATA = Path(
 ALPHA = 0.1
 WINDOW = 500
 METHODS = ("plain", "plain+aci", "normalized", "norm+aci")
+# The HAR columns whose mean scales normalised intervals, as trademl.workflow.interval_scale.
+SCALE_PREFIXES = ("rv_close_", "rv_parkinson_")
 
 
 def load(path: Path, bars: int) -> pd.DataFrame:
@@ -76,6 +78,7 @@ def measure(candles: pd.DataFrame, horizon: int, rate: float) -> dict[str, dict[
     rows = slice(first, len(candles) - horizon)
     X, labels = X.iloc[rows], labels.iloc[rows]
     columns = har_columns(horizon)
+    scale_columns = [c for c in columns if c.startswith(SCALE_PREFIXES)]
     n = len(X)
     splitter = make_splitter(
         "walk_forward",
@@ -89,7 +92,7 @@ def measure(candles: pd.DataFrame, horizon: int, rate: float) -> dict[str, dict[
             baseline,
             calibration_fraction=0.2,
             gap=horizon,
-            scale_features=columns if scale else None,
+            scale_features=scale_columns if scale else None,
         )
 
     adaptive = partial(AdaptiveConformal, ALPHA, rate, horizon=horizon)
