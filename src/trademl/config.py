@@ -280,12 +280,94 @@ class _Strict(BaseModel):
 
 
 class DataSection(_Strict):
-    """Which stored candles to use."""
+    """Which stored candles to use: one symbol, or a panel of symbols at one timeframe.
 
-    symbol: str
+    Give exactly one of ``symbol``, ``symbols`` (a list; an entry may be a mapping with its own
+    ``timeframe``, which must be the section's) or ``universe`` (a text file of symbols, one a
+    line, ``#`` comments; or a YAML list), read when the run starts under the same path policy
+    as the other config paths. A panel trains one model over every symbol's rows.
+    """
+
+    symbol: str | None = None
+    symbols: tuple[str, ...] | None = None
+    universe: str | None = None
     timeframe: str
     start: str | None = None
     end: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _panel_members(cls, data: Any) -> Any:
+        # Mapping entries name their timeframe: a panel serves one timeframe, so each must be
+        # the section's (a mixed panel is refused here, naming the symbol).
+        if not isinstance(data, dict) or not isinstance(data.get("symbols"), list | tuple):
+            return data
+        from trademl.data.timeframes import Timeframe
+
+        timeframe = data.get("timeframe")
+        names: list[Any] = []
+        for position, entry in enumerate(data["symbols"]):
+            if not isinstance(entry, dict):
+                names.append(entry)
+                continue
+            unknown = sorted(set(entry) - {"symbol", "timeframe"})
+            if unknown or "symbol" not in entry:
+                raise ValueError(
+                    f"symbols.{position}: an entry is a symbol or a mapping with 'symbol' and "
+                    f"'timeframe', got {entry!r}"
+                )
+            own = entry.get("timeframe")
+            if (
+                own is not None
+                and isinstance(timeframe, str)
+                and Timeframe.parse(str(own)).name != Timeframe.parse(timeframe).name
+            ):
+                raise ValueError(
+                    f"symbols.{position}: {entry['symbol']} is at timeframe {own}, the panel "
+                    f"at {timeframe}; one model serves one timeframe, so a panel's symbols "
+                    "must share it"
+                )
+            names.append(entry["symbol"])
+        return {**data, "symbols": names}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        given = [k for k in ("symbol", "symbols", "universe") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of symbol, symbols or universe, got "
+                + (", ".join(given) if given else "none")
+            )
+        if self.symbols is not None:
+            if not self.symbols:
+                raise ValueError("symbols: a panel needs at least one symbol")
+            seen: set[str] = set()
+            for position, name in enumerate(self.symbols):
+                if not name.strip():
+                    raise ValueError(f"symbols.{position}: an empty symbol")
+                if name in seen:
+                    raise ValueError(f"symbols.{position}: {name} is listed twice")
+                seen.add(name)
+        return self
+
+    @property
+    def panel(self) -> bool:
+        """Whether the run trains one model over several symbols (``symbols`` or ``universe``)."""
+        return self.symbol is None
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The symbols trained on, in config order (empty for an unread universe file)."""
+        if self.symbol is not None:
+            return (self.symbol,)
+        return self.symbols or ()
+
+    @property
+    def label(self) -> str:
+        """How names and titles call the data: the symbol, or ``panel{n}`` for a panel."""
+        if self.symbol is not None:
+            return self.symbol
+        return f"panel{len(self.members)}" if self.members else "universe"
 
 
 class LabelsSection(_Strict):
@@ -327,30 +409,85 @@ class ValidationSection(_Strict):
 
 
 class UncertaintySection(_Strict):
-    """Intervals and calibration, fitted inside each training fold."""
+    """Intervals and calibration, fitted inside each training fold.
+
+    ``intervals``: ``normalized`` (the default) is split conformal on residuals divided by
+    trailing realised volatility (the HAR columns of the horizon), wherever a model reads those
+    columns (residual models and the baselines of max-high/min-low); elsewhere it falls back to
+    ``conformal`` (plain absolute residuals). ``cqr`` conformalises quantile boosters; ``none``
+    gives no intervals. ``adaptive`` moves each model's quantile level along the out-of-sample
+    rows with adaptive conformal inference (step ``adaptive_rate``), using only labels that had
+    matured; the served model starts from the level its path ended at. ``coverage_window``:
+    rows of the rolling coverage written beside the predictions.
+    """
 
     alpha: float = Field(default=0.1, gt=0.0, lt=1.0)
-    intervals: Literal["conformal", "cqr", "none"] = "conformal"
+    intervals: Literal["normalized", "conformal", "cqr", "none"] = "normalized"
     calibration: Literal["isotonic", "sigmoid", "none"] = "sigmoid"
     calibration_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    adaptive: bool = True
+    adaptive_rate: float = Field(default=0.005, gt=0.0, lt=1.0)
+    coverage_window: int = Field(default=500, ge=10)
 
 
 class GateSection(_Strict):
-    """The promotion gate: what a model version must beat, out of sample, to become champion.
+    """The promotion gate: a statistical test, per served target, on out-of-sample rows.
 
-    The primary model (the first of ``models``) must beat every naive baseline of the run and
-    the current champion, on their common out-of-sample rows, by ``margin`` in ``metric``
-    (``log_loss``, ``brier``, ``accuracy``, ``balanced_accuracy``, ``roc_auc`` for
-    ``direction``; ``r2``, ``mae``, ``rmse``, ``ic``, ``rank_ic`` for the other targets); and
-    its max-high / min-low interval coverage must lie within ``coverage_tolerance`` of nominal.
+    Every target the pipeline serves (direction, max high, min low at each horizon) is served
+    by the primary model (the first of ``models``) only where its loss is lower than every
+    naive baseline's in a one-sided Diebold–Mariano test (Newey–West variance, lag at least
+    the horizon) at ``level``; elsewhere by the best baseline. A version passes the gate when,
+    on every gated target, what it serves is not significantly worse than any baseline, at
+    least one gated target is served by a learned model, the intervals of the served max-high /
+    min-low forecasts cover within ``coverage_tolerance`` of nominal, and, against a champion,
+    no gated target is significantly worse and at least one is significantly better (on their
+    common rows, at least ``min_rows`` of them).
+
+    ``targets``: the gated targets as ``kind@horizon`` (``min_low@intraday``, ``direction@6``)
+    or ``kind`` (every horizon); None gates every served target. The losses are log loss for
+    direction and squared error for ranges; ``metric`` only chooses the score reported beside
+    them. ``margin``: a loss improvement the test must show beyond zero. The older ``target`` /
+    ``horizon`` keys, when given without ``targets``, name the one gated target.
     """
 
+    level: float = Field(default=0.05, gt=0.0, lt=1.0)
+    targets: tuple[str, ...] | None = None
     metric: str = "log_loss"
-    target: Literal["direction", "max_high", "min_low", "forward_return"] = "direction"
+    target: Literal["direction", "max_high", "min_low", "forward_return"] | None = None
     horizon: str | int | None = None
     margin: float = Field(default=0.0, ge=0.0)
     coverage_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
     min_rows: int = Field(default=100, ge=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _target_entries(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        served = ("direction", "max_high", "min_low")
+        bad = [
+            entry
+            for entry in value
+            if entry.partition("@")[0] not in served
+            or ("@" in entry and not entry.partition("@")[2].strip())
+        ]
+        if bad:
+            raise ValueError(
+                f"targets {', '.join(repr(b) for b in bad)}: expected 'kind@horizon' or 'kind' "
+                f"with kind one of {', '.join(served)} (the targets the pipeline serves)"
+            )
+        if not value:
+            raise ValueError("targets: give at least one, or leave it out to gate every target")
+        return value
+
+    @property
+    def requested(self) -> tuple[str, ...] | None:
+        """The gated targets as written, or as the older ``target``/``horizon`` keys say."""
+        if self.targets is not None:
+            return self.targets
+        if self.target is None:
+            return None
+        return (self.target if self.horizon is None else f"{self.target}@{self.horizon}",)
 
 
 class RegistrySection(_Strict):

@@ -12,7 +12,8 @@ import pickle
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,21 @@ from trademl.features.cache import data_hash
 from trademl.features.horizons import resolve_horizon
 from trademl.features.indicators import Bars
 from trademl.features.sets import FeatureSet
+from trademl.models.aci import AdaptiveConformal
 from trademl.models.base import MODELS, BaseModel, load_all_models, make_model
 from trademl.models.maxmin import MaxMinPredictor
 from trademl.models.residual import ResidualRegressor
+from trademl.models.stacking import on_baseline
 from trademl.models.uncertainty import (
     CalibratedClassifier,
     ConformalQuantileRegressor,
     SplitConformalRegressor,
 )
 from trademl.paths import PathPolicy, output_lock, resolve_run_paths
+from trademl.validation.coverage import rolling_coverage, worst_window
 from trademl.validation.metrics import classification_metrics, interval_coverage, regression_metrics
 from trademl.validation.runner import Evaluation, evaluate
+from trademl.validation.selection import TargetChoice, choose_sources
 from trademl.validation.splitters import make_splitter
 
 BASELINE_PREFIX = "naive_"
@@ -59,7 +64,13 @@ HAR_WINDOW_MULTIPLES = (1, 4, 16)
 # The long window stops here: beyond it the served window (the warm-up) would grow with the
 # horizon for little gain.
 HAR_MAX_WINDOW = 480
-HAR_ESTIMATORS = ("rv_close", "rv_parkinson")  # realised return volatility and realised range
+# Realised return volatility, realised range and the size of session gaps (overnight moves of
+# stocks; about zero around the clock), each over a short, a medium and a long window.
+HAR_ESTIMATORS = ("rv_close", "rv_parkinson", "rv_gap")
+# The HAR columns whose mean scales normalised conformal intervals.
+SCALE_PREFIXES = ("rv_close_", "rv_parkinson_")
+# The bucket of the HAR baseline's seasonal profile (fitted on each training fold).
+HAR_SEASONAL = "hour_of_week"
 # Targets whose learned models start from the HAR baseline (unless `residual: false`).
 RESIDUAL_TARGETS = ("max_high", "min_low")
 # Regularised defaults for a residual booster: the residual is mostly noise, so few leaves,
@@ -94,6 +105,8 @@ class RunResult:
     model_version: int | None = None
     alias: str | None = None
     registry_reason: str | None = None
+    # "{kind}_{bars}" -> what serves the target and the tests that chose it.
+    choices: dict[str, TargetChoice] = field(default_factory=dict)
 
 
 def run(
@@ -127,6 +140,10 @@ def _run(
     trigger: str,
     progress: Callable[[float, str], None] | None,
 ) -> RunResult:
+    if cfg.data.panel:  # one model over many symbols' pooled rows
+        from trademl.panel import run_panel
+
+        return run_panel(cfg, settings, trigger, progress)
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     if settings.tracking:
@@ -139,6 +156,7 @@ def _run(
 
     records: list[dict[str, Any]] = []
     predictions: list[pd.DataFrame] = []
+    served_alpha: dict[str, float] = {}
     # Stages: data, one per (horizon, target), the final fit; tracking ends it.
     stages = 2 + len(horizons) * len(cfg.labels.kinds)
     for name, bars in horizons.items():
@@ -148,13 +166,24 @@ def _run(
             evaluation = _evaluate_target(cfg, kind, bars, X, base_X, labels, splitter)
             records.extend(_fold_records(evaluation, kind, name, bars, cfg.uncertainty.alpha))
             predictions.append(_wide(evaluation, kind, bars))
+            served_alpha.update(adaptive_levels(evaluation, kind, name))
     folds = pd.DataFrame.from_records(records)
     summary = _summary(predictions, folds, cfg, horizons)
     wide = _join(predictions)
+    # Per served target: the primary model where it beat every baseline at the gate's level,
+    # else the best baseline the served pipeline can compute; the final fit serves that. (The
+    # gate's margin and min_rows judge promotion, not what a run serves.)
+    choices = choose_sources(
+        wide,
+        model_name(cfg.models[0].kind, cfg.models[0].name),
+        level=cfg.registry.gate.level,
+        min_rows=1,
+        servable=partial(_servable, list(X.columns)),
+    )
 
     output = Path(cfg.output)
     report((stages - 1) / stages, "fitting the final models")
-    final = _fit_final(cfg, X, labels, horizons)
+    final = _fit_final(cfg, X, labels, horizons, interval_alpha=served_alpha, choices=choices)
     _write_outputs(
         output,
         cfg,
@@ -168,7 +197,7 @@ def _run(
     )
     seconds = time.perf_counter() - started
     logger.info("run written to {} in {:.1f}s", output, seconds)
-    result = RunResult(output, folds, summary, wide, prepared.data_hash, seconds)
+    result = RunResult(output, folds, summary, wide, prepared.data_hash, seconds, choices=choices)
     if not settings.tracking:
         return result
     from trademl.tracking.training import track_training
@@ -244,6 +273,12 @@ def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
         Too few bars for the warm-up and the longest horizon.
     """
     settings = settings or get_settings()
+    symbol = cfg.data.symbol
+    if symbol is None:
+        raise ConfigError(
+            "data.symbols: this step takes one symbol (data.symbol); a panel is prepared by "
+            "trademl.panel.prepare_panel and trained with trademl train"
+        )
     timeframe = Timeframe.parse(cfg.data.timeframe)
     horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
     feature_set = load_feature_set(cfg.features)
@@ -263,16 +298,14 @@ def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
     with open_default_store(settings) as store:
         candles = read_series(
             store,
-            cfg.data.symbol,
+            symbol,
             timeframe.name,
             parse_time(cfg.data.start, argument="data.start"),
             parse_time(cfg.data.end, argument="data.end"),
         )
-    candles.attrs.update(symbol=cfg.data.symbol, timeframe=timeframe.name)
+    candles.attrs.update(symbol=symbol, timeframe=timeframe.name)
     digest = data_hash(candles, timeframe)
-    logger.info(
-        "{} {}: {:,} bars, data hash {}", cfg.data.symbol, timeframe.name, len(candles), digest[:12]
-    )
+    logger.info("{} {}: {:,} bars, data hash {}", symbol, timeframe.name, len(candles), digest[:12])
 
     features = build_features(
         candles, feature_set, cache=FeatureCache(settings.cache_dir / "features")
@@ -323,6 +356,8 @@ def with_har_features(feature_set: FeatureSet, timeframe: Timeframe, horizons: A
         for window in sorted({w for h in set(horizons) for w in har_windows(int(h))})
         if f"{name}_{window}" not in present
     ]
+    if HAR_SEASONAL not in present:
+        extra.append({"indicator": HAR_SEASONAL})
     if not extra:
         return feature_set
     definition = feature_set.model_dump(mode="json")
@@ -366,11 +401,21 @@ def model_factory(
     cfg: RunConfig,
     gap: int,
     residual_features: list[str] | None = None,
+    scale_features: list[str] | None = None,
 ) -> Callable[[], BaseModel]:
     """A builder of fresh models; ``gap`` (the label horizon) separates a model's fitting rows
     from the rows that stop its boosting or calibrate it, whose labels would overlap. With
-    ``residual_features`` the model learns what the HAR baseline on those columns leaves."""
+    ``residual_features`` the model learns what the HAR baseline on those columns leaves; with
+    ``scale_features`` and ``intervals: normalized`` its conformal scores are divided by their
+    per-row mean (:func:`interval_scale`)."""
     unc = cfg.uncertainty
+    if residual_features and kind == "stacking":
+        # A stack learns residuals in its base models and weighs the baseline beside them.
+        params = {
+            **params,
+            "base_models": on_baseline(params.get("base_models"), residual_features),
+        }
+        residual_features = None
     if residual_features:
         params = {**RESIDUAL_DEFAULTS.get(kind, {}), **params}
     merged = _params(kind, params, task, cfg.seed)
@@ -382,7 +427,7 @@ def model_factory(
     def residual(model: BaseModel) -> BaseModel:
         if not residual_features:
             return model
-        return ResidualRegressor(model, list(residual_features))
+        return ResidualRegressor(model, list(residual_features), seasonal_feature=HAR_SEASONAL)
 
     def build() -> BaseModel:
         fraction = unc.calibration_fraction
@@ -402,7 +447,12 @@ def model_factory(
                 model, method=unc.calibration, calibration_fraction=fraction, gap=gap
             )
         if task == "regression" and unc.intervals != "none":
-            return SplitConformalRegressor(model, calibration_fraction=fraction, gap=gap)
+            scale = (
+                list(scale_features) if scale_features and unc.intervals == "normalized" else None
+            )
+            return SplitConformalRegressor(
+                model, calibration_fraction=fraction, gap=gap, scale_features=scale
+            )
         return model
 
     return build
@@ -417,7 +467,11 @@ def _baselines(kind: str, bars: int) -> dict[str, tuple[str, dict[str, Any]]]:
     if kind in ("max_high", "min_low"):
         baselines[f"{BASELINE_PREFIX}volatility"] = (
             "naive",
-            {"strategy": "volatility", "volatility_features": har_columns(bars)},
+            {
+                "strategy": "volatility",
+                "volatility_features": har_columns(bars),
+                "seasonal_feature": HAR_SEASONAL,
+            },
         )
     else:
         baselines[f"{BASELINE_PREFIX}zero"] = ("naive", {"strategy": "zero"})
@@ -432,7 +486,12 @@ def _evaluate_target(
     base_X: pd.DataFrame,
     labels: pd.DataFrame,
     splitter: Any,
+    *,
+    gap: int | None = None,
 ) -> Evaluation:
+    # gap: rows between a model's fitting rows and its internal hold-out (default: the
+    # horizon; a panel's rows hold several symbols per bar).
+    gap = bars if gap is None else gap
     task, y, keep = target(labels, kind, bars)
     factories: dict[str, Callable[[], BaseModel]] = {}
     inputs: dict[str, pd.DataFrame] = {}
@@ -440,13 +499,26 @@ def _evaluate_target(
         name = model_name(spec.kind, spec.name)
         on_baseline = har_columns(bars) if spec.residual and kind in RESIDUAL_TARGETS else None
         factories[name] = model_factory(
-            spec.kind, dict(spec.params), task, cfg, bars, residual_features=on_baseline
+            spec.kind,
+            dict(spec.params),
+            task,
+            cfg,
+            gap,
+            residual_features=on_baseline,
+            scale_features=interval_scale(X, bars),
         )
         inputs[name] = X
     for name, (naive_kind, params) in _baselines(kind, bars).items():
-        factories[name] = model_factory(naive_kind, params, task, cfg, bars)
+        factories[name] = model_factory(
+            naive_kind, params, task, cfg, gap, scale_features=interval_scale(base_X, bars)
+        )
         inputs[name] = base_X
     n_folds = splitter.get_n_splits(len(y))
+    unc = cfg.uncertainty
+    adaptive: Callable[[], AdaptiveConformal] | None = None
+    if task == "regression" and unc.adaptive and unc.intervals != "none":
+        # Labels mature `gap` rows later (a panel holds several symbols' rows per bar).
+        adaptive = partial(AdaptiveConformal, unc.alpha, unc.adaptive_rate, horizon=gap)
     return evaluate(
         factories,
         inputs,
@@ -457,7 +529,23 @@ def _evaluate_target(
         keep=keep,
         description=f"{kind}_{bars} folds",
         n_folds=n_folds,
+        adaptive=adaptive,
     )
+
+
+def interval_scale(frame: pd.DataFrame, bars: int) -> list[str] | None:
+    """The columns whose per-row mean scales normalised conformal scores at ``bars``: the HAR
+    baseline's trailing realised volatility and range (not its gap columns, about zero around
+    the clock), when ``frame`` holds them all."""
+    columns = [c for c in har_columns(bars) if c.startswith(SCALE_PREFIXES)]
+    return columns if all(c in frame.columns for c in columns) else None
+
+
+def adaptive_levels(evaluation: Evaluation, kind: str, horizon: str) -> dict[str, float]:
+    """Every model's adaptive level at the end of its out-of-sample path, keyed
+    ``{horizon}__{kind}__{model}``: the final fit serves the level of the forecast that
+    serves the target (the learned model or the baseline the gate chose)."""
+    return {f"{horizon}__{kind}__{m}": level for m, level in evaluation.adaptive_alpha.items()}
 
 
 def target(labels: pd.DataFrame, kind: str, bars: int) -> tuple[str, pd.Series, np.ndarray | None]:
@@ -521,6 +609,8 @@ def _baseline_inputs(candles: pd.DataFrame, horizons: Any) -> pd.DataFrame:
     returns = get_indicator("log_return")
     for h in sorted(set(horizons)):
         columns.update(returns.run(bars, returns.resolve({"n": h})))
+    seasonal = get_indicator(HAR_SEASONAL)
+    columns.update(seasonal.run(bars, seasonal.resolve({})))
     return pd.DataFrame(columns, index=candles.index)
 
 
@@ -543,21 +633,40 @@ def _fold_records(
                 "test_start": part.index[0],
                 "test_end": part.index[-1],
             }
-            row.update(_metrics(part, name, evaluation.task))
+            row.update(_metrics(part, name, evaluation.task, bars))
             records.append(row)
     return records
 
 
-def _metrics(part: pd.DataFrame, name: str, task: str) -> dict[str, float]:
+def _metrics(
+    part: pd.DataFrame,
+    name: str,
+    task: str,
+    bars: int = 1,
+    *,
+    window: int | None = None,
+    nominal: float | None = None,
+) -> dict[str, float]:
+    # Intervals of accuracy, R², IC and coverage resample blocks of rows (labels `bars` ahead
+    # overlap); with `window`, the rolling coverage's window farthest from `nominal`.
     y, prediction = part["target"].to_numpy(), part[name].to_numpy()
     if task == "classification":
-        return classification_metrics(y, prediction)
-    values = regression_metrics(y, prediction)
+        return classification_metrics(y, prediction, horizon=bars)
+    values = regression_metrics(y, prediction, horizon=bars)
     if f"{name}__lo" in part:
-        coverage = interval_coverage(
-            y, part[f"{name}__lo"].to_numpy(), part[f"{name}__hi"].to_numpy()
+        lower, upper = part[f"{name}__lo"].to_numpy(), part[f"{name}__hi"].to_numpy()
+        coverage = interval_coverage(y, lower, upper, horizon=bars)
+        values.update(
+            {
+                "coverage": coverage["coverage"],
+                "coverage_lo": coverage["coverage_lo"],
+                "coverage_hi": coverage["coverage_hi"],
+                "interval_width": coverage["mean_width"],
+            }
         )
-        values.update({"coverage": coverage["coverage"], "interval_width": coverage["mean_width"]})
+        if window is not None and nominal is not None:
+            rolling = rolling_coverage(y, lower, upper, window)
+            values["coverage_worst_window"] = worst_window(rolling, nominal)
     if f"{name}__mclo" in part:
         mc = interval_coverage(
             y, part[f"{name}__mclo"].to_numpy(), part[f"{name}__mchi"].to_numpy()
@@ -595,7 +704,16 @@ def _summary(
                 "baseline": name.startswith(BASELINE_PREFIX),
                 "folds": int(frame["fold"].nunique()),
             }
-            row.update(_metrics(part, name, task))
+            row.update(
+                _metrics(
+                    part,
+                    name,
+                    task,
+                    bars,
+                    window=cfg.uncertainty.coverage_window,
+                    nominal=1.0 - cfg.uncertainty.alpha,
+                )
+            )
             rows.append(row)
     summary = pd.DataFrame.from_records(rows)
     summary.attrs["alpha"] = cfg.uncertainty.alpha
@@ -631,27 +749,76 @@ def _join(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _fit_final(
-    cfg: RunConfig, X: pd.DataFrame, labels: pd.DataFrame, horizons: dict[str, int]
+    cfg: RunConfig,
+    X: pd.DataFrame,
+    labels: pd.DataFrame,
+    horizons: dict[str, int],
+    *,
+    gap: int | None = None,
+    interval_alpha: dict[str, float] | None = None,
+    choices: dict[str, TargetChoice] | None = None,
 ) -> MaxMinPredictor:
+    # interval_alpha: "{horizon}__{target}__{model}" -> the adaptive level the validated path
+    # of that model ended at; the served intervals start from it.
     primary = cfg.models[0]
-    gap = max(horizons.values())
+    gap = max(horizons.values()) if gap is None else gap
     factories = {
         task: model_factory(primary.kind, dict(primary.params), task, cfg, gap)
         for task in ("classification", "regression")
     }
-    if primary.residual:
-        # The max-high and min-low models of each horizon start from that horizon's HAR
-        # baseline, as they did in validation.
-        for bars in horizons.values():
+    for bars in horizons.values():
+        scale = interval_scale(X, bars)
+        if primary.residual or scale:
+            # The max-high and min-low models of each horizon start from that horizon's HAR
+            # baseline and scale their intervals by its columns, as they did in validation.
             factories[f"regression_{bars}"] = model_factory(
                 primary.kind,
                 dict(primary.params),
                 "regression",
                 cfg,
                 gap,
-                residual_features=har_columns(bars),
+                residual_features=har_columns(bars) if primary.residual else None,
+                scale_features=scale,
             )
-    return MaxMinPredictor(alpha=cfg.uncertainty.alpha).fit(X, labels, factories, horizons)
+    primary_name = model_name(primary.kind, primary.name)
+    paths = dict(interval_alpha or {})
+    levels = {
+        key[: -len(f"__{primary_name}")]: level
+        for key, level in paths.items()
+        if key.endswith(f"__{primary_name}")
+    }
+    sources = {"model": primary_name}
+    for choice in (choices or {}).values():
+        if choice.learned or choice.bars not in horizons.values():
+            continue
+        # A baseline serves this target: fit it as validated, on the columns it reads.
+        naive_kind, params = _baselines(choice.kind, choice.bars)[choice.source]
+        task = "classification" if choice.kind == "direction" else "regression"
+        factories[choice.target] = model_factory(
+            naive_kind,
+            params,
+            task,
+            cfg,
+            choice.bars,
+            scale_features=interval_scale(X, choice.bars),
+        )
+        sources[choice.target] = choice.source
+        for name, bars in horizons.items():
+            if bars == choice.bars:  # the level of the baseline's own validated path
+                key = f"{name}__{choice.kind}"
+                levels.pop(key, None)
+                if f"{key}__{choice.source}" in paths:
+                    levels[key] = paths[f"{key}__{choice.source}"]
+    return MaxMinPredictor(alpha=cfg.uncertainty.alpha, interval_alpha=levels).fit(
+        X, labels, factories, horizons, sources=sources
+    )
+
+
+def _servable(columns: list[str], kind: str, bars: int, baseline: str) -> bool:
+    """Whether the served pipeline computes what ``baseline`` reads (its features)."""
+    _, params = _baselines(kind, bars)[baseline]
+    reads = [*(params.get("volatility_features") or []), params.get("seasonal_feature")]
+    return all(c in columns for c in reads if c is not None)
 
 
 def _write_outputs(
@@ -681,6 +848,8 @@ def _write_outputs(
         folds.to_csv(temp, index=False)
     with atomic_path(output / "summary.csv") as temp:
         summary.to_csv(temp, index=False)
+    with atomic_path(output / "coverage.parquet") as temp:
+        coverage_paths(predictions, cfg.uncertainty.coverage_window).to_parquet(temp)
     with atomic_path(output / "summary.md") as temp:
         Path(temp).write_text(summary_markdown(summary, cfg))
     with atomic_path(output / "config.yaml") as temp:
@@ -705,9 +874,50 @@ def _write_outputs(
         Path(temp).write_text(json.dumps(meta, indent=2))
 
 
+def coverage_paths(predictions: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Rolling coverage of every interval in ``predictions`` (the wide out-of-sample frame).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, target and out-of-sample row from the ``window``-th on (of the rows
+        with a label): ``timestamp``, ``model``, ``target`` (``{kind}_{bars}``), ``coverage``
+        over the trailing ``window`` rows, and ``alpha``, the adaptive level used at that row
+        (NaN without adaptive intervals).
+    """
+    frames = []
+    for column in predictions.columns:
+        if not column.endswith("__lo"):
+            continue
+        name, _, label = column[: -len("__lo")].partition("__")
+        truth = predictions[f"target__{label}"]
+        rows = truth.notna() & predictions[column].notna()
+        part = predictions.loc[rows]
+        values = rolling_coverage(
+            part[f"target__{label}"], part[column], part[f"{name}__{label}__hi"], window
+        )
+        if len(values) == 0:
+            continue
+        level = part.get(f"{name}__{label}__alpha", pd.Series(np.nan, index=part.index))
+        ends = part.index[len(part) - len(values) :]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": name,
+                    "target": label,
+                    "coverage": values,
+                    "alpha": level.to_numpy()[len(part) - len(values) :],
+                },
+                index=pd.Index(ends, name="timestamp"),
+            )
+        )
+    columns = ["model", "target", "coverage", "alpha"]
+    return pd.concat(frames) if frames else pd.DataFrame(columns=columns)
+
+
 def summary_markdown(summary: pd.DataFrame, cfg: RunConfig) -> str:
     """The out-of-sample summary as Markdown tables, baselines beside the models."""
-    lines = [f"# {cfg.data.symbol} {cfg.data.timeframe}: out-of-sample results", ""]
+    lines = [f"# {cfg.data.label} {cfg.data.timeframe}: out-of-sample results", ""]
     for (target, horizon), part in summary.groupby(["target", "horizon"], sort=False):
         lines.append(f"## {target}, horizon {horizon} ({int(part['horizon_bars'].iloc[0])} bars)")
         lines.append("")
@@ -722,19 +932,37 @@ def summary_markdown(summary: pd.DataFrame, cfg: RunConfig) -> str:
                 )
         else:
             header = (
-                "| model | R² | MAE | RMSE | IC | rank IC | coverage | MC-dropout coverage | n |"
+                "| model | R² (95% CI) | MAE | RMSE | IC (95% CI) | rank IC | coverage (95% CI) "
+                "| worst window | MC-dropout coverage | n |"
             )
-            lines += [header, "|---|---|---|---|---|---|---|---|---|"]
+            lines += [header, "|---|---|---|---|---|---|---|---|---|---|"]
             for _, r in part.iterrows():
-                coverage, mc = (_cell(r.get(key)) for key in ("coverage", "coverage_mc_dropout"))
+                worst, mc = (
+                    _cell(r.get(key)) for key in ("coverage_worst_window", "coverage_mc_dropout")
+                )
                 lines.append(
-                    f"| {r['model']} | {r['r2']:.4f} | {r['mae']:.5f} | {r['rmse']:.5f} | {r['ic']:.4f} | "
-                    f"{r['rank_ic']:.4f} | {coverage} | {mc} | {int(r['n']):,} |"
+                    f"| {r['model']} | {_ci(r, 'r2', 4)} | {r['mae']:.5f} | {r['rmse']:.5f} | "
+                    f"{_ci(r, 'ic', 4)} | {r['rank_ic']:.4f} | {_ci(r, 'coverage', 3)} | {worst} | "
+                    f"{mc} | {int(r['n']):,} |"
                 )
         lines.append("")
-    lines.append(f"Intervals: nominal coverage {1 - cfg.uncertainty.alpha:.0%}.")
+    lines.append(
+        f"Intervals: nominal coverage {1 - cfg.uncertainty.alpha:.0%}; worst window: the "
+        f"rolling coverage over {cfg.uncertainty.coverage_window} rows farthest from nominal. "
+        "Confidence intervals: circular block bootstrap over blocks of max(3 h, n^(1/3)) rows "
+        "(labels h bars ahead overlap); Wilson's for 1-bar accuracy."
+    )
     return "\n".join(lines) + "\n"
 
 
 def _cell(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def _ci(row: pd.Series, metric: str, digits: int) -> str:
+    value, low, high = (row.get(key) for key in (metric, f"{metric}_lo", f"{metric}_hi"))
+    if value is None or pd.isna(value):
+        return "-"
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -18,17 +18,30 @@ from trademl.data.ingest import import_path, open_default_store
 from trademl.workflow import RunResult, run
 
 MODEL = "BTCUSDT_1h_tracking_test"
-# Gate numbers chosen for these short runs: R² of the min-low forecast vs the HAR volatility
-# and mean baselines, loose coverage. (On scale-free features no short run beats the direction
-# prior's log loss on this span: an honest gate refuses them all.)
-GATE = {"metric": "r2", "target": "min_low", "coverage_tolerance": 0.2, "min_rows": 50}
+# Gate numbers chosen for these short runs: the max-high target (vs the HAR volatility and
+# mean baselines), loose coverage, and level 0.5, where a one-sided test passes whenever the
+# point estimate favours the challenger: 800 test rows cannot show significance at 0.05
+# (test_tracking checks that they do not), and these tests exercise the registry's mechanics;
+# tests/tracking/test_gate.py tests the statistics on records whose answer is known.
+GATE = {
+    "metric": "r2",
+    "target": "max_high",
+    "coverage_tolerance": 0.2,
+    "min_rows": 50,
+    "level": 0.5,
+}
 
 
 WEAK = {"kind": "naive", "params": {"strategy": "mean"}}
-# On this span (seeded, byte-reproducible) GOOD's residual min-low forecast beats the HAR
-# baseline's R² (0.035 vs 0.031) and BETTER beats GOOD's (0.038).
-GOOD = {"kind": "lgbm", "params": {"n_estimators": 10, "min_child_samples": 300}}
-BETTER = {"kind": "lgbm", "params": {"n_estimators": 5, "min_child_samples": 400}}
+# On this span (seeded, byte-reproducible) GOOD's max-high forecast has a lower squared loss
+# than both baselines (one-sided p about 0.2) and BETTER's is lower than GOOD's. Learned from
+# scratch: over the HAR baseline no short run of either beats it on this span.
+GOOD = {"kind": "lgbm", "params": {"n_estimators": 10, "min_child_samples": 300}, "residual": False}
+BETTER = {
+    "kind": "lgbm",
+    "params": {"n_estimators": 40, "min_child_samples": 300},
+    "residual": False,
+}
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_runs_and_models_commands(tracked_cli: Callable[..., Outcome], backend: 
 
 def test_bad_input_exits_non_zero(tracked_cli: Callable[..., Outcome]) -> None:
     refused = tracked_cli("models", "promote", MODEL, "--version", "1")
-    assert refused.code == 8 and "fails the promotion gate: r2" in refused.stderr
+    assert refused.code == 8 and "fails the promotion gate: a learned model" in refused.stderr
     missing = tracked_cli("models", "show", "no_such_model")
     assert missing.code == 6 and "'no_such_model' is not registered" in missing.stderr
     alias = tracked_cli("models", "export", MODEL, "--version", "staging")

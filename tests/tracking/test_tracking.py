@@ -104,7 +104,21 @@ def test_nonfinite_metrics_do_not_lose_the_run(backend: Backend) -> None:
 def test_first_version_failing_the_gate_gets_no_alias(backend: Backend) -> None:
     weak = backend.runs["weak"]
     assert weak.model_version is not None and weak.alias is None
-    assert "does not beat naive_volatility" in str(weak.registry_reason)
+    assert "the baselines serve them all" in str(weak.registry_reason)
+    # Its max-high forecast (a constant over the HAR baseline) loses to the mean baseline, so
+    # a baseline serves that target: in the registered pipeline and in the model card.
+    choice = weak.choices["max_high_6"]
+    assert choice.source.startswith("naive_") and not choice.learned
+    assert not all(c.better(0.5) for c in choice.comparisons)
+    pipeline, _ = load_pipeline(MODEL, weak.model_version, backend.settings)
+    served = pipeline.predictor.served_by("intraday")
+    assert served == {
+        k: weak.choices[f"{k}_6"].source for k in ("direction", "max_high", "min_low")
+    }
+    card = (weak.output / "model_card.md").read_text()
+    assert (
+        f"max_high_6 ({choice.source})" in card.split("Served by a baseline: ")[1].splitlines()[0]
+    )
     good = backend.runs["good"]
     assert "passes the gate" in str(good.registry_reason)
 
@@ -112,10 +126,13 @@ def test_first_version_failing_the_gate_gets_no_alias(backend: Backend) -> None:
 def test_promote_refuse_rollback_and_history(backend: Backend) -> None:
     settings = backend.settings
     weak, good, better = (backend.runs[k].model_version for k in ("weak", "good", "better"))
-    with pytest.raises(PromotionRefusedError, match=r"r2 0\.0\d+ does not beat"):
+    with pytest.raises(PromotionRefusedError, match="the baselines serve them all"):
         registry.promote(MODEL, weak, settings=settings)
-    with pytest.raises(PromotionRefusedError, match="by the margin 1"):
+    with pytest.raises(PromotionRefusedError, match="by more than the margin 1"):
         registry.promote(MODEL, settings=settings, margin=1.0)
+    # At the usual level 0.05 the challenger's edge is noise on 800 rows: refused.
+    with pytest.raises(PromotionRefusedError, match=r"\(one-sided p < 0\.05\) on no gated"):
+        registry.promote(MODEL, settings=settings, level=0.05)
     decision = registry.promote(MODEL, settings=settings)  # the challenger
     assert (decision.version, decision.previous) == (better, good)
     assert registry.resolve_version(MODEL, "champion", settings).version == better
@@ -126,8 +143,9 @@ def test_promote_refuse_rollback_and_history(backend: Backend) -> None:
     with pytest.raises(ModelNotFoundError, match="nothing to roll back to"):
         registry.rollback(MODEL, settings=settings)
     actions = [(e["action"], e["version"]) for e in registry.history(MODEL, settings)]
-    assert actions[-4:] == [
+    assert actions[-5:] == [
         ("rejected", weak),
+        ("rejected", better),
         ("rejected", better),
         ("promoted", better),
         ("rollback", good),
@@ -146,7 +164,7 @@ def test_search_and_best_run(backend: Backend) -> None:
         f"tags.registered_model = '{MODEL}' and tags.run_kind = 'train'", settings=backend.settings
     )
     assert len(runs) >= 3 and set(runs["tags.run_kind"]) == {"train"}
-    best = best_run("min_low.intraday.lgbm.r2", mode="max", settings=backend.settings)
+    best = best_run("max_high.intraday.lgbm.r2", mode="max", settings=backend.settings)
     assert best["run_id"] == backend.runs["better"].run_id
 
 

@@ -145,6 +145,16 @@ def test_degenerate_differentials_give_finite_answers() -> None:
     assert higher.p_value == 1.0 and higher.worse(LEVEL)
 
 
+def test_losses_equal_up_to_rounding_are_a_tie() -> None:
+    # A model that reproduces a baseline: its losses differ by floating-point noise only.
+    losses = np.random.default_rng(1).gamma(2.0, size=500) * 1e-5
+    rounded = losses * (1.0 + np.random.default_rng(2).normal(scale=1e-15, size=500))
+    tie = diebold_mariano(rounded, losses, 6)
+    assert (tie.mean_difference, tie.p_value, tie.p_value_two_sided) == (0.0, 0.5, 1.0)
+    # A real difference at that scale is still measured.
+    assert diebold_mariano(losses * 0.9, losses, 6).p_value < 0.01
+
+
 def test_rows_with_a_missing_loss_are_dropped() -> None:
     rng = np.random.default_rng(5)
     a, b = rng.gamma(2.0, size=300), rng.gamma(2.0, size=300)

@@ -79,14 +79,19 @@ def promote(
     margin: Annotated[
         float | None, typer.Option("--margin", min=0.0, help="Override the gate margin.")
     ] = None,
+    level: Annotated[
+        float | None,
+        typer.Option("--level", min=0.0, max=1.0, help="Override the gate's significance level."),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Promote despite a failing gate (recorded).")
     ] = False,
 ) -> None:
-    """Make a version champion if it beats the baselines and the champion out of sample."""
+    """Make a version champion if it passes the gate: per served target, Diebold–Mariano
+    tests against the baselines and the champion out of sample, and interval coverage."""
     from trademl.tracking.registry import promote as run_promotion
 
-    decision = run_promotion(name, version, force=force, metric=metric, margin=margin)
+    decision = run_promotion(name, version, force=force, metric=metric, margin=margin, level=level)
     console.print(
         f"{name} version {decision.version} is now champion"
         + (f" (was version {decision.previous})" if decision.previous else "")

@@ -100,7 +100,7 @@ class PredictionService:
     def __init__(self, host: ModelHost, store: StoreReader) -> None:
         self.host = host
         self.store = store
-        self._cache: OrderedDict[tuple[str, int, str, int], Prediction] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, str, str, int], Prediction] = OrderedDict()
         self._lock = threading.Lock()
         # JSON answers of store predictions, by (model ref, bar, rows, horizon): a known bar is
         # answered with bytes, no model, store or pydantic work.
@@ -169,8 +169,9 @@ class PredictionService:
     def latest_at(self, served: Served, info: SeriesInfo) -> Prediction:
         """Predict the last bar of the stored series as ``info`` describes it (cached)."""
         pipeline = served.pipeline
-        # The row count too: a bar filled in (or removed) behind the last one changes the window.
-        key = (served.name, served.version, info.last.isoformat(), info.rows)
+        # The row count too: a bar filled in (or removed) behind the last one changes the window;
+        # the symbol, for a panel model serving several.
+        key = (served.name, served.version, pipeline.symbol, info.last.isoformat(), info.rows)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -216,16 +217,25 @@ class PredictionService:
                     "high_interval": interval(name, "high"),
                     "low_interval": interval(name, "low"),
                     "alpha": alpha,
+                    "served_by": served_by(pipeline, name),
                 }
                 for name in horizons
             },
         }
 
 
+def served_by(pipeline: PipelineModel, horizon: str) -> dict[str, str]:
+    """Per target of ``horizon``, the forecast serving it (a learned model or a baseline)."""
+    predictor = pipeline.predictor
+    if not hasattr(predictor, "served_by"):
+        return {}
+    return dict(predictor.served_by(horizon))
+
+
 def _rendered_key(served: Served, info: SeriesInfo, horizon: str) -> tuple[Any, ...]:
     # The alias too: a reload that promotes the same version changes the answer's model ref.
     ref = (served.name, served.version, served.alias, served.latest_unpromoted)
-    return (*ref, info.last, info.rows, horizon)
+    return (*ref, served.pipeline.symbol, info.last, info.rows, horizon)
 
 
 def _prediction(served: Served, last: LastBar, source: str) -> Prediction:

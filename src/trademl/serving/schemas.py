@@ -106,6 +106,12 @@ class HorizonPrediction(BaseModel):
     high_interval: Interval | None
     low_interval: Interval | None
     alpha: float = Field(description="Miscoverage of the intervals (0.1: 90% intervals).")
+    served_by: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per target (direction, max_high, min_low), what serves it: the learned "
+        "model's name, or a naive baseline's (naive_*) where the learned model did not beat "
+        "every baseline in the promotion gate's out-of-sample test.",
+    )
 
 
 class ModelRef(BaseModel):
@@ -147,6 +153,11 @@ class PredictResponse(BaseModel):
                     "high_interval": {"lower": 42510.3, "upper": 43650.2},
                     "low_interval": {"lower": 41320.8, "upper": 42401.5},
                     "alpha": 0.1,
+                    "served_by": {
+                        "direction": "naive_prior",
+                        "max_high": "lgbm",
+                        "min_low": "lgbm",
+                    },
                 }
             },
         }

@@ -261,6 +261,8 @@ def evidence(client: MlflowClient, info: VersionInfo) -> Evidence:
         horizons={k: int(v) for k, v in json.loads(info.tags.get("horizons_bars", "{}")).items()},
         alpha=float(info.tags.get("alpha", "0.1")),
         label=f"version {info.version}",
+        # Versions from before the gate chose per target serve their model everywhere.
+        sources=json.loads(info.tags["sources"]) if "sources" in info.tags else None,
     )
 
 
@@ -284,8 +286,8 @@ def register_trained(
 ) -> Decision:
     """Register a trained pipeline as a new version of ``name``.
 
-    The first version becomes ``champion`` if it beats the naive baselines (and its intervals
-    cover); otherwise it stays without an alias, the reason recorded. A later version becomes
+    The first version becomes ``champion`` if it passes the gate against its baselines (and
+    its intervals cover); otherwise it stays without an alias, the reason recorded. A later version becomes
     ``challenger``; ``promote`` puts it through the full gate.
     """
     import mlflow
@@ -309,11 +311,11 @@ def register_trained(
             # A run without the gate's target (say, regression labels only) still registers.
             result = GateResult(False, [GateCheck("gate", False, f"gate not applicable: {error}")])
         if result.passed:
-            reason = f"no champion yet; passes the gate: {result.reason}"
+            reason = f"no champion yet; passes the gate: {result.explain()}"
             event, _ = decide_champion(client, name, _promotion(number, reason))
             _tag_version(client, name, number, "promoted", reason)
             return Decision(name, number, CHAMPION, event.previous, reason, result)
-        reason = f"not champion: {result.reason}"
+        reason = f"not champion: {result.explain()}"
         _record(client, name, {"action": "rejected", "version": number, "reason": reason})
         return Decision(name, number, None, None, reason, result)
     client.set_registered_model_alias(name, CHALLENGER, str(number))
@@ -382,7 +384,7 @@ def promote(
     reason : str
         Why, in the decider's words; recorded after the gate's verdict.
     **gate_overrides
-        Gate fields (``metric``, ``margin``, ``horizon``...) replacing the version's own.
+        Gate fields (``level``, ``targets``, ``margin``, ``min_rows``...) replacing the version's own.
 
     Raises
     ------
@@ -396,12 +398,12 @@ def promote(
     reconcile(client, name)  # a decision a dead process left half-done is finished first
     info, _, result = check_gate(name, version, settings=settings, **gate_overrides)
     if not result.passed and not force:
-        reason = f"refused: {result.reason}"
+        reason = f"refused: {result.explain()}"
         _record(client, name, {"action": "rejected", "version": info.version, "reason": reason})
         raise PromotionRefusedError(
             f"model {name!r} version {info.version} fails the promotion gate: {result.reason}"
         )
-    verdict = ("forced despite the gate: " if not result.passed else "") + result.reason
+    verdict = ("forced despite the gate: " if not result.passed else "") + result.explain()
     why = f"{verdict}; {reason}" if reason else verdict
     event, _ = decide_champion(client, name, _promotion(info.version, why))
     _tag_version(client, name, info.version, "promoted", why)

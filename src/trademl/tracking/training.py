@@ -12,7 +12,9 @@ import pandas as pd
 
 from trademl.atomic import atomic_path
 from trademl.config import RunConfig, Settings
+from trademl.data.timeframes import Timeframe
 from trademl.features.cache import FEATURE_CONTRACT
+from trademl.features.horizons import resolve_horizon
 from trademl.models.maxmin import MaxMinPredictor
 from trademl.tracking.card import model_card
 from trademl.tracking.client import connect, redact
@@ -61,13 +63,16 @@ def experiment_for(trigger: str, settings: Settings) -> str:
 def preflight(cfg: RunConfig, settings: Settings, trigger: str) -> None:
     """Fail before any training: an unreachable backend, a bad trigger or gate metric."""
     base_tags("train", trigger)
-    check_gate_config(cfg.registry.gate)
+    timeframe = Timeframe.parse(cfg.data.timeframe).name
+    horizons = {str(h): resolve_horizon(h, timeframe) for h in cfg.labels.horizons}
+    # A gated target the run does not validate fails here, before any training.
+    check_gate_config(cfg.registry.gate, horizons, cfg.labels.kinds)
     connect(settings)
 
 
 def registered_name(cfg: RunConfig) -> str:
     """The registry name of the run's pipeline model."""
-    return cfg.registry.name or default_name(cfg.data.symbol, cfg.data.timeframe, cfg.output)
+    return cfg.registry.name or default_name(cfg.data.label, cfg.data.timeframe, cfg.output)
 
 
 def _metric_points(summary: pd.DataFrame, folds: pd.DataFrame) -> list[tuple[str, Any, int]]:
@@ -106,7 +111,7 @@ def track_training(
     name = registered_name(cfg)
     meta = json.loads((result.output / "run.json").read_text())
     common = {
-        "symbol": cfg.data.symbol,
+        "symbol": cfg.data.label,
         "timeframe": cfg.data.timeframe,
         "horizons": ",".join(f"{k}={v}" for k, v in horizons.items()),
         "feature_set": feature_set.name,
@@ -122,7 +127,8 @@ def track_training(
         log_outcome(client, run_id, cfg.model_dump(mode="json"), points)
         columns = list(prepared.X.columns)
         pipeline = PipelineModel(
-            symbol=cfg.data.symbol,
+            # A panel's pipeline predicts for its first symbol unless asked for another.
+            symbol=cfg.data.members[0],
             timeframe=cfg.data.timeframe,
             horizons=horizons,
             feature_set=feature_set,
@@ -131,9 +137,11 @@ def track_training(
             feature_columns=columns,
             warmup_bars=warmup_bars(feature_set, cfg.data.timeframe),
             metadata={**meta, "run_id": run_id, "feature_contract": FEATURE_CONTRACT},
+            symbols=cfg.data.members if cfg.data.panel else (),
         )
         logged = log_pipeline(pipeline, prepared.candles, [m.kind for m in cfg.models])
         decision = None
+        sources = {target: choice.source for target, choice in result.choices.items()}
         if cfg.registry.enabled:
             version_tags = {
                 **common,
@@ -143,9 +151,11 @@ def track_training(
                 "horizons_bars": json.dumps(horizons),
                 "alpha": str(cfg.uncertainty.alpha),
                 "warmup_bars": str(pipeline.warmup_bars),
+                # What serves each target: the gate judges the served forecasts.
+                "sources": json.dumps(sources),
             }
             description = (
-                f"{cfg.data.symbol} {cfg.data.timeframe}: {primary} on feature set "
+                f"{cfg.data.label} {cfg.data.timeframe}: {primary} on feature set "
                 f"{feature_set.name} v{feature_set.version}, horizons {tags['horizons']}, "
                 f"trained on {meta['first_bar']} → {meta['last_bar']} "
                 f"(data {prepared.data_hash[:12]}), run {run_id}"
@@ -154,7 +164,12 @@ def track_training(
                 logged.model_uri,
                 name,
                 candidate=Evidence(
-                    result.predictions, primary, horizons, cfg.uncertainty.alpha, "this run"
+                    result.predictions,
+                    primary,
+                    horizons,
+                    cfg.uncertainty.alpha,
+                    "this run",
+                    sources,
                 ),
                 gate=cfg.registry.gate,
                 description=description,
@@ -171,6 +186,8 @@ def track_training(
             run_id=run_id,
             feature_columns=columns,
             gate_reason=decision.reason if decision else None,
+            choices=result.choices,
+            gate=decision.gate if decision else None,
         )
         tracked = Tracked(
             run_id,

@@ -108,11 +108,9 @@ def targets_in(predictions: pd.DataFrame) -> list[tuple[str, int]]:
 def baselines_of(predictions: pd.DataFrame, kind: str, bars: int) -> list[str]:
     """The baseline forecasts of a target held by ``predictions``, in column order."""
     suffix = f"__{kind}_{bars}"
-    return [
-        str(c).removesuffix(suffix)
-        for c in predictions.columns
-        if str(c).startswith(BASELINE_PREFIX) and str(c).endswith(suffix)
-    ]
+    # On the name, not the column: a primary model named "naive" is no baseline.
+    stems = [str(c).removesuffix(suffix) for c in predictions.columns if str(c).endswith(suffix)]
+    return [stem for stem in stems if stem.startswith(BASELINE_PREFIX)]
 
 
 def compare(

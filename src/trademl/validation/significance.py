@@ -302,6 +302,11 @@ def diebold_mariano(
             f"only {n} rows with both losses to compare; a Diebold–Mariano test at lag {used} "
             f"(horizon {horizon}) needs at least {needed}"
         )
+    # Forecasts equal up to rounding (a model that reproduces a baseline) differ by noise
+    # ~1e-16 of the losses, which a variance ~1e-32 would call significant.
+    scale = max(float(np.abs(a[keep]).mean()), float(np.abs(b[keep]).mean()))
+    if float(np.abs(difference).max()) <= 1e-12 * scale:
+        return _degenerate(0.0, n, used)
     mean = float(difference.mean())
     h = int(horizon)
     correction = math.sqrt((n + 1.0 - 2.0 * h + h * (h - 1.0) / n) / n)
