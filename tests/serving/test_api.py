@@ -60,6 +60,21 @@ def test_predict_from_store_is_cached_and_stores_nothing(
         assert store.series_info("BTCUSDT", "1h") == before
 
 
+def test_predict_says_what_serves_each_target(client: TestClient, served: Served) -> None:
+    response = client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    trained = next(r for r in served.runs if r.model_version == body["model"]["version"])
+    kinds = ("direction", "max_high", "min_low")
+    # The run's own out-of-sample tests chose, per target, the learned model or a baseline.
+    expected = {kind: trained.choices[f"{kind}_6"].source for kind in kinds}
+    assert body["horizons"]["intraday"]["served_by"] == expected
+    for kind in kinds:
+        choice = trained.choices[f"{kind}_6"]
+        assert (expected[kind] == "lgbm") == all(c.better(0.05) for c in choice.comparisons)
+        assert expected[kind] == "lgbm" or expected[kind].startswith("naive_")
+
+
 def test_predict_equals_pipeline_predict_on_the_same_candles(
     client: TestClient, served: Served
 ) -> None:
