@@ -44,6 +44,12 @@ def print_tracking(result: object) -> None:
     from trademl.workflow import RunResult
 
     assert isinstance(result, RunResult)
+    if result.choices:
+        # Per target, the learned model only where it beat every baseline significantly.
+        console.print(
+            "served by:        "
+            + ", ".join(f"{target} {choice.source}" for target, choice in result.choices.items())
+        )
     if result.run_id is None:
         return
     console.print(f"MLflow run:       {result.run_id}")
