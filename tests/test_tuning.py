@@ -98,9 +98,11 @@ def test_tune_command_writes_trials_and_a_runnable_best_config(
 
 def test_trials_in_a_bad_region_are_pruned_after_one_fold(btc_store, tmp_path: Path) -> None:
     # A learning rate of 1e-5 leaves 30 trees near the training mean: far worse than 0.1.
+    # (Learning from zero: over the HAR baseline, trees that stay near zero keep its forecast.)
     spaces = {"lgbm": {"learning_rate": choice(0.1, 1e-5)}}
+    model = {"kind": "lgbm", "params": {"n_estimators": 30, "n_jobs": 1}, "residual": False}
     result = tune(
-        tiny_config(tmp_path / "out"),
+        tiny_config(tmp_path / "out", models=[model]),
         trials=8,
         spaces=spaces,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),

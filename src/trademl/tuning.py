@@ -60,10 +60,10 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 import pandas as pd
 import yaml
 from loguru import logger
+from optuna.trial import TrialState
 
 from trademl.atomic import atomic_path
 from trademl.budget import BudgetExhaustedError, check_budget, time_budget, time_left
@@ -74,6 +74,7 @@ from trademl.validation.metrics import classification_metrics, regression_metric
 from trademl.validation.runner import evaluate
 from trademl.validation.splitters import make_splitter
 from trademl.workflow import (
+    HAR_SEASONAL,
     RESIDUAL_TARGETS,
     Prepared,
     har_columns,
@@ -395,7 +396,11 @@ class _Problem:
 
     def naive_params(self, strategy: str) -> dict[str, Any]:
         """Constructor parameters of the naive baseline ``strategy``."""
-        extra = {"volatility_features": self.har} if strategy == "volatility" else {}
+        extra: dict[str, Any] = {}
+        if strategy == "volatility":
+            extra["volatility_features"] = self.har
+            if HAR_SEASONAL in self.X.columns:
+                extra["seasonal_feature"] = HAR_SEASONAL
         return {"strategy": strategy, **extra}
 
 

@@ -31,7 +31,10 @@ def export_version(
     :func:`trademl.models.onnx_export.export_onnx`); ``manifest.json`` lists the files, the
     input feature columns in order, the feature set that computes them, the warm-up, the
     split-conformal half-width ``q`` of each regression interval (``prediction ± q``, log
-    ratio) and, for every model left out, why.
+    ratio; for normalised intervals ``prediction ± q · s``, ``s`` the row's mean of
+    ``interval_scale.columns``, unknown or non-positive values replaced by ``fill``, then at
+    least ``floor``), at the miscoverage the pipeline serves (the end of its validated adaptive
+    path) and, for every model left out, why.
 
     Returns
     -------
@@ -62,7 +65,15 @@ def export_version(
                 continue
             entry: dict[str, Any] = {"file": path.name, "kind": model.kind}
             if isinstance(model, SplitConformalRegressor):
-                entry["interval_half_width"] = conformal_quantile(model.scores_, alpha)
+                served = pipeline.predictor.served_alpha(horizon, target)
+                entry["interval_alpha"] = served
+                entry["interval_half_width"] = conformal_quantile(model.scores_, served)
+                if model.scale_features:
+                    entry["interval_scale"] = {
+                        "columns": list(model.scale_features),
+                        "fill": model.scale_fill_,
+                        "floor": model.scale_floor_,
+                    }
             exported[key] = entry
     if not exported:
         raise ConfigError(
