@@ -170,8 +170,8 @@ def test_automl_scores_the_baselines_searches_residual_learning_and_a_stack(
 def test_the_time_limit_bounds_the_whole_search_and_stops_long_trials(
     btc_store, tmp_path: Path
 ) -> None:
-    # 50,000 trees a fold without early stopping cannot finish in the budget: it stops at it.
-    params = {"n_estimators": 50000, "n_jobs": 1, "early_stopping_rounds": None}
+    # A million trees a fold without early stopping cannot finish in the budget: it stops at it.
+    params = {"n_estimators": 1_000_000, "n_jobs": 1, "early_stopping_rounds": None}
     models = [{"kind": "lgbm", "params": params}]
     limit = 20.0
     result = tune(
@@ -186,6 +186,8 @@ def test_the_time_limit_bounds_the_whole_search_and_stops_long_trials(
     assert stopped, result.trials
     assert all("stopped at the time budget" in t.user_attrs["stopped"] for t in stopped)
     assert all(t.state == optuna.trial.TrialState.PRUNED for t in stopped)
+    # Stopped inside the first fit, not after a fold ran on past the budget.
+    assert all(not t.intermediate_values for t in stopped)
     # The baselines completed within it, so the answer is the best of what finished.
     assert result.n_complete == 2 and result.best_kind == "naive"
     assert result.stacked_score is None and not result.stack_chosen

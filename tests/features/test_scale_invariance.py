@@ -20,8 +20,9 @@ from trademl.features.sets import load_feature_set, preset_names
 from trademl.workflow import with_har_features
 
 PRICES = ("open", "high", "low", "close")
-# Rounding of scaled inputs through TA-Lib's running sums: far below any signal.
-TOLERANCE = 1e-8
+# Rounding of scaled inputs through running sums (TA-Lib, Alpha158's rolling variances of
+# volume-weighted returns, up to ~1.1e-8 seen): far below any signal.
+TOLERANCE = 1e-7
 # Qlib's Alpha158 correlates the close with log(volume + 1), kept as published: the +1 makes
 # it depend on the volume unit (by under 1e-3 for volumes far above 1). Its other volume
 # columns are ratios, and scale-free.
