@@ -43,6 +43,7 @@ from trademl.workflow import (
     _wide,
     _write_outputs,
     prepare,
+    record_run,
     summary_markdown,
 )
 
@@ -274,21 +275,7 @@ def run_panel(
     seconds = time.perf_counter() - started
     logger.info("panel run written to {} in {:.1f}s", output, seconds)
     result = RunResult(output, folds, summary, wide, pooled.data_hash, seconds)
-    if not settings.tracking:
-        return result
-    from trademl.tracking.training import track_training
-
-    report(1.0, "recording in MLflow")
-    tracked = track_training(cfg, result, final, pooled, settings=settings, trigger=trigger)
-    logger.info("MLflow run {} ({})", tracked.run_id, tracked.reason or "not registered")
-    return replace(
-        result,
-        run_id=tracked.run_id,
-        model_name=tracked.model_name,
-        model_version=tracked.model_version,
-        alias=tracked.alias,
-        registry_reason=tracked.reason,
-    )
+    return record_run(cfg, result, final, pooled, settings, trigger, report)
 
 
 def _by_time(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:

@@ -198,6 +198,19 @@ def _run(
     seconds = time.perf_counter() - started
     logger.info("run written to {} in {:.1f}s", output, seconds)
     result = RunResult(output, folds, summary, wide, prepared.data_hash, seconds, choices=choices)
+    return record_run(cfg, result, final, prepared, settings, trigger, report)
+
+
+def record_run(
+    cfg: RunConfig,
+    result: RunResult,
+    final: MaxMinPredictor,
+    prepared: Prepared,
+    settings: Settings,
+    trigger: str,
+    report: Callable[[float, str], None],
+) -> RunResult:
+    """``result`` as recorded in MLflow (run, registered version, alias) when tracking is on."""
     if not settings.tracking:
         return result
     from trademl.tracking.training import track_training

@@ -62,6 +62,7 @@ import pandas as pd
 from scipy import stats
 
 from trademl.errors import ConfigError
+from trademl.validation.arrays import float_vector
 from trademl.validation.bootstrap import block_bootstrap_interval
 
 ArrayLike = npt.ArrayLike
@@ -73,15 +74,7 @@ _EPS = 1e-15
 
 def _vector(name: str, values: ArrayLike) -> FloatArray:
     """Return ``values`` as a 1-D float64 array, or raise a :class:`ConfigError`."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be numeric, got {type(values).__name__}: {exc}") from exc
-    if array.ndim == 0:
-        array = array.reshape(1)
-    if array.ndim != 1:
-        raise ConfigError(f"{name} must be 1-D, got an array of shape {array.shape}")
-    return array
+    return float_vector(name, values, scalar=True)
 
 
 def _aligned(**named: ArrayLike) -> tuple[list[FloatArray], int]:

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from trademl.errors import ConfigError
+from trademl.validation.arrays import float_vector
 from trademl.validation.splitters import Splitter
 
 FloatArray = npt.NDArray[np.float64]
@@ -49,12 +50,7 @@ DEFAULT_MAX_COMBINATIONS = 12_870
 
 def _returns_vector(returns: npt.ArrayLike) -> FloatArray:
     """Return ``returns`` as a 1-D float64 array without its NaN rows."""
-    try:
-        array = np.asarray(returns, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"returns must be numeric, got {type(returns).__name__}: {exc}") from exc
-    if array.ndim != 1:
-        raise ConfigError(f"returns must be 1-D, got an array of shape {array.shape}")
+    array = float_vector("returns", returns)
     return array[~np.isnan(array)]
 
 

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from trademl.errors import ConfigError
+from trademl.validation.arrays import float_vector
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -110,16 +111,6 @@ class LossComparison:
         return self.mean_difference > 0 and 1.0 - self.p_value < level
 
 
-def _vector(name: str, values: npt.ArrayLike) -> FloatArray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be numeric, got {type(values).__name__}: {exc}") from exc
-    if array.ndim != 1:
-        raise ConfigError(f"{name} must be 1-D, got an array of shape {array.shape}")
-    return array
-
-
 def loss_for(task_or_metric: str) -> str:
     """The per-row loss that compares forecasts of a task, a metric or a label kind.
 
@@ -176,7 +167,7 @@ def row_losses(y: npt.ArrayLike, prediction: npt.ArrayLike, loss: str) -> FloatA
     """
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    observed, predicted = _vector("y", y), _vector("prediction", prediction)
+    observed, predicted = float_vector("y", y), float_vector("prediction", prediction)
     if len(observed) != len(predicted):
         raise ConfigError(
             f"y and prediction must have the same length, got {len(observed)} and {len(predicted)}"
@@ -219,7 +210,7 @@ def hac_variance(values: npt.ArrayLike, lag: int) -> float:
     float
         The long-run variance (never negative: the Bartlett kernel is positive semi-definite).
     """
-    series = _vector("values", values)
+    series = float_vector("values", values)
     if lag < 0:
         raise ConfigError(f"lag must be >= 0, got {lag!r}")
     n = len(series)
@@ -283,7 +274,7 @@ def diebold_mariano(
     >>> bool(result.p_value < 0.01), result.mean_difference < 0
     (True, True)
     """
-    a, b = _vector("loss_a", loss_a), _vector("loss_b", loss_b)
+    a, b = float_vector("loss_a", loss_a), float_vector("loss_b", loss_b)
     if len(a) != len(b):
         raise ConfigError(f"loss_a and loss_b must have the same length, got {len(a)} and {len(b)}")
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
