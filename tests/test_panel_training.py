@@ -225,10 +225,18 @@ def test_panel_run_reports_per_symbol_and_pooled_serves_and_backtests(
     pooled = summary[(summary["symbol"] == "pooled") & (summary["target"] == "max_high")]
     assert set(pooled["n"]) == {3 * 2 * 400}
     assert set(result.folds["symbol"]) == {"pooled", *CRYPTO}
+    # What serves each target is tested on the pooled rows, the HAC lag spanning the horizon's
+    # bars of every symbol; the final predictor serves exactly that.
+    assert set(result.choices) == {"direction_6", "max_high_6", "min_low_6"}
+    for choice in result.choices.values():
+        assert all(c.result is None or c.result.lag >= 6 * len(CRYPTO) for c in choice.comparisons)
 
     # The pipeline serves each symbol; its served last bar equals the final models on the
     # features validated over the whole history.
     final = pickle.loads((tmp_path / "run" / "models" / "maxmin.pkl").read_bytes())
+    assert final.served_by("intraday") == {
+        kind: result.choices[f"{kind}_6"].source for kind in ("direction", "max_high", "min_low")
+    }
     feature_set = load_feature_set(str(tmp_path / "run" / "feature_set.yaml"))
     with open_default_store(settings) as store:
         sample = read_series(store, CRYPTO[0], "1h", pd.Timestamp("2023-04-01", tz="UTC"))

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from trademl.errors import ConfigError, DataValidationError
 from trademl.models.base import MODELS
 from trademl.validation.panel import PanelSplitter, label_end_times
 from trademl.validation.runner import Evaluation
+from trademl.validation.selection import choose_sources
 from trademl.validation.splitters import make_splitter
 from trademl.workflow import (
     Prepared,
@@ -39,9 +41,12 @@ from trademl.workflow import (
     _evaluate_target,
     _fit_final,
     _fold_records,
+    _servable,
     _summary,
     _wide,
     _write_outputs,
+    adaptive_levels,
+    model_name,
     prepare,
     record_run,
     summary_markdown,
@@ -203,6 +208,7 @@ def run_panel(
     records: list[dict[str, Any]] = []
     wides: list[pd.DataFrame] = []
     evaluations: list[tuple[Evaluation, str, str, int]] = []
+    served_alpha: dict[str, float] = {}
     stages = 2 + len(pooled.horizons) * len(cfg.labels.kinds)
     for name, bars in pooled.horizons.items():
         splitter = panel.splitter(cfg, bars)
@@ -220,6 +226,7 @@ def run_panel(
             )
             evaluations.append((evaluation, kind, name, bars))
             wides.append(_wide(evaluation, kind, bars))
+            served_alpha.update(adaptive_levels(evaluation, kind, name))
     for symbol in (POOLED, *panel.symbols):
         for evaluation, target_kind, name, bars in evaluations:
             part = _by_time(evaluation.predictions, symbol)
@@ -246,6 +253,16 @@ def run_panel(
     summary.attrs["alpha"] = cfg.uncertainty.alpha
     wide = _join(wides)
 
+    # What serves each target, as for one symbol, tested on the pooled rows (in time order):
+    # the HAC lag spans a horizon of bars, each bar holding a row per symbol.
+    choices = choose_sources(
+        wide.sort_index(level="timestamp", sort_remaining=True),
+        model_name(cfg.models[0].kind, cfg.models[0].name),
+        level=cfg.registry.gate.level,
+        min_rows=1,
+        servable=partial(_servable, list(pooled.X.columns)),
+        rows_per_bar=rows_per_bar,
+    )
     report((stages - 1) / stages, "fitting the final models")
     final = _fit_final(
         cfg,
@@ -253,6 +270,8 @@ def run_panel(
         pooled.labels,
         pooled.horizons,
         gap=max(pooled.horizons.values()) * rows_per_bar,
+        interval_alpha=served_alpha,
+        choices=choices,
     )
     output = Path(cfg.output)
     _write_outputs(
@@ -274,7 +293,7 @@ def run_panel(
     _write_panel_files(output, cfg, summary, panel)
     seconds = time.perf_counter() - started
     logger.info("panel run written to {} in {:.1f}s", output, seconds)
-    result = RunResult(output, folds, summary, wide, pooled.data_hash, seconds)
+    result = RunResult(output, folds, summary, wide, pooled.data_hash, seconds, choices=choices)
     return record_run(cfg, result, final, pooled, settings, trigger, report)
 
 

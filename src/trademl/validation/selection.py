@@ -123,6 +123,7 @@ def compare(
     names: tuple[str, str],
     min_rows: int,
     margin: float = 0.0,
+    rows_per_bar: int = 1,
 ) -> Comparison:
     """Diebold–Mariano comparison of two forecasts of one target on the rows both made.
 
@@ -138,6 +139,9 @@ def compare(
         Fewer common rows give no result, with a note naming the count.
     margin : float
         Added to ``forecast``'s loss: it must win by more than this.
+    rows_per_bar : int
+        Rows of one bar (a panel's symbols): the HAC lag covers ``bars × rows_per_bar`` rows,
+        as losses overlap in time across the symbols of a bar too.
 
     Returns
     -------
@@ -156,7 +160,7 @@ def compare(
         result = diebold_mariano(
             row_losses(observed, frame["a"].to_numpy(), loss) + margin,
             row_losses(observed, frame["b"].to_numpy(), loss),
-            bars,
+            bars * rows_per_bar,
         )
     except ConfigError as error:
         return Comparison(target, model, other, loss, None, str(error))
@@ -180,6 +184,7 @@ def choose_sources(
     min_rows: int,
     margin: float = 0.0,
     servable: Callable[[str, int, str], bool] | None = None,
+    rows_per_bar: int = 1,
 ) -> dict[str, TargetChoice]:
     """Per served target, the forecast to serve and the comparisons behind the choice.
 
@@ -198,6 +203,8 @@ def choose_sources(
     servable : callable, optional
         ``servable(kind, bars, baseline)``: whether the served pipeline can compute that
         baseline (all by default); only those may serve.
+    rows_per_bar : int
+        Rows of one bar (a panel's symbols, rows sorted by time); see :func:`compare`.
 
     Returns
     -------
@@ -221,6 +228,7 @@ def choose_sources(
                 names=(model, baseline),
                 min_rows=min_rows,
                 margin=margin,
+                rows_per_bar=rows_per_bar,
             )
             for baseline in baselines
         )
