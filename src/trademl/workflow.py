@@ -295,7 +295,9 @@ def prepare(cfg: RunConfig, *, settings: Settings | None = None) -> Prepared:
     timeframe = Timeframe.parse(cfg.data.timeframe)
     horizons = {str(h): resolve_horizon(h, timeframe.name) for h in cfg.labels.horizons}
     feature_set = load_feature_set(cfg.features)
-    if any(m.residual for m in cfg.models):
+    if set(cfg.labels.kinds) & set(RESIDUAL_TARGETS):
+        # Residual models start from the HAR columns, intervals scale by them, and a target
+        # where no learned model wins is served by the HAR baseline: the pipeline computes them.
         feature_set = with_har_features(feature_set, timeframe, horizons.values())
     _check_models(cfg)
     if cfg.validation.kind == "cpcv":

@@ -23,6 +23,7 @@ from trademl.tracking.client import connect, fluent
 from trademl.tracking.export import export_version
 from trademl.tracking.pipeline import load_pipeline, to_model_input
 from trademl.tracking.runs import best_run, log_metrics, note_nonfinite, search_runs, tracked_run
+from trademl.workflow import HAR_SEASONAL, har_columns
 
 TAGS = ("symbol", "timeframe", "horizons", "feature_set", "feature_set_version", "data_hash")
 
@@ -121,6 +122,10 @@ def test_first_version_failing_the_gate_gets_no_alias(backend: Backend) -> None:
     )
     good = backend.runs["good"]
     assert "passes the gate" in str(good.registry_reason)
+    # Learning from zero (residual: false), its pipeline still computes the HAR baseline's
+    # columns: a range target its model does not win is served by that baseline.
+    good_pipeline, _ = load_pipeline(MODEL, good.model_version, backend.settings)
+    assert {*har_columns(6), HAR_SEASONAL} <= set(good_pipeline.feature_columns)
 
 
 def test_promote_refuse_rollback_and_history(backend: Backend) -> None:

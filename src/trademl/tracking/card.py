@@ -155,8 +155,7 @@ def served_section(choices: Mapping[str, TargetChoice]) -> list[str]:
         "",
         "Each target is served by the learned model only where its out-of-sample loss is lower "
         "than every baseline's in a one-sided Diebold–Mariano test (Newey–West variance, lag at "
-        "least the horizon); elsewhere by the baseline with the lowest loss among those the served "
-        "pipeline computes (the HAR baseline's columns are served with residual models only).",
+        "least the horizon); elsewhere by the baseline with the lowest loss.",
         "",
         "- Served by a baseline: "
         + (
