@@ -95,6 +95,16 @@ def test_train_job_then_promote_and_rollback(client: TestClient, served: Served)
 
     refused = client.post(f"/api/v1/models/{MODEL}/promote", json={"version": 1}, headers=HEADERS)
     assert refused.status_code == 409 and "gate" in refused.json()["error"]["message"]
+    # The level of the gate's tests can be replaced for one decision; the record says which.
+    lenient = client.post(
+        f"/api/v1/models/{MODEL}/promote", json={"version": 1, "level": 0.9}, headers=HEADERS
+    )
+    assert lenient.status_code == 409 and "p < 0.9" in lenient.json()["error"]["message"]
+    for bad in (0, 1.5, "high"):
+        response = client.post(
+            f"/api/v1/models/{MODEL}/promote", json={"version": 1, "level": bad}, headers=HEADERS
+        )
+        assert response.status_code == 422 and "level" in response.text
     assert decide("promote", {"version": 1, "force": True})["served"]["version"] == 1
     assert served_version(client) == (1, "champion")
     promoted = decide("promote", {"version": 2, "force": True})

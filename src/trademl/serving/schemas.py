@@ -409,10 +409,12 @@ class ModelList(BaseModel):
 
 
 class PromoteRequest(_Request):
-    """Which version to promote (the challenger by default); ``force`` overrides the gate."""
+    """Which version to promote (the challenger by default); ``force`` overrides the gate,
+    ``level`` replaces the significance level of its Diebold–Mariano tests."""
 
     version: int | None = Field(default=None, ge=1)
     force: bool = False
+    level: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
 class RollbackRequest(_Request):

@@ -63,7 +63,8 @@ def promote_model(name: str, state: State, body: PromoteRequest | None = None) -
     """Make a version (the challenger by default) champion if it passes the promotion gate
     (409 with the failing numbers otherwise; ``force`` promotes anyway, recorded as forced)."""
     body = body or PromoteRequest()
-    decision = promote(name, body.version, force=body.force, settings=state.settings)
+    overrides: dict[str, Any] = {} if body.level is None else {"level": body.level}
+    decision = promote(name, body.version, force=body.force, settings=state.settings, **overrides)
     return _after(state, decision)
 
 
