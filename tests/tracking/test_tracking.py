@@ -179,6 +179,14 @@ def test_onnx_export_and_card(backend: Backend, tmp_path: Path) -> None:
     )
     assert "intraday__max_high" in manifest["models"]
     assert (tmp_path / manifest["models"]["intraday__max_high"]["file"]).exists()
+    # A target a baseline serves is not exported, and the manifest says which baseline.
+    pipeline, _ = load_pipeline(MODEL, "champion", backend.settings)
+    baselines = {
+        t: s for t, s in pipeline.predictor.served_by("intraday").items() if s.startswith("naive_")
+    }
+    assert baselines  # the champion's direction forecast did not beat the class prior
+    for target, source in baselines.items():
+        assert f"served by the baseline {source}" in manifest["skipped"][f"intraday__{target}"]
     card = registry.model_card_text(MODEL, "champion", backend.settings)
     for heading in ("## Data", "## Features", "## Labels", "## Validation", "## Limitations"):
         assert heading in card
