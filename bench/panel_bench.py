@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from plain_lightgbm import plain_params
+
 DATA = Path(
     os.environ.get(
         "TRADEML_TEST_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -58,24 +60,8 @@ MODEL: dict[str, Any] = {
     "early_stopping_rounds": None,
     "n_jobs": THREADS,
 }
-# LGBMModel's defaults spelled out for lightgbm.train (as bench/train_bench.py).
-PLAIN_PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "metric": "l2",
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "max_depth": -1,
-    "min_data_in_leaf": 50,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "feature_fraction": 0.8,
-    "lambda_l2": 1.0,
-    "seed": 0,
-    "num_threads": THREADS,
-    "deterministic": True,
-    "force_col_wise": True,
-    "verbosity": -1,
-}
+# LGBMModel's defaults spelled out for lightgbm.train.
+PLAIN_PARAMS = plain_params(THREADS)
 
 
 def prepared_panel(files: list[str], timeframe: str, horizon: int, bars: int | None) -> Any:
