@@ -116,8 +116,9 @@ def test_hac_variance_is_the_bartlett_quadratic_form(lag: int) -> None:
 
 
 def test_hac_variance_agrees_with_statsmodels() -> None:
-    sandwich = pytest.importorskip("statsmodels.stats.sandwich_covariance")
-    regression = pytest.importorskip("statsmodels.regression.linear_model")
+    from statsmodels.regression import linear_model as regression
+    from statsmodels.stats import sandwich_covariance as sandwich
+
     values = moving_average_differential(np.random.default_rng(11), 500, 6)
     fitted = regression.OLS(values, np.ones((len(values), 1))).fit()
     for lag in (6, 12):
