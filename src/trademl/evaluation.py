@@ -38,12 +38,12 @@ from trademl.config import Settings
 from trademl.data.ingest import import_path, open_default_store, read_series
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
+from trademl.models.naive import BASELINE_PREFIX
 from trademl.progress import progress_bar
 from trademl.validation.metrics import classification_metrics, regression_metrics
 from trademl.validation.significance import diebold_mariano, loss_for, row_losses
 from trademl.workflow import run
 
-BASELINE_PREFIX = "naive_"
 INTRADAY_HORIZONS = (6, 24)
 DAILY_HORIZONS = (5, 20)
 DEFAULT_MAX_BARS = 8_000

@@ -43,6 +43,7 @@ from trademl.features.sets import FeatureSet
 from trademl.models.aci import AdaptiveConformal
 from trademl.models.base import MODELS, BaseModel, load_all_models, make_model
 from trademl.models.maxmin import MaxMinPredictor
+from trademl.models.naive import BASELINE_PREFIX
 from trademl.models.residual import ResidualRegressor
 from trademl.models.stacking import on_baseline
 from trademl.models.uncertainty import (
@@ -57,7 +58,6 @@ from trademl.validation.runner import Evaluation, evaluate
 from trademl.validation.selection import TargetChoice, choose_sources
 from trademl.validation.splitters import make_splitter
 
-BASELINE_PREFIX = "naive_"
 # The HAR baseline's trailing windows, as multiples of the horizon (short, medium, long), like
 # the day/week/month of daily volatility forecasts.
 HAR_WINDOW_MULTIPLES = (1, 4, 16)

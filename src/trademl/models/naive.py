@@ -58,6 +58,8 @@ _STRATEGY_TASKS: dict[str, tuple[str, ...]] = {
 }
 
 
+BASELINE_PREFIX = "naive_"
+"""How runs name the baselines' columns (``naive_mean``, ``naive_volatility``...)."""
 SEASONAL_BUCKETS = 168  # hours of a week
 SEASONAL_SHRINKAGE = 50.0  # rows of prior weight on a factor of 1
 SEASONAL_LIMITS = (0.25, 4.0)

@@ -10,6 +10,7 @@ from typing import Any
 from trademl.atomic import atomic_path
 from trademl.config import Settings
 from trademl.errors import ConfigError
+from trademl.models.naive import BASELINE_PREFIX
 from trademl.models.onnx_export import export_onnx
 from trademl.models.uncertainty import SplitConformalRegressor, conformal_quantile
 from trademl.tracking.pipeline import load_pipeline
@@ -66,7 +67,7 @@ def export_version(
                 # A baseline serves this target (the learned model lost to it out of sample).
                 skipped[key] = (
                     str(error)
-                    if source == "model" or not source.startswith("naive_")
+                    if source == "model" or not source.startswith(BASELINE_PREFIX)
                     else f"served by the baseline {source}, which has no ONNX form: {error}"
                 )
                 continue

@@ -46,7 +46,6 @@ from trademl.validation.selection import (
     targets_in,
 )
 
-BASELINE_PREFIX = "naive_"
 CLASSIFICATION_METRICS = frozenset(
     {"log_loss", "brier", "accuracy", "balanced_accuracy", "roc_auc"}
 )

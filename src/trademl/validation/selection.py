@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from trademl.errors import ConfigError
+from trademl.models.naive import BASELINE_PREFIX
 from trademl.validation.significance import LossComparison, diebold_mariano, loss_for, row_losses
 
 SERVED_KINDS = ("direction", "max_high", "min_low")
-BASELINE_PREFIX = "naive_"
 
 
 @dataclass(frozen=True)
