@@ -75,6 +75,7 @@ def test_every_path_field_of_a_job_is_refused_at_submit(home: Path, outside: Out
             attempts = {
                 "features": ("train", run_config(features=value if value.endswith(".yaml") else value + "/f.yaml")),
                 "output": ("train", run_config(output=value)),
+                "data.universe": ("train", run_config(data={"universe": value, "timeframe": "1h"})),
                 "run": ("backtest", backtest_config(run=value)),
                 "train": ("backtest", {"train": value, "output": "runs/bt"}),
                 "output ": ("backtest", backtest_config(output=value)),
@@ -114,6 +115,11 @@ def test_the_api_answers_422_naming_the_field_never_the_file(
             ("/api/v1/backtest", {"train": value, "output": "runs/bt"}, "train"),
             ("/api/v1/backtest", backtest_config(run=value), "run"),
             ("/api/v1/train", run_config(output=value), "output"),
+            (
+                "/api/v1/train",
+                run_config(data={"universe": value, "timeframe": "1h"}),
+                "data.universe",
+            ),
             ("/api/v1/train", run_config(features=value.rstrip("/") + "/f.yaml"), "features"),
         ):
             response = api.post(path, json={"config": config}, headers=HEADERS)
