@@ -43,6 +43,7 @@ def test_a_model_that_knows_the_signal_wins_and_one_that_does_not_loses() -> Non
     good = compare_target(_wide(rng, 3000, 6, 0.1), "max_high", 6, ["lgbm"])
     assert len(good) == 1 and good[0]["verdict"] == "wins" and good[0]["p_value"] < 0.001
     assert good[0]["model_r2"] > 0.5 > good[0]["baseline_r2"]
+    assert good[0]["model_r2_low"] < good[0]["model_r2"] < good[0]["model_r2_high"]
     assert 0.85 < good[0]["coverage"] < 0.95  # ±1.645 around a forecast with unit noise
     # Pure noise 3x the target's scale as the "learned" forecast: significantly worse.
     bad = compare_target(_wide(rng, 3000, 6, 10.0), "max_high", 6, ["lgbm"])

@@ -248,7 +248,11 @@ def compare_target(
             "p_value_two_sided": test.p_value_two_sided,
         }
         if task == "regression":
-            row["model_r2"] = regression_metrics(truth, a)["r2"]
+            # R² with a block-bootstrap interval: overlapping labels make neighbouring rows
+            # dependent, so an iid interval would be too narrow.
+            ours_r2 = regression_metrics(truth, a, horizon=bars)
+            row["model_r2"] = ours_r2["r2"]
+            row["model_r2_low"], row["model_r2_high"] = ours_r2["r2_lo"], ours_r2["r2_hi"]
             row["baseline_r2"] = regression_metrics(truth, b)["r2"]
             lo, hi = f"{best}__{suffix}__lo", f"{best}__{suffix}__hi"
             if lo in wide and hi in wide:
@@ -259,7 +263,12 @@ def compare_target(
         else:
             row["model_log_loss"] = classification_metrics(truth, a)["log_loss"]
             row["baseline_log_loss"] = classification_metrics(truth, b)["log_loss"]
-            row["model_accuracy"] = classification_metrics(truth, a)["accuracy"]
+            accuracy = classification_metrics(truth, a, horizon=bars)
+            row["model_accuracy"] = accuracy["accuracy"]
+            row["accuracy_low"], row["accuracy_high"] = (
+                accuracy["accuracy_lo"],
+                accuracy["accuracy_hi"],
+            )
         row["verdict"] = verdict(test.mean_difference, test.p_value, test.p_value_two_sided)
         rows.append(row)
     return rows
