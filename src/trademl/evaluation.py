@@ -261,14 +261,12 @@ def compare_target(
                 )
                 row["coverage"] = float(inside.mean())
         else:
-            row["model_log_loss"] = classification_metrics(truth, a)["log_loss"]
+            ours_metrics = classification_metrics(truth, a, horizon=bars)
+            row["model_log_loss"] = ours_metrics["log_loss"]
             row["baseline_log_loss"] = classification_metrics(truth, b)["log_loss"]
-            accuracy = classification_metrics(truth, a, horizon=bars)
-            row["model_accuracy"] = accuracy["accuracy"]
-            row["accuracy_low"], row["accuracy_high"] = (
-                accuracy["accuracy_lo"],
-                accuracy["accuracy_hi"],
-            )
+            row["model_accuracy"] = ours_metrics["accuracy"]
+            row["accuracy_low"] = ours_metrics["accuracy_lo"]
+            row["accuracy_high"] = ours_metrics["accuracy_hi"]
         row["verdict"] = verdict(test.mean_difference, test.p_value, test.p_value_two_sided)
         rows.append(row)
     return rows
