@@ -95,7 +95,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         counter[0] += 1
         stack.append(v)
         on.add(v)
-        for w in edges.get(v, ()):
+        for w in plain.get(v, ()):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
