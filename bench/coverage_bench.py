@@ -109,7 +109,7 @@ def measure(candles: pd.DataFrame, horizon: int, rate: float) -> dict[str, dict[
                 factories,
                 dict.fromkeys(factories, X),
                 y,
-                splitter.split(n),
+                splitter.split(X, y),
                 task="regression",
                 alpha=ALPHA,
                 adaptive=adaptive if aci else None,

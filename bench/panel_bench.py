@@ -14,7 +14,7 @@ daily bars are not resampled to hours. So two panels are timed:
 Each panel is prepared once (``standard`` features, max-high label at the horizon; not timed),
 then, alternating, best of ``--repeats``:
 
-ours   ``evaluate({"lgbm": factory}, {"lgbm": X}, y, PanelSplitter(...).split(n))``: the
+ours   ``evaluate({"lgbm": factory}, {"lgbm": X}, y, PanelSplitter(...).split(X, y))``: the
        panel's fold mapping and purge, the pandas row selection, the model wrapper.
 plain  ``X.to_numpy()`` once, fold indices from the same splitter beforehand (not timed),
        ``lightgbm.train`` with the same parameters per fold, ``predict`` on the test rows.
@@ -118,7 +118,7 @@ def ours(panel: Any, y: pd.Series, split: Any) -> np.ndarray:
         {"lgbm": lambda: LGBMModel(**MODEL)},
         {"lgbm": X},
         y,
-        split.split(len(y)),
+        split.split(X, y),
         task="regression",
     )
     return result.predictions["lgbm"].to_numpy()
@@ -144,7 +144,7 @@ def measure(name: str, files: list[str], timeframe: str, horizon: int, args: Any
     _, panel = prepared_panel(files, timeframe, horizon, args.bars if timeframe == "1h" else None)
     y = panel.pooled.labels[f"max_high_{horizon}"]
     split = splitter(panel, horizon, args.folds)
-    folds = list(split.split(len(y)))
+    folds = list(split.split(y))
     rows = len(y)
     print(
         f"{name}: {len(panel.members)} symbols, {rows:,} pooled rows, "

@@ -7,7 +7,7 @@ minutes and tiled (every bar a real bar; only the clock is new). The ``standard`
 built once on N + warm-up + horizon bars (warm-up dropped, incomplete labels dropped: N rows
 left) and cached, with the label, in a temporary parquet file that both measurements read.
 
-ours   ``evaluate({"lgbm": factory}, {"lgbm": X}, y, WalkForward(...).split(n))``, no intervals.
+ours   ``evaluate({"lgbm": factory}, {"lgbm": X}, y, WalkForward(...).split(X, y))``, no intervals.
 plain  ``frame.to_numpy()`` once, then per fold (indices taken from the same splitter
        beforehand, not timed): the model's head/tail early-stopping split (last
        ``validation_fraction`` rows, ``validation_gap`` = horizon rows dropped between),
@@ -97,7 +97,7 @@ def write_input(rows: int, folds: int, folder: Path) -> tuple[int, int]:
     frame = X.loc[y.notna().to_numpy()].iloc[-rows:].copy()
     frame[TARGET] = y.loc[frame.index]
     frame.to_parquet(folder / "matrix.parquet")
-    split = list(splitter(len(frame), folds).split(len(frame)))
+    split = list(splitter(len(frame), folds).split(frame))
     np.savez(
         folder / "folds.npz",
         **{f"train{i}": tr for i, (tr, _) in enumerate(split)},
@@ -114,7 +114,7 @@ def ours(frame: pd.DataFrame, folds: int) -> np.ndarray:
     from trademl.validation.runner import evaluate
 
     X, y = frame.drop(columns=TARGET), frame[TARGET]
-    split = splitter(len(frame), folds).split(len(frame))
+    split = splitter(len(frame), folds).split(X, y)
     result = evaluate(
         {"lgbm": lambda: LGBMModel(**MODEL)}, {"lgbm": X}, y, split, task="regression"
     )

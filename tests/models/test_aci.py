@@ -90,7 +90,7 @@ def run_path(
         {"zero": partial(SplitConformalRegressor, NaiveModel(strategy="zero"), gap=horizon)},
         {"zero": X},
         y,
-        splitter.split(len(y)),
+        splitter.split(X, y),
         task="regression",
         alpha=0.1,
         adaptive=partial(AdaptiveConformal, 0.1, 0.01, horizon=horizon) if adaptive else None,

@@ -214,7 +214,7 @@ def test_pbo_cpcv_matches_a_direct_count_over_the_splits() -> None:
     cpcv = CombinatorialPurgedCV(n_groups=8, n_test_groups=4, horizon_bars=3, embargo_bars=2)
     result = pbo_cpcv(returns, cpcv)
     below = []
-    for train, test in cpcv.split(len(returns)):
+    for train, test in cpcv.split(returns):
         sr_in = returns[train].mean(0) / returns[train].std(0, ddof=1)
         sr_out = returns[test].mean(0) / returns[test].std(0, ddof=1)
         best = int(np.argmax(sr_in))

@@ -567,7 +567,7 @@ def pbo_cpcv(performance: FloatArray | pd.DataFrame, splitter: Splitter) -> PBOR
         )
     if not np.isfinite(matrix).all():
         raise ConfigError("performance must be finite (NaN or infinite values found)")
-    splits = list(splitter.split(len(matrix)))
+    splits = list(splitter.split(matrix))
 
     def sharpe(rows: npt.NDArray[np.intp]) -> FloatArray:
         block = matrix[rows]

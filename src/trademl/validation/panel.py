@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from trademl.errors import ConfigError
-from trademl.validation.splitters import Positions, Splitter
+from trademl.validation.splitters import Positions, Splitter, n_rows_of
 
 __all__ = ["PanelSplitter", "label_end_times"]
 
@@ -60,6 +60,10 @@ class PanelSplitter:
     symbols : pandas.Index
         Each row's symbol, for reports.
 
+    Like the splitters, it speaks scikit-learn's ``cv=`` protocol: ``split(X, y=None,
+    groups=None)``, where ``X`` is the panel's rows (a frame, an array) or their number, and
+    ``get_n_splits``, for which ``X`` may be None (the splitter knows its rows).
+
     Examples
     --------
     >>> from trademl.validation.splitters import WalkForward
@@ -68,8 +72,11 @@ class PanelSplitter:
     >>> ends = pd.DatetimeIndex(np.repeat(label_end_times(t, 1), 2))
     >>> panel = PanelSplitter(WalkForward(test_size=2, horizon_bars=1, min_train_size=2),
     ...                       times, ends, pd.Index(["A", "B"] * 6))
-    >>> [(train.tolist(), test.tolist()) for train, test in panel.split(12)]
+    >>> rows = pd.DataFrame({"close": np.ones(12)}, index=times)
+    >>> [(train.tolist(), test.tolist()) for train, test in panel.split(rows)]
     [([0, 1, 2, 3, 4, 5], [8, 9, 10, 11])]
+    >>> panel.get_n_splits()
+    1
     >>> panel.timeline_bars
     6
     """
@@ -98,7 +105,8 @@ class PanelSplitter:
         reach = (np.searchsorted(timeline, self.label_ends.asi8, side="right") - 1).astype(np.int64)
         return at, reach
 
-    def _check_rows(self, n_rows: int) -> None:
+    def _check_rows(self, X: object) -> None:
+        n_rows = n_rows_of("panel splitter", X)
         if not (len(self.times) == len(self.label_ends) == len(self.symbols) == n_rows):
             raise ConfigError(
                 f"panel splitter: {n_rows} rows, but {len(self.times)} timestamps, "
@@ -118,14 +126,50 @@ class PanelSplitter:
                 f"{error}; widen data.start/data.end or ask for fewer or shorter folds"
             ) from None
 
-    def get_n_splits(self, n_rows: int) -> int:
-        """Number of folds (those of the base splitter on the timeline)."""
-        self._check_rows(n_rows)
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (and, when ``deep``, the base splitter's as
+        ``base__name``), as scikit-learn's ``clone`` reads them."""
+        params: dict[str, Any] = {
+            "base": self.base,
+            "times": self.times,
+            "label_ends": self.label_ends,
+            "symbols": self.symbols,
+        }
+        if deep:
+            params.update(
+                (f"base__{name}", value) for name, value in self.base.get_params().items()
+            )
+        return params
+
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
+        """Number of folds (those of the base splitter on the timeline).
+
+        ``X`` (the rows or their number) is checked against the splitter's rows when given;
+        ``y`` and ``groups`` are ignored.
+        """
+        if X is not None:
+            self._check_rows(X)
         self._check_timeline()
         return self.base.get_n_splits(self.timeline_bars)
 
-    def split(self, n_rows: int) -> Iterator[tuple[Positions, Positions]]:
+    def split(
+        self, X: object, y: object = None, groups: object = None
+    ) -> Iterator[tuple[Positions, Positions]]:
         """Yield ``(train_rows, test_rows)`` per fold, sorted ``int64`` row positions.
+
+        Parameters
+        ----------
+        X : DataFrame, array-like or int
+            The panel's rows (in the order of ``times``), or their number.
+        y : object, optional
+            Ignored; accepted for scikit-learn's ``cv=`` protocol.
+        groups : object, optional
+            Ignored.
+
+        Returns
+        -------
+        Iterator[tuple[numpy.ndarray, numpy.ndarray]]
+            Training and test row positions per fold.
 
         Raises
         ------
@@ -133,7 +177,7 @@ class PanelSplitter:
             The rows are not the splitter's, or the timeline is too short for the folds (the
             message gives its length in bars and the splitter's need).
         """
-        self._check_rows(n_rows)
+        self._check_rows(X)
         self._check_timeline()
         at, reach = self._positions()
         folds = list(self.base.split(self.timeline_bars))
@@ -162,10 +206,13 @@ class PanelSplitter:
             candidates &= ~((reach >= start) & (at <= block_reach + embargo))
         return np.flatnonzero(candidates).astype(np.int64), test
 
-    def describe(self, n_rows: int) -> list[dict[str, Any]]:
-        """One dict per fold: test span (times), training and test rows, rows per symbol."""
+    def describe(self, X: object) -> list[dict[str, Any]]:
+        """One dict per fold: test span (times), training and test rows, rows per symbol.
+
+        ``X`` is as in :meth:`split`.
+        """
         rows = []
-        for number, (train, test) in enumerate(self.split(n_rows)):
+        for number, (train, test) in enumerate(self.split(X)):
             rows.append(
                 {
                     "fold": number,

@@ -16,18 +16,31 @@ Embargo
     training. Walk-forward training never follows its test block, so there the embargo is an
     extra gap of ``embargo_bars`` rows *before* the purged rows instead.
 
-Every splitter has ``split(n_rows)``, yielding ``(train_positions, test_positions)`` as sorted
-``int64`` arrays, ``get_n_splits(n_rows)`` and ``describe(n_rows)`` (one dict per fold, for
-reports). Parameters are only stored by the constructors; they are checked, together with
-``n_rows``, by those three methods, which raise :class:`~trademl.errors.ConfigError`.
+Every splitter speaks scikit-learn's cross-validator protocol, so it can be the ``cv=`` of
+``cross_validate``, ``cross_val_predict`` or ``GridSearchCV``: ``split(X, y=None, groups=None)``
+yields ``(train_positions, test_positions)`` as sorted ``int64`` arrays and
+``get_n_splits(X=None, y=None, groups=None)`` counts them; ``get_params`` makes it
+``sklearn.base.clone``-able. ``X`` is the data (a DataFrame, an array: anything with
+``shape[0]`` or ``len()``) or simply the number of rows as an int; ``y`` and ``groups`` are
+ignored. ``describe(X)`` gives one dict per fold, for reports. Parameters are only stored by
+the constructors; they are checked, together with the number of rows, by those methods, which
+raise :class:`~trademl.errors.ConfigError`.
+
+:class:`PurgedKFold` tests every row exactly once, as ``cross_val_predict`` requires; so does
+:class:`CombinatorialPurgedCV` with ``n_test_groups=1``. :class:`WalkForward` never tests the
+first rows and CPCV with more test groups tests each row several times: use them with
+``cross_validate``.
 
 >>> splitter = make_splitter("purged_kfold", {"n_splits": 4}, horizon_bars=1)
->>> for train, test in splitter.split(8):
+>>> X = np.zeros((8, 3))
+>>> for train, test in splitter.split(X):
 ...     print(train.tolist(), test.tolist())
 [3, 4, 5, 6, 7] [0, 1]
 [0, 5, 6, 7] [2, 3]
 [0, 1, 2, 7] [4, 5]
 [0, 1, 2, 3, 4] [6, 7]
+>>> splitter.get_n_splits(X)
+4
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ __all__ = [
     "Splitter",
     "WalkForward",
     "make_splitter",
+    "n_rows_of",
 ]
 
 
@@ -77,6 +91,34 @@ def _check_int(owner: str, name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{owner}: {name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def n_rows_of(owner: str, X: object) -> int:
+    """The number of rows of a splitter's ``X``: ``X.shape[0]``, ``len(X)``, or ``X`` itself
+    when it is an int (a count of rows, checked to be >= 0).
+
+    Raises
+    ------
+    ConfigError
+        ``X`` is neither an int nor something with rows.
+
+    Examples
+    --------
+    >>> n_rows_of("walk_forward", np.zeros((5, 2))), n_rows_of("walk_forward", 7)
+    (5, 7)
+    """
+    if isinstance(X, int | np.integer) and not isinstance(X, bool):
+        return _check_int(owner, "n_rows", X, 0)
+    shape = getattr(X, "shape", None)
+    if shape:
+        return int(shape[0])
+    try:
+        return len(X)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(
+            f"{owner}: X must be the data to split (a DataFrame, an array, a sequence) or its "
+            f"number of rows as an int, got {type(X).__name__} {X!r}"
+        ) from None
 
 
 def _positions(mask: npt.NDArray[np.bool_]) -> Positions:
@@ -137,19 +179,26 @@ def _merge(blocks: Sequence[Block]) -> list[Block]:
 
 
 class Splitter(ABC):
-    """Base of the purging splitters: ``split``, ``get_n_splits`` and ``describe``."""
+    """Base of the purging splitters: scikit-learn's ``split`` / ``get_n_splits`` /
+    ``get_params``, and ``describe``."""
 
     name: ClassVar[str]
     horizon_bars: int
     embargo_bars: int
 
-    def split(self, n_rows: int) -> Iterator[tuple[Positions, Positions]]:
+    def split(
+        self, X: object, y: object = None, groups: object = None
+    ) -> Iterator[tuple[Positions, Positions]]:
         """Yield ``(train_positions, test_positions)`` for each fold, in order.
 
         Parameters
         ----------
-        n_rows : int
-            Number of rows (consecutive bars in time order).
+        X : DataFrame, array-like or int
+            The rows to split (consecutive bars in time order), or their number.
+        y : object, optional
+            Ignored; accepted for scikit-learn's ``cv=`` protocol.
+        groups : object, optional
+            Ignored; accepted for scikit-learn's ``cv=`` protocol.
 
         Returns
         -------
@@ -160,27 +209,59 @@ class Splitter(ABC):
         Raises
         ------
         ConfigError
-            A parameter is invalid or ``n_rows`` is too small for the requested folds.
+            A parameter is invalid or ``X`` has too few rows for the requested folds.
         """
-        self._check(n_rows)
+        n_rows = self._rows(X)
         return ((fold.train, fold.test) for fold in self._folds(n_rows))
 
-    def get_n_splits(self, n_rows: int) -> int:
-        """Number of folds that ``split(n_rows)`` yields (after checking the parameters)."""
-        self._check(n_rows)
-        return self._n_splits(n_rows)
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
+        """Number of folds that ``split(X)`` yields (after checking the parameters).
 
-    def describe(self, n_rows: int) -> list[dict[str, Any]]:
+        Parameters
+        ----------
+        X : DataFrame, array-like, int or None
+            The rows, or their number. None is enough where the count does not depend on the
+            rows (k-fold, CPCV, walk-forward with ``n_splits`` set); the rows are then not
+            checked, so ``split`` may still find them too few.
+        y : object, optional
+            Ignored.
+        groups : object, optional
+            Ignored.
+
+        Returns
+        -------
+        int
+            The number of folds.
+
+        Raises
+        ------
+        ConfigError
+            A parameter is invalid, ``X`` has too few rows, or ``X`` is None and the count
+            depends on it.
+        """
+        if X is None:
+            return self._n_splits_without_rows()
+        return self._n_splits(self._rows(X))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters, as scikit-learn's ``clone`` reads them.
+
+        The splitters are frozen, so there is no ``set_params``: build a new one (or use
+        :func:`dataclasses.replace`).
+        """
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    def describe(self, X: object) -> list[dict[str, Any]]:
         """One dict per fold, for reports.
 
         Keys: ``fold``, ``train_start``, ``train_end``, ``train_size``, ``test_start``,
         ``test_end``, ``test_size``, ``purged``, ``embargoed`` (and ``test_groups`` for
         :class:`CombinatorialPurgedCV`). Ends are inclusive positions; training and test rows
         need not be contiguous between start and end (k-fold and CPCV), sizes are exact.
+        ``X`` is as in :meth:`split`.
         """
-        self._check(n_rows)
         rows: list[dict[str, Any]] = []
-        for number, fold in enumerate(self._folds(n_rows)):
+        for number, fold in enumerate(self._folds(self._rows(X))):
             row: dict[str, Any] = {
                 "fold": number,
                 "train_start": int(fold.train[0]),
@@ -197,11 +278,16 @@ class Splitter(ABC):
             rows.append(row)
         return rows
 
-    def _check_common(self, n_rows: int) -> tuple[int, int, int]:
-        n = _check_int(self.name, "n_rows", n_rows, 0)
+    def _rows(self, X: object) -> int:
+        """The number of rows of ``X``, checked to be enough for every fold."""
+        n_rows = n_rows_of(self.name, X)
+        self._check(n_rows)
+        return n_rows
+
+    def _check_common(self) -> tuple[int, int]:
         horizon = _check_int(self.name, "horizon_bars", self.horizon_bars, 1)
         embargo = _check_int(self.name, "embargo_bars", self.embargo_bars, 0)
-        return n, horizon, embargo
+        return horizon, embargo
 
     @abstractmethod
     def _check(self, n_rows: int) -> None:
@@ -214,6 +300,11 @@ class Splitter(ABC):
     @abstractmethod
     def _n_splits(self, n_rows: int) -> int:
         """The number of folds, assuming :meth:`_check` passed."""
+
+    @abstractmethod
+    def _n_splits_without_rows(self) -> int:
+        """The number of folds from the parameters alone (checked); ConfigError if it
+        depends on the rows."""
 
 
 SPLITTERS: PluginTable[type[Splitter]] = PluginTable("splitter")
@@ -282,8 +373,10 @@ class WalkForward(Splitter):
         room = n_rows - self.test_size - self._first_test_start()
         return 0 if room < 0 else room // self._step() + 1
 
-    def _check(self, n_rows: int) -> None:
-        n, horizon, embargo = self._check_common(n_rows)
+    def _check_params(self) -> tuple[int, int, str, int]:
+        """Checked ``test_size``, ``step``, the training part of a too-few-rows message, and
+        the number of folds required."""
+        self._check_common()
         test_size = _check_int(self.name, "test_size", self.test_size, 1)
         min_train = _check_int(self.name, "min_train_size", self.min_train_size, 1)
         step = test_size if self.step is None else _check_int(self.name, "step", self.step, 1)
@@ -305,6 +398,20 @@ class WalkForward(Splitter):
         folds = 1
         if self.n_splits is not None:
             folds = _check_int(self.name, "n_splits", self.n_splits, 1)
+        return test_size, step, train_part, folds
+
+    def _n_splits_without_rows(self) -> int:
+        _, _, _, folds = self._check_params()
+        if self.n_splits is None:
+            raise ConfigError(
+                f"{self.name}: without n_splits the number of folds depends on the number of "
+                "rows; pass X to get_n_splits"
+            )
+        return folds
+
+    def _check(self, n_rows: int) -> None:
+        test_size, step, train_part, folds = self._check_params()
+        n, horizon, embargo = n_rows, int(self.horizon_bars), int(self.embargo_bars)
         if self._count(n) >= folds:
             return
         needed = self._first_test_start() + test_size + (folds - 1) * step
@@ -366,6 +473,14 @@ class PurgedKFold(Splitter):
     [5, 6, 7, 8] [0, 1, 2]
     [0, 1, 8] [3, 4, 5]
     [0, 1, 2, 3, 4] [6, 7, 8]
+
+    Every row is tested once, so it can be the ``cv=`` of ``cross_val_predict``:
+
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.model_selection import cross_val_predict
+    >>> X = np.arange(40.0).reshape(20, 2)
+    >>> cross_val_predict(Ridge(), X, X[:, 0], cv=PurgedKFold(n_splits=4)).shape
+    (20,)
     """
 
     name: ClassVar[str] = "purged_kfold"
@@ -374,8 +489,13 @@ class PurgedKFold(Splitter):
     horizon_bars: int = 1
     embargo_bars: int = 0
 
+    def _n_splits_without_rows(self) -> int:
+        self._check_common()
+        return _check_int(self.name, "n_splits", self.n_splits, 2)
+
     def _check(self, n_rows: int) -> None:
-        n, horizon, embargo = self._check_common(n_rows)
+        n = n_rows
+        horizon, embargo = self._check_common()
         k = _check_int(self.name, "n_splits", self.n_splits, 2)
         if n < k:
             raise ConfigError(f"{self.name} needs at least {k} rows (one per fold), got {n}")
@@ -425,9 +545,9 @@ class CombinatorialPurgedCV(Splitter):
     Examples
     --------
     >>> cv = CombinatorialPurgedCV(n_groups=4, n_test_groups=2, horizon_bars=1)
-    >>> cv.get_n_splits(8), cv.test_groups()[:3]
+    >>> cv.get_n_splits(), cv.test_groups()[:3]
     (6, [(0, 1), (0, 2), (0, 3)])
-    >>> train, test = next(iter(cv.split(8)))
+    >>> train, test = next(iter(cv.split(np.zeros((8, 2)))))
     >>> train.tolist(), test.tolist()
     ([5, 6, 7], [0, 1, 2, 3])
     >>> cv.paths()[0]
@@ -445,10 +565,10 @@ class CombinatorialPurgedCV(Splitter):
         """The test groups of each split, in split order."""
         return list(itertools.combinations(range(self.n_groups), self.n_test_groups))
 
-    def group_bounds(self, n_rows: int) -> list[tuple[int, int]]:
-        """First and last position (inclusive) of each group for ``n_rows`` rows."""
-        self._check(n_rows)
-        return _even_blocks(n_rows, self.n_groups)
+    def group_bounds(self, X: object) -> list[tuple[int, int]]:
+        """First and last position (inclusive) of each group of the rows of ``X`` (as in
+        :meth:`split`)."""
+        return _even_blocks(self._rows(X), self.n_groups)
 
     def n_paths(self) -> int:
         """Number of backtest paths ``φ = k/N · C(N, k) = C(N-1, k-1)``."""
@@ -488,8 +608,14 @@ class CombinatorialPurgedCV(Splitter):
             )
         return n_groups, k
 
+    def _n_splits_without_rows(self) -> int:
+        self._check_common()
+        n_groups, k = self._check_groups()
+        return math.comb(n_groups, k)
+
     def _check(self, n_rows: int) -> None:
-        n, horizon, embargo = self._check_common(n_rows)
+        n = n_rows
+        horizon, embargo = self._check_common()
         n_groups, _ = self._check_groups()
         if n < n_groups:
             raise ConfigError(
