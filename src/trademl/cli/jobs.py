@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trademl.errors import ConfigError
-from trademl.jobs import JobInfo, open_queue
+from trademl.jobs import JobInfo, JobState, open_queue
 
 app = typer.Typer(help="Background jobs: submit, list, show, cancel, retry.", no_args_is_help=True)
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -58,7 +58,7 @@ def submit(
             return
         info = queue.wait(job_id)
     _print_json(info)
-    if info.state != "succeeded":
+    if info.state is not JobState.SUCCEEDED:
         raise typer.Exit(1)
 
 

@@ -7,10 +7,13 @@ refused, so a typo in a field name is a 422 rather than a silently ignored optio
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from trademl.jobs.info import JobError, JobInfo
 
 MAX_CANDLES = 20_000
 MAX_BATCH = 100
@@ -322,53 +325,46 @@ class JobRequest(_Request):
     payload: dict[str, Any] = Field(default_factory=dict, examples=[{"seconds": 2}])
 
 
-class JobErrorInfo(BaseModel):
-    """Why a job failed."""
-
-    message: str
-    type: str
-
-
-class JobResponse(BaseModel):
-    """A job's state, progress, and result or error."""
-
-    id: str
-    kind: str
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    progress: float
-    message: str
-    payload: dict[str, Any]
-    result: dict[str, Any] | None
-    error: JobErrorInfo | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int
-    retryable: bool
-    cancel_requested: bool
+def _from_job_layer(
+    source: type[Any],
+    name: str,
+    doc: str,
+    *,
+    replace: dict[str, Any] | None = None,
+    leave_out: frozenset[str] = frozenset(),
+) -> type[BaseModel]:
+    """A response model with the fields of the job layer's dataclass ``source``, in its order
+    and with its types (``replace`` swaps a field's type), so a job's shape is written once."""
+    hints, replace = get_type_hints(source), replace or {}
+    fields: dict[str, Any] = {
+        field.name: (replace.get(field.name, hints[field.name]), ...)
+        for field in dataclasses.fields(source)
+        if field.name not in leave_out
+    }
+    return create_model(name, __doc__=doc, **fields)
 
 
-class JobSummary(BaseModel):
-    """A job in a listing: its state and progress; payload, result and error only through
-    ``GET /api/v1/jobs/{id}``."""
-
-    id: str
-    kind: str
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    progress: float
-    message: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int
-    retryable: bool
-    cancel_requested: bool
+# The API's job bodies are the job layer's JobInfo and JobError, states included (JobState).
+JobErrorInfo = _from_job_layer(JobError, "JobErrorInfo", "Why a job failed.")
+JobResponse = _from_job_layer(
+    JobInfo,
+    "JobResponse",
+    "A job's state, progress, and result or error.",
+    replace={"error": JobErrorInfo | None},
+)
+JobSummary = _from_job_layer(
+    JobInfo,
+    "JobSummary",
+    "A job in a listing: its state and progress; payload, result and error only through "
+    "``GET /api/v1/jobs/{id}``.",
+    leave_out=frozenset({"payload", "result", "error"}),
+)
 
 
 class JobList(BaseModel):
     """The newest jobs (without payloads or results) and how many are in each state."""
 
-    jobs: list[JobSummary]
+    jobs: list[JobSummary]  # type: ignore[valid-type]
     counts: dict[str, int]
 
 

@@ -8,10 +8,11 @@ Submitting and cancelling need the API key; reading needs it too whenever the se
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from trademl.jobs.info import JobState
 from trademl.serving.deps import ApiKey, ApiKeyIfConfigured, State
 from trademl.serving.routes import errors
 from trademl.serving.schemas import (
@@ -62,10 +63,7 @@ _LISTED = set(JobSummary.model_fields)
 def list_jobs(
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    job_state: Annotated[
-        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
-        Query(alias="state"),
-    ] = None,
+    job_state: Annotated[JobState | None, Query(alias="state")] = None,
 ) -> dict[str, Any]:
     """The newest jobs, optionally in one state, and the count per state."""
     queue = state.job_queue()
