@@ -11,11 +11,7 @@ import pandas as pd
 from trademl.config import RunConfig
 from trademl.tracking.gate import GateResult
 from trademl.validation.selection import TargetChoice
-
-_COLUMNS = {
-    "direction": ["accuracy", "balanced_accuracy", "log_loss", "roc_auc", "brier", "n"],
-    "regression": ["r2", "mae", "rmse", "ic", "rank_ic", "coverage", "interval_width", "n"],
-}
+from trademl.validation.summary import markdown_tables
 
 LIMITATIONS = [
     "Out-of-sample numbers come from one purged walk-forward over one span of one market; "
@@ -26,14 +22,6 @@ LIMITATIONS = [
     "degrade it without warning; monitor drift and retrain.",
     "Interval coverage is marginal (over all rows), not conditional on any market state.",
 ]
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{int(value):,}" if value.is_integer() and abs(value) >= 100 else f"{value:.4f}"
-    return str(value)
 
 
 def model_card(
@@ -113,21 +101,9 @@ def model_card(
         "",
         "## Out-of-sample metrics (naive baselines beside the model)",
     ]
-    for (target, horizon), part in summary.groupby(["target", "horizon"], sort=False):
-        columns = _COLUMNS["direction" if target == "direction" else "regression"]
-        columns = [c for c in columns if c in part]
-        lines += [
-            "",
-            f"### {target}, horizon {horizon} ({int(part['horizon_bars'].iloc[0])} bars)",
-            "",
-            "| model | " + " | ".join(columns) + " |",
-            "|---|" + "---|" * len(columns),
-        ]
-        for _, row in part.iterrows():
-            cells = " | ".join(_cell(row.get(c)) for c in columns)
-            lines.append(f"| {row['model']} | {cells} |")
+    lines += ["", *markdown_tables(summary, heading="###")]
     coverage = summary.dropna(subset=["coverage"]) if "coverage" in summary else summary.iloc[0:0]
-    lines += ["", "## Interval coverage", ""]
+    lines += ["## Interval coverage", ""]
     if coverage.empty:
         lines.append("- No intervals were fitted.")
     else:
