@@ -31,13 +31,13 @@ import pandas as pd
 
 from trademl.features import build_labels, get_indicator
 from trademl.features.indicators import Bars
+from trademl.har import HAR_ESTIMATORS, har_columns, har_windows
 from trademl.models.aci import AdaptiveConformal
 from trademl.models.naive import NaiveModel
 from trademl.models.uncertainty import SplitConformalRegressor
 from trademl.validation.coverage import rolling_coverage
 from trademl.validation.runner import evaluate
 from trademl.validation.splitters import make_splitter
-from trademl.workflow import HAR_ESTIMATORS, har_columns, har_windows
 
 DATA = Path(
     os.environ.get(

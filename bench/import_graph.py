@@ -14,10 +14,34 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 # The layers, outermost first: a module may import its own layer or any layer below it.
 LAYERS = (
-    ("shells", ("trademl.cli", "trademl.serving", "trademl.jobs", "trademl.demo")),
+    # The shells: command line, HTTP server, background jobs, the demo and the Python API.
+    ("shells", ("trademl.cli", "trademl.serving", "trademl.jobs", "trademl.demo", "trademl.api")),
+    # Records what the core produced: the MLflow runs, the registry, the gate.
     ("tracking", ("trademl.tracking",)),
-    ("core", ("trademl.api", "trademl.workflow", "trademl.tuning", "trademl.panel")),
-    ("core", ("trademl.evaluation", "trademl.pipeline", "trademl.testing")),
+    # A run end to end: training, tuning, backtesting a run, evaluating, the pipeline model.
+    (
+        "core",
+        (
+            "trademl.workflow",
+            "trademl.panel",
+            "trademl.tuning",
+            "trademl.evaluation",
+            "trademl.backtest.runner",
+            "trademl.backtest.panel_run",
+            "trademl.testing",
+        ),
+    ),
+    (
+        "core",
+        (
+            "trademl.preparation",
+            "trademl.targets",
+            "trademl.run_outputs",
+            "trademl.har",
+            "trademl.pipeline",
+        ),
+    ),
+    # The research parts, each usable alone.
     ("research", ("trademl.backtest", "trademl.validation", "trademl.models")),
     ("research", ("trademl.features", "trademl.data")),
 )

@@ -117,9 +117,9 @@ def prepare_home(home: Path | None) -> Setup:
 
 def train(home: Path) -> tuple[str, int, Any]:
     """Import the candles, train and register one pipeline; return (name, version, settings)."""
+    from trademl.api import train as run
     from trademl.config import reload_settings
     from trademl.data.ingest import import_path, open_default_store
-    from trademl.workflow import run
 
     settings = reload_settings(home=home)
     with open_default_store(settings) as store:

@@ -5,7 +5,6 @@ kernel call; and the panel's bad inputs."""
 from __future__ import annotations
 
 import json
-import pickle
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trademl.api import train as run
 from trademl.backtest.engine import run_backtest
 from trademl.backtest.runner import backtest
 from trademl.backtest.strategies import strategy_signals
@@ -22,11 +22,10 @@ from trademl.errors import ConfigError, NotFoundError
 from trademl.features import build_features, load_feature_set
 from trademl.features.cache import FEATURE_CONTRACT
 from trademl.paths import PathPolicy, resolve_run_paths
+from trademl.pipeline import PipelineModel, load_run_pipeline, warmup_bars
 from trademl.serving.host import ModelHost, Served
-from trademl.tracking.pipeline import PipelineModel, warmup_bars
 from trademl.validation.panel import PanelSplitter, label_end_times
 from trademl.validation.splitters import PurgedKFold, WalkForward
-from trademl.workflow import run
 
 CRYPTO = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
 
@@ -105,10 +104,8 @@ def test_each_symbol_gets_the_single_symbol_splitters_folds(data_dir: Path) -> N
     assert all(ix.equals(indexes["BTCUSDT"]) for ix in indexes.values())
     base = WalkForward(test_size=200, horizon_bars=6, n_splits=2, min_train_size=600)
     panel = _panel(indexes, base, 6)
-    single = list(base.split(len(indexes["BTCUSDT"])))
-    for (train, test), (own_train, own_test) in zip(
-        panel.split(len(panel.times)), single, strict=True
-    ):
+    single = list(base.split(indexes["BTCUSDT"]))
+    for (train, test), (own_train, own_test) in zip(panel.split(panel.times), single, strict=True):
         for symbol, index in indexes.items():
             mine = panel.symbols == symbol
             assert panel.times[test[mine[test]]].equals(index[own_test])
@@ -121,7 +118,7 @@ def test_a_timeline_too_short_for_the_folds_says_by_how_much(data_dir: Path) -> 
     }
     panel = _panel(indexes, WalkForward(test_size=200, horizon_bars=6, min_train_size=600), 6)
     with pytest.raises(ConfigError, match=r"3 symbols has 240 bars .*needs at least 806 rows"):
-        panel.get_n_splits(len(panel.times))
+        panel.get_n_splits(panel.times)
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -233,7 +230,7 @@ def test_panel_run_reports_per_symbol_and_pooled_serves_and_backtests(
 
     # The pipeline serves each symbol; its served last bar equals the final models on the
     # features validated over the whole history.
-    final = pickle.loads((tmp_path / "run" / "models" / "maxmin.pkl").read_bytes())
+    final = load_run_pipeline(tmp_path / "run").predictor
     assert final.served_by("intraday") == {
         kind: result.choices[f"{kind}_6"].source for kind in ("direction", "max_high", "min_low")
     }

@@ -12,6 +12,7 @@ import yaml
 
 from trademl.config import load_run_config
 from trademl.errors import ConfigError, DataValidationError
+from trademl.pipeline import load_run_pipeline
 from trademl.workflow import run
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "btc_1h.yaml"
@@ -70,7 +71,7 @@ def test_run_writes_every_output_and_reproduces_exactly(btc_store, tmp_path: Pat
     assert folds["fold"].nunique() == 3
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert "naive_volatility" in summary and "accuracy (95% CI)" in summary
-    assert (tmp_path / "a" / "models" / "maxmin.pkl").exists()
+    assert (tmp_path / "a" / "pipeline.pkl").exists()
 
 
 def test_every_number_is_out_of_sample(btc_store, tmp_path: Path) -> None:
@@ -138,21 +139,19 @@ def test_train_command_prints_tables_beside_baselines(cli, btc_store, tmp_path: 
     result = cli("train", path)
     assert result.code == 0, result.stderr
     assert "naive_prior" in result.stdout and "naive_volatility" in result.stdout
-    assert "direction, intraday (6 bars): out of sample" in result.stdout
+    assert "direction, horizon intraday (6 bars): out of sample" in result.stdout
     assert np.isfinite(pd.read_csv(tmp_path / "out" / "summary.csv")["n"]).all()
 
 
 def test_saved_maxmin_predictor_gives_prices_probabilities_and_confidence(
     btc_store, data_dir: Path, tmp_path: Path
 ) -> None:
-    import pickle
 
     from trademl.data.sources.files import read_candle_file
     from trademl.features import build_features
 
     run(small_config(tmp_path / "run"))
-    with open(tmp_path / "run" / "models" / "maxmin.pkl", "rb") as handle:
-        predictor = pickle.load(handle)
+    predictor = load_run_pipeline(tmp_path / "run").predictor
     candles = read_candle_file(data_dir / "crypto" / "BTCUSDT_1h.csv")
     recent = candles.loc["2023-10-01":"2023-10-10"]
     # The run writes the set its models read: the config's, plus the HAR columns of the
@@ -217,7 +216,7 @@ def test_progress_reports_each_stage_and_can_stop_the_run(btc_store, tmp_path: P
     run(small_config(tmp_path / "done"), progress=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
-    # data, 2 horizons x 3 targets, the final fit, tracking
+    # data, 2 horizons x 3 targets, the final fit, the run written (or recorded)
     assert len(seen) == 1 + 6 + 1 + 1
     assert any("max_high" in m for _, m in seen)
 

@@ -3,7 +3,6 @@ rolling coverage written, and the served model starting from the validated end o
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,11 @@ import pandas as pd
 import pytest
 
 from trademl.config import load_run_config
+from trademl.har import har_columns, interval_scale
 from trademl.models.uncertainty import SplitConformalRegressor, conformal_quantile
-from trademl.workflow import har_columns, interval_scale, prepare, run
+from trademl.pipeline import load_run_pipeline
+from trademl.preparation import prepare
+from trademl.workflow import run
 
 
 @pytest.fixture
@@ -44,8 +46,7 @@ def test_served_intervals_start_where_the_validated_path_ended(btc_store, tmp_pa
     cfg = config(tmp_path / "run")
     result = run(cfg)
     predictions = result.predictions
-    with open(tmp_path / "run" / "models" / "maxmin.pkl", "rb") as handle:
-        final = pickle.load(handle)
+    final = load_run_pipeline(tmp_path / "run").predictor
     X = prepare(load_run_config(cfg)).X.iloc[-20:]
     close = pd.Series(np.full(len(X), 100.0), index=X.index)
     served_rows = final.predict(X, close)

@@ -498,6 +498,29 @@ class RegistrySection(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
 
 
+class TuningSection(_Strict):
+    """How ``trademl tune`` searches this config, so a tuning run is reproducible from its YAML.
+
+    Command-line options and :func:`trademl.tuning.tune` arguments override these. Where the
+    study is stored is not part of it (a deployment choice: ``--storage`` or
+    ``TRADEML_OPTUNA_STORAGE``), so a config never names a database.
+    """
+
+    trials: int | None = Field(default=None, ge=1, description="Trials a tuning call runs.")
+    time_limit: float | None = Field(
+        default=None, ge=0, description="Wall-time budget of a tuning call, in seconds."
+    )
+    target: str | None = Field(
+        default=None, description="Label kind to tune, or kind:horizon (default the first)."
+    )
+    automl: bool = Field(default=False, description="Search model kinds too, then stack.")
+    kinds: tuple[str, ...] | None = Field(
+        default=None, description="The kinds AutoML searches (default every tunable kind)."
+    )
+    n_jobs: int = Field(default=1, ge=1, description="Trials at once (threads).")
+    study_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
 class RunConfig(_Strict):
     """A whole training run, as written in ``trademl train CONFIG.yaml``."""
 
@@ -510,6 +533,7 @@ class RunConfig(_Strict):
     output: str
     seed: int = 0
     registry: RegistrySection = Field(default_factory=RegistrySection)
+    tuning: TuningSection = Field(default_factory=TuningSection)
 
     @model_validator(mode="after")
     def _splitter_parameters(self) -> RunConfig:

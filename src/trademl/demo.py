@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from trademl.backtest.runner import BacktestRun, backtest
+from trademl.api import backtest
+from trademl.api import train as run_training
+from trademl.backtest.outcome import BacktestRun
 from trademl.config import Settings
 from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
@@ -21,9 +23,9 @@ from trademl.data.ingest import ImportResult, import_path, ingest, open_default_
 from trademl.data.resample import resample_candles
 from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
+from trademl.run_outputs import RunResult
 from trademl.serving.parity import ParityReport, replay_parity
 from trademl.tracking.pipeline import load_pipeline
-from trademl.workflow import RunResult, run
 
 DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
@@ -144,7 +146,9 @@ def run_demo(
     gaps = gap_report(candle_index(candles), DEMO_TIMEFRAME)
     # A download fallback may hold too little history for the demo's folds: skip training then.
     training = (
-        run(demo_run_config(settings), settings=settings) if train and path is not None else None
+        run_training(demo_run_config(settings), settings=settings)
+        if train and path is not None
+        else None
     )
     trades = None
     if training is not None:

@@ -122,6 +122,11 @@ class LimitExceededError(TradeMLError):
     exit_code = 11
 
 
+class ModelFormatError(ConfigError):
+    """A saved model cannot be used as it is: another feature contract, or not the file its run
+    recorded."""
+
+
 class TrackingError(TradeMLError):
     """The MLflow tracking backend cannot be reached or refused a request."""
 

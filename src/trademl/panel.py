@@ -31,26 +31,28 @@ from trademl.data.ingest import open_default_store
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError
 from trademl.models.base import MODELS
+from trademl.preparation import Prepared, prepare
+from trademl.run_outputs import (
+    RunResult,
+    TrainingRecorder,
+    finish_run,
+    fold_records,
+    summary_markdown,
+    summary_table,
+    wide_predictions,
+    write_outputs,
+)
+from trademl.targets import (
+    adaptive_levels,
+    evaluate_target,
+    fit_final,
+    model_name,
+    servable,
+)
 from trademl.validation.panel import PanelSplitter, label_end_times
 from trademl.validation.runner import Evaluation
 from trademl.validation.selection import choose_sources
 from trademl.validation.splitters import make_splitter
-from trademl.workflow import (
-    Prepared,
-    RunResult,
-    _evaluate_target,
-    _fit_final,
-    _fold_records,
-    _servable,
-    _summary,
-    _wide,
-    _write_outputs,
-    adaptive_levels,
-    model_name,
-    prepare,
-    record_run,
-    summary_markdown,
-)
 
 POOLED = "pooled"  # the symbol column's value for metrics over every symbol's rows
 INDEX_NAMES = ["timestamp", "symbol"]
@@ -153,7 +155,7 @@ def prepare_panel(cfg: RunConfig, *, settings: Settings) -> PanelPrepared:
         frame = pd.concat({s: part(p) for s, p in members.items()}, names=["symbol", "timestamp"])
         return frame.swaplevel().sort_index()
 
-    X = pool(lambda p: p.X)  # noqa: N806 (the features matrix, as everywhere)
+    X = pool(lambda p: p.X)
     ends = {}
     for bars in first.horizons.values():
         per_symbol = {
@@ -187,18 +189,16 @@ def prepare_panel(cfg: RunConfig, *, settings: Settings) -> PanelPrepared:
 def run_panel(
     cfg: RunConfig,
     settings: Settings,
-    trigger: str,
     progress: Callable[[float, str], None] | None,
+    recorder: TrainingRecorder | None = None,
 ) -> RunResult:
     """:func:`trademl.workflow.run` for a panel config (called by it; paths resolved, output
     held). Writes the single-symbol outputs with a ``symbol`` column in ``folds.csv`` and
     ``summary.csv`` and a ``symbol`` index level in ``predictions.parquet``."""
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
-    if settings.tracking:
-        from trademl.tracking.training import preflight
-
-        preflight(cfg, settings, trigger)
+    if recorder is not None:
+        recorder.check(cfg)
     report(0.0, "features and labels")
     panel = prepare_panel(cfg, settings=settings)
     pooled = panel.pooled
@@ -214,7 +214,7 @@ def run_panel(
         splitter = panel.splitter(cfg, bars)
         for kind in cfg.labels.kinds:
             report((1 + len(wides)) / stages, f"validating {kind} at {name} ({bars} bars)")
-            evaluation = _evaluate_target(
+            evaluation = evaluate_target(
                 cfg,
                 kind,
                 bars,
@@ -225,12 +225,12 @@ def run_panel(
                 gap=bars * rows_per_bar,
             )
             evaluations.append((evaluation, kind, name, bars))
-            wides.append(_wide(evaluation, kind, bars))
+            wides.append(wide_predictions(evaluation, kind, bars))
             served_alpha.update(adaptive_levels(evaluation, kind, name))
     for symbol in (POOLED, *panel.symbols):
         for evaluation, target_kind, name, bars in evaluations:
             part = _by_time(evaluation.predictions, symbol)
-            rows = _fold_records(
+            rows = fold_records(
                 replace(evaluation, predictions=part),
                 target_kind,
                 name,
@@ -241,7 +241,7 @@ def run_panel(
     folds = pd.DataFrame.from_records(records)
     tables = []
     for symbol in (POOLED, *panel.symbols):
-        table = _summary(
+        table = summary_table(
             [_with_attrs(_by_time(w, symbol), w) for w in wides],
             folds[folds["symbol"] == symbol],
             cfg,
@@ -260,11 +260,11 @@ def run_panel(
         model_name(cfg.models[0].kind, cfg.models[0].name),
         level=cfg.registry.gate.level,
         min_rows=1,
-        servable=partial(_servable, list(pooled.X.columns)),
+        servable=partial(servable, list(pooled.X.columns)),
         rows_per_bar=rows_per_bar,
     )
     report((stages - 1) / stages, "fitting the final models")
-    final = _fit_final(
+    final = fit_final(
         cfg,
         pooled.X,
         pooled.labels,
@@ -274,7 +274,7 @@ def run_panel(
         choices=choices,
     )
     output = Path(cfg.output)
-    _write_outputs(
+    write_outputs(
         output,
         cfg,
         # The single-symbol writer sees the rows in time order with a symbol column (what it
@@ -283,7 +283,6 @@ def run_panel(
         wide.reset_index("symbol"),
         folds,
         summary,
-        final,
         pooled.data_hash,
         pooled.feature_set,
         _span(panel),
@@ -294,7 +293,7 @@ def run_panel(
     seconds = time.perf_counter() - started
     logger.info("panel run written to {} in {:.1f}s", output, seconds)
     result = RunResult(output, folds, summary, wide, pooled.data_hash, seconds, choices=choices)
-    return record_run(cfg, result, final, pooled, settings, trigger, report)
+    return finish_run(cfg, result, final, pooled, recorder, report)
 
 
 def _by_time(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:

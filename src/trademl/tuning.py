@@ -18,13 +18,15 @@ The metric
     the tuned score is the score a training run reports for the same fold.
 
 Search spaces
-    :data:`SEARCH_SPACES` holds one space per model kind. A parameter set in the config's
-    ``params`` of that kind is held fixed and not searched. Kinds not registered (the deep
-    kinds without PyTorch) are skipped. With AutoML, parameter names are prefixed by the kind
-    (``lgbm.learning_rate``), as each kind has its own space.
+    Each model kind declares its space on its class (``search_space()``; None: the kind is not
+    tuned), so a kind registered by a plug-in is tunable as soon as it declares one;
+    :data:`SEARCH_SPACES` reads them by kind. A parameter set in the config's ``params`` of
+    that kind is held fixed and not searched. With AutoML, parameter names are prefixed by the
+    kind (``lgbm.learning_rate``), as each kind has its own space.
 
 AutoML and its budget
-    With AutoML each trial picks a kind among the learned kinds and ``naive`` (the baselines,
+    With AutoML each trial picks a kind among the learned kinds (by default every registered
+    kind with a non-empty search space: :func:`automl_kinds`) and ``naive`` (the baselines,
     scored first), and for the max-high / min-low targets whether the model learns the residual
     of the HAR volatility baseline. ``time_limit`` is the wall time of the whole call: data,
     search and the scoring of the stack. Boosting rounds and training batches check the
@@ -46,17 +48,15 @@ Multiple testing
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import optuna
@@ -69,23 +69,23 @@ from trademl.atomic import atomic_path
 from trademl.budget import BudgetExhaustedError, check_budget, time_budget, time_left
 from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.errors import ConfigError, StoreError, TradeMLError
+from trademl.har import HAR_SEASONAL, har_columns
 from trademl.models.base import MODELS, load_all_models
+
+# The dimensions of a search space, re-exported: ``spaces=`` arguments are written with them.
+from trademl.models.space import Dimension as Dimension
+from trademl.models.space import SearchSpace
+from trademl.models.space import choice as choice
+from trademl.models.space import integer as integer
+from trademl.models.space import log_uniform as log_uniform
+from trademl.models.space import uniform as uniform
+from trademl.preparation import Prepared, prepare
+from trademl.targets import RESIDUAL_TARGETS, model_factory, target
 from trademl.validation.metrics import classification_metrics, regression_metrics
 from trademl.validation.runner import evaluate
 from trademl.validation.splitters import make_splitter
-from trademl.workflow import (
-    HAR_SEASONAL,
-    RESIDUAL_TARGETS,
-    Prepared,
-    har_columns,
-    model_factory,
-    prepare,
-    target,
-)
 
 TUNING_DIR = "tuning"
-DEEP_KINDS = ("gru", "lstm", "transformer", "cnn_lstm")
-AUTOML_KINDS = ("lgbm", "xgb", *DEEP_KINDS)
 STACK_SIZE = 3
 STACK_SPLITS = 3
 # Scoring a stack fits each member (STACK_SPLITS + 1) times per fold, the inner fits on fewer
@@ -102,108 +102,53 @@ NAIVE_STRATEGIES = {
 # -- search spaces -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Dimension:
-    """One searched hyperparameter.
+class _SearchSpaces(Mapping[str, SearchSpace]):
+    """Registered model kind → the search space its class declares (kinds without one left out)."""
 
-    Parameters
-    ----------
-    type : {"float", "int", "categorical"}
-        How Optuna samples it.
-    low, high : float
-        Bounds of a float or int dimension (inclusive).
-    log : bool
-        Sample on a log scale.
-    choices : tuple
-        The values of a categorical dimension.
-    """
+    def __getitem__(self, kind: str) -> SearchSpace:
+        space = MODELS.get(kind).search_space() if kind in MODELS else None
+        if space is None:
+            raise KeyError(kind)
+        return space
 
-    type: Literal["float", "int", "categorical"]
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    choices: tuple[Any, ...] = ()
+    def __iter__(self) -> Iterator[str]:
+        return iter(
+            [kind for kind, cls in load_all_models().items() if cls.search_space() is not None]
+        )
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        """Ask ``trial`` for a value of this dimension under ``name``.
-
-        Parameters
-        ----------
-        trial : optuna.Trial
-            The running trial.
-        name : str
-            The parameter name recorded in the study.
-
-        Returns
-        -------
-        Any
-            The sampled value.
-        """
-        if self.type == "float":
-            return trial.suggest_float(name, self.low, self.high, log=self.log)
-        if self.type == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_categorical(name, list(self.choices))
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
-def uniform(low: float, high: float) -> Dimension:
-    """A float sampled uniformly in ``[low, high]``."""
-    return Dimension("float", low, high)
+SEARCH_SPACES: Mapping[str, SearchSpace] = _SearchSpaces()
+"""Search space of each registered model kind, as its class declares it (read-only).
 
-
-def log_uniform(low: float, high: float) -> Dimension:
-    """A float sampled uniformly in ``[log low, log high]``."""
-    return Dimension("float", low, high, log=True)
-
-
-def integer(low: int, high: int, *, log: bool = False) -> Dimension:
-    """An integer in ``[low, high]``, on a log scale with ``log``."""
-    return Dimension("int", low, high, log=log)
-
-
-def choice(*values: Any) -> Dimension:
-    """One of ``values``."""
-    return Dimension("categorical", choices=tuple(values))
-
-
-SearchSpace = Mapping[str, Dimension]
-
-_DEEP_SPACE: dict[str, Dimension] = {
-    "seq_len": integer(16, 96, log=True),
-    "hidden": integer(16, 128, log=True),
-    "layers": integer(1, 3),
-    "dropout": uniform(0.0, 0.5),
-    "lr": log_uniform(1e-4, 1e-2),
-    "epochs": integer(3, 15),
-}
-
-SEARCH_SPACES: dict[str, SearchSpace] = {
-    "lgbm": {
-        "learning_rate": log_uniform(0.01, 0.3),
-        "num_leaves": integer(7, 127, log=True),
-        "min_child_samples": integer(10, 300, log=True),
-        "subsample": uniform(0.5, 1.0),
-        "colsample_bytree": uniform(0.4, 1.0),
-        "reg_lambda": log_uniform(1e-3, 10.0),
-        "n_estimators": integer(100, 1000, log=True),
-    },
-    "xgb": {
-        "learning_rate": log_uniform(0.01, 0.3),
-        "max_depth": integer(2, 8),
-        "min_child_weight": log_uniform(1.0, 100.0),
-        "subsample": uniform(0.5, 1.0),
-        "colsample_bytree": uniform(0.4, 1.0),
-        "reg_lambda": log_uniform(1e-3, 10.0),
-        "n_estimators": integer(100, 1000, log=True),
-    },
-    "naive": {},
-    **{kind: dict(_DEEP_SPACE) for kind in DEEP_KINDS},
-}
-"""Search space of each model kind. ``naive`` has nothing to tune.
-
-The deep spaces name their dimensions generically (``hidden``, ``layers``, ``lr``, ``epochs``);
-:data:`PARAM_ALIASES` maps them onto the constructor names a kind actually takes.
+``naive`` has nothing to tune (an empty space); kinds whose class declares none (``stacking``)
+are not tunable. The deep spaces name their dimensions generically (``hidden``, ``layers``,
+``lr``, ``epochs``); :data:`PARAM_ALIASES` maps them onto the constructor names a kind takes.
 """
+
+
+def automl_kinds() -> list[str]:
+    """The default AutoML candidates: every registered kind with a non-empty search space.
+
+    Returns
+    -------
+    list of str
+        The row-wise kinds first, then the sequence kinds (slower to train), each sorted.
+    """
+    chosen = [
+        (cls.is_sequence, kind) for kind, cls in load_all_models().items() if cls.search_space()
+    ]
+    return [kind for _, kind in sorted(chosen)]
+
+
+def _space(kind: str, spaces: Mapping[str, SearchSpace] | None) -> SearchSpace | None:
+    """``kind``'s search space: given in ``spaces``, else declared by its class (None if none)."""
+    if spaces and kind in spaces:
+        return spaces[kind]
+    return SEARCH_SPACES.get(kind)
+
 
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "seq_len": ("seq_len", "sequence_length", "window", "lookback"),
@@ -212,25 +157,6 @@ PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "lr": ("lr", "learning_rate"),
     "epochs": ("epochs", "max_epochs", "n_epochs"),
 }
-
-
-def registered_kinds() -> list[str]:
-    """Model kinds registered now, after importing the built-in and the deep model modules.
-
-    Returns
-    -------
-    list of str
-        The registered kind names, sorted.
-    """
-    load_all_models()
-    with contextlib.suppress(ImportError):  # not written yet, or PyTorch missing
-        importlib.import_module("trademl.models.deep")
-    return MODELS.names()
-
-
-def _builtin_kinds() -> list[str]:
-    load_all_models()
-    return MODELS.names()
 
 
 def suggest_params(
@@ -409,7 +335,7 @@ def _problem(cfg: RunConfig, prepared: Prepared, target_name: str | None) -> _Pr
     bars = prepared.horizons[horizon]
     task, y, keep = target(prepared.labels, label_kind, bars)
     splitter = make_splitter(cfg.validation.kind, dict(cfg.validation.params), bars)
-    splits = list(splitter.split(len(y)))
+    splits = list(splitter.split(prepared.X, y))
     metric = "log_loss" if task == "classification" else "r2"
     columns = har_columns(bars)
     har = columns if label_kind in RESIDUAL_TARGETS and set(columns) <= set(prepared.X) else None
@@ -531,17 +457,18 @@ def close_storage(study: optuna.Study) -> None:
 def tune(
     config: RunConfig | str | Path | dict[str, Any],
     *,
-    trials: int | None,
+    trials: int | None = None,
     storage: str | None = None,
     study_name: str | None = None,
     target: str | None = None,
     time_limit: float | None = None,
-    automl: bool = False,
-    n_jobs: int = 1,
+    automl: bool | None = None,
+    n_jobs: int | None = None,
     kinds: Sequence[str] | None = None,
     spaces: Mapping[str, SearchSpace] | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     settings: Settings | None = None,
+    recorder: TuningRecorder | None = None,
 ) -> TuneResult:
     """Search hyperparameters on the config's purged walk-forward and write the results.
 
@@ -551,7 +478,8 @@ def tune(
         The run config: data, features, labels, the model (its first model kind is tuned;
         its params are held fixed), the splitter, uncertainty and the output folder.
     trials : int or None
-        Trials this call runs (None: until ``time_limit``).
+        Trials this call runs (None: until ``time_limit``). This and every argument below
+        that is None (or not given) falls back to the config's ``tuning`` section.
     storage : str or None
         ``None``, ``"memory"``, ``"sqlite"`` or a database URL; see :func:`resolve_storage`.
     study_name : str or None
@@ -562,19 +490,22 @@ def tune(
         config's first label kind at its first horizon.
     time_limit : float or None
         Seconds after which no new trial starts (Optuna's ``timeout``).
-    automl : bool
+    automl : bool or None
         Each trial picks a model kind among ``kinds`` first, then its parameters; afterwards a
         ``stacking`` model of the best :data:`STACK_SIZE` distinct trials is scored too.
-    n_jobs : int
+    n_jobs : int or None
         Trials run at once in threads of this process.
     kinds : sequence of str or None
-        AutoML candidate kinds; default :data:`AUTOML_KINDS`. Unregistered kinds are skipped.
+        AutoML candidate kinds; default :func:`automl_kinds`. Kinds not registered or without
+        a search space are skipped.
     spaces : mapping or None
-        Search spaces replacing those of :data:`SEARCH_SPACES`, per kind.
+        Search spaces replacing those the kinds declare (:data:`SEARCH_SPACES`), per kind.
     pruner : optuna.pruners.BasePruner or None
         Default a :class:`~optuna.pruners.MedianPruner` over the folds.
     settings : Settings or None
         Where the store and the home are; the process settings by default.
+    recorder : TuningRecorder or None
+        Records the study (the tracking layer's MLflow recorder); None records nothing.
 
     Returns
     -------
@@ -588,28 +519,37 @@ def tune(
         tune, or no trial completed.
     """
     started = time.perf_counter()
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    # Arguments override the config's tuning section.
+    section = cfg.tuning
+    trials = section.trials if trials is None else trials
+    time_limit = section.time_limit if time_limit is None else time_limit
     if trials is None and time_limit is None:
-        raise ConfigError("tune: give a number of trials, a time limit, or both")
+        raise ConfigError(
+            "tune: give a number of trials, a time limit, or both (tuning.trials or "
+            "tuning.time_limit in the config, or the arguments)"
+        )
     with time_budget(time_limit):
         return _tune(
-            config,
+            cfg,
             trials=trials,
             storage=storage,
-            study_name=study_name,
-            target=target,
+            study_name=section.study_name if study_name is None else study_name,
+            target=section.target if target is None else target,
             time_limit=time_limit,
-            automl=automl,
-            n_jobs=n_jobs,
-            kinds=kinds,
+            automl=section.automl if automl is None else automl,
+            n_jobs=section.n_jobs if n_jobs is None else n_jobs,
+            kinds=section.kinds if kinds is None else kinds,
             spaces=spaces,
             pruner=pruner,
             settings=settings,
             started=started,
+            recorder=recorder,
         )
 
 
 def _tune(
-    config: RunConfig | str | Path | dict[str, Any],
+    cfg: RunConfig,
     *,
     trials: int | None,
     storage: str | None,
@@ -623,26 +563,29 @@ def _tune(
     pruner: optuna.pruners.BasePruner | None,
     settings: Settings | None,
     started: float,
+    recorder: TuningRecorder | None,
 ) -> TuneResult:
-    cfg = config if isinstance(config, RunConfig) else load_run_config(config)
     settings = settings or get_settings()
-    searched = {**SEARCH_SPACES, **(spaces or {})}
-    wanted = (kinds or AUTOML_KINDS) if automl else (cfg.models[0].kind,)
-    available = set(registered_kinds() if set(wanted) & set(DEEP_KINDS) else _builtin_kinds())
+    wanted = list(kinds or automl_kinds()) if automl else [cfg.models[0].kind]
+    searched: dict[str, SearchSpace] = {}
+    for kind in wanted:
+        space = _space(kind, spaces)
+        if space is not None:
+            searched[kind] = space
     if automl:
-        candidates = [k for k in (kinds or AUTOML_KINDS) if k in available and k in searched]
-        skipped = [k for k in (kinds or AUTOML_KINDS) if k not in candidates]
+        candidates = [k for k in wanted if k in searched]
+        skipped = [k for k in wanted if k not in candidates]
         if skipped:
             logger.info("automl: skipping kinds not registered or without a space: {}", skipped)
     else:
         candidates = [cfg.models[0].kind]
         if candidates[0] not in searched:
+            known = sorted({*SEARCH_SPACES, *(spaces or {})})
             raise ConfigError(
-                f"tune: no search space for model kind {candidates[0]!r}; "
-                f"known: {', '.join(sorted(searched))}"
+                f"tune: no search space for model kind {candidates[0]!r}; known: {', '.join(known)}"
             )
     if not candidates:
-        raise ConfigError(f"tune: none of the kinds {list(kinds or AUTOML_KINDS)} is registered")
+        raise ConfigError(f"tune: none of the kinds {wanted} is registered with a search space")
     fixed = {kind: _fixed_params(cfg, kind) for kind in candidates}
 
     prepared = prepare(cfg, settings=settings)
@@ -693,11 +636,16 @@ def _tune(
         result = _collect(study, cfg, problem, label_column, direction, automl, started, time_limit)
     finally:
         close_storage(study)
-    if settings.tracking:
-        from trademl.tracking.recorders import log_tuning
-
-        log_tuning(result, cfg, settings)
+    if recorder is not None:
+        recorder.record_tuning(result, cfg)
     return result
+
+
+class TuningRecorder(Protocol):
+    """What records a tuning study outside the core (the tracking layer's MLflow recorder)."""
+
+    def record_tuning(self, result: TuneResult, cfg: RunConfig) -> None:
+        """Record a finished study."""
 
 
 class _SearchBudget:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from trademl.api import train as run
 from trademl.errors import ConfigError
-from trademl.workflow import run
 
 TRADE_COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "stop", "target",
                  "exit_reason", "bars_held", "pnl", "r_multiple"]  # fmt: skip

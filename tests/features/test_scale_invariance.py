@@ -17,7 +17,7 @@ from trademl.data.timeframes import Timeframe
 from trademl.features.engine import build_features
 from trademl.features.invariance import start_error
 from trademl.features.sets import load_feature_set, preset_names
-from trademl.workflow import with_har_features
+from trademl.har import with_har_features
 
 PRICES = ("open", "high", "low", "close")
 # Rounding of scaled inputs through running sums (TA-Lib, Alpha158's rolling variances of

@@ -86,7 +86,8 @@ def test_the_workflow_serves_the_har_columns_and_wraps_regressors(tmp_path: obje
     from trademl.data.timeframes import Timeframe
     from trademl.features.engine import warmup_bars
     from trademl.features.sets import load_feature_set
-    from trademl.workflow import har_columns, model_factory, with_har_features
+    from trademl.har import har_columns, with_har_features
+    from trademl.targets import model_factory
 
     minimal = load_feature_set("minimal")
     extended = with_har_features(minimal, Timeframe.parse("1h"), [6, 24])

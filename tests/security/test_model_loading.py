@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.training import tiny_run_config
 
+from trademl.api import train as run
 from trademl.config import Settings
 from trademl.data.ingest import import_path, open_default_store
 from trademl.errors import TrackingError
@@ -23,7 +24,6 @@ from trademl.tracking.registry import (
     promote,
     resolve_version,
 )
-from trademl.workflow import run
 
 MODEL = "BTCUSDT_1h_security_test"
 

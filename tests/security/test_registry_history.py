@@ -17,13 +17,13 @@ import pytest
 from tests.conftest import POSTGRES_ADMIN_URL, _scratch_database
 from tests.support.training import tiny_run_config
 
+from trademl.api import train as run
 from trademl.config import Settings
 from trademl.data.ingest import import_path, open_default_store
 from trademl.errors import ModelNotFoundError
 from trademl.tracking import decisions as decision_log
 from trademl.tracking.client import connect
 from trademl.tracking.registry import history, promote, resolve_version, rollback
-from trademl.workflow import run
 
 MODEL = "BTCUSDT_1h_history_test"
 REASON = "r" * 2000

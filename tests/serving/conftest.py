@@ -13,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.support.training import tiny_run_config
 
+from trademl.api import train as run
 from trademl.config import Settings
 from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
+from trademl.run_outputs import RunResult
 from trademl.serving import create_app
 from trademl.tracking.pipeline import load_pipeline
-from trademl.workflow import RunResult, run
 
 MODEL = "BTCUSDT_1h_serving_test"
 API_KEY = "serving-test-key"

@@ -26,17 +26,18 @@ from tests.serving.conftest import tiny_config
 from tests.serving.test_api import candle_rows
 from tests.serving.test_stream import next_of
 
+from trademl.api import train as run
 from trademl.backtest.strategies import maxmin_signals
 from trademl.config import Settings
 from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
 from trademl.errors import ConfigError
+from trademl.pipeline import PipelineModel, missing_bars
 from trademl.serving import create_app
 from trademl.serving.parity import max_abs_diff, replay_parity
 from trademl.tracking.client import fluent
-from trademl.tracking.pipeline import PipelineModel, load_pipeline, missing_bars, to_model_input
+from trademl.tracking.pipeline import load_pipeline, to_model_input
 from trademl.tracking.registry import promote
-from trademl.workflow import run
 
 MODEL = "BTCUSDT_1h_serving_test"  # the name tiny_config registers, in this module's own home
 FEED_START = pd.Timestamp("2023-06-01", tz="UTC")  # training ends 2023-05-01; the feed after

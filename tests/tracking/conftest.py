@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import POSTGRES_ADMIN_URL, _scratch_database
 from tests.support.training import tiny_run_config
 
+from trademl.api import train as run
 from trademl.config import Settings
 from trademl.data.ingest import import_path, open_default_store
-from trademl.workflow import RunResult, run
+from trademl.run_outputs import RunResult
 
 MODEL = "BTCUSDT_1h_tracking_test"
 # Gate numbers chosen for these short runs: the max-high target (vs the HAR volatility and

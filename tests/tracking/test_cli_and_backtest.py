@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import Outcome, cli_runner
 from tests.tracking.conftest import MODEL, Backend
 
-from trademl.backtest.runner import backtest
+from trademl.api import backtest
 from trademl.config import _cached_settings, reload_settings
 from trademl.tracking.client import connect
 

@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from trademl.errors import TrackingError
+from trademl.errors import ModelFormatError
 from trademl.features.cache import FEATURE_CONTRACT
-from trademl.tracking.pipeline import check_feature_contract, load_pipeline
+from trademl.pipeline import check_feature_contract
+from trademl.tracking.pipeline import load_pipeline
 
 from .conftest import MODEL, Backend
 
@@ -20,11 +21,11 @@ def test_pipelines_record_and_check_their_feature_contract(backend: Backend) -> 
     check_feature_contract(pipeline, "current")
     older = dataclasses.replace(pipeline, metadata={**pipeline.metadata, "feature_contract": "1"})
     with pytest.raises(
-        TrackingError, match=r"old one was trained under feature contract 1.*retrain"
+        ModelFormatError, match=r"old one was trained under feature contract 1.*retrain"
     ):
         check_feature_contract(older, "old one")
     unmarked = dataclasses.replace(
         pipeline, metadata={k: v for k, v in pipeline.metadata.items() if k != "feature_contract"}
     )
-    with pytest.raises(TrackingError, match="contract 1"):
+    with pytest.raises(ModelFormatError, match="contract 1"):
         check_feature_contract(unmarked, "unmarked")

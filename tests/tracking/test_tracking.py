@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import time
 from pathlib import Path
 
@@ -18,12 +17,13 @@ from trademl.config import Settings
 from trademl.data.ingest import open_default_store, read_series
 from trademl.errors import ModelNotFoundError, PromotionRefusedError, TrackingError
 from trademl.features import build_features
+from trademl.har import HAR_SEASONAL, har_columns
+from trademl.pipeline import load_run_pipeline
 from trademl.tracking import registry
 from trademl.tracking.client import connect, fluent
 from trademl.tracking.export import export_version
 from trademl.tracking.pipeline import load_pipeline, to_model_input
 from trademl.tracking.runs import best_run, log_metrics, note_nonfinite, search_runs, tracked_run
-from trademl.workflow import HAR_SEASONAL, har_columns
 
 TAGS = ("symbol", "timeframe", "horizons", "feature_set", "feature_set_version", "data_hash")
 
@@ -79,8 +79,7 @@ def test_champion_pyfunc_equals_training_process(backend: Backend) -> None:
         loaded = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     served = loaded.predict(to_model_input(frame)).set_index("timestamp")
     # The training process: the final predictor it pickled, on features of the same candles.
-    with open(result.output / "models" / "maxmin.pkl", "rb") as handle:
-        final = pickle.load(handle)
+    final = load_run_pipeline(result.output).predictor
     pipeline, info = load_pipeline(MODEL, "champion", backend.settings)
     features = build_features(frame, pipeline.feature_set).iloc[pipeline.warmup_bars :]
     trained = final.predict(features[pipeline.feature_columns], frame["close"].loc[features.index])

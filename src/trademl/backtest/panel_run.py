@@ -21,9 +21,9 @@ from loguru import logger
 from trademl.atomic import atomic_path
 from trademl.backtest.config import BacktestConfig
 from trademl.backtest.metrics import backtest_metrics, buy_and_hold
+from trademl.backtest.outcome import BacktestRun, choose_model
 from trademl.backtest.panel import PRICE_KEYS, PanelSignals, run_backtest_panel
 from trademl.backtest.report import write_metrics_json
-from trademl.backtest.runner import BacktestRun, choose_model
 from trademl.backtest.strategies import strategy_signals
 from trademl.config import Settings, load_run_config
 from trademl.data.ingest import open_default_store, read_series

@@ -8,7 +8,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -18,31 +18,23 @@ from trademl.atomic import atomic_path
 from trademl.backtest.config import BacktestConfig, load_backtest_config
 from trademl.backtest.engine import run_backtest
 from trademl.backtest.metrics import backtest_metrics, buy_and_hold
+from trademl.backtest.outcome import BacktestRun, choose_model
+from trademl.backtest.panel_run import backtest_panel
 from trademl.backtest.report import write_metrics_json, write_report
 from trademl.backtest.signals import Signals
 from trademl.backtest.strategies import strategy_signals
 from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.data.ingest import open_default_store, read_series
 from trademl.errors import ConfigError
-from trademl.features.horizons import resolve_horizon
 from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
+from trademl.run_outputs import TrainingRecorder
 from trademl.validation.overfitting import (
     deflated_sharpe_ratio,
     pbo_cpcv,
     sharpe_ratio,
 )
 from trademl.validation.splitters import CombinatorialPurgedCV
-
-
-@dataclass(frozen=True)
-class BacktestRun:
-    """What a backtest produced (also written under ``output``)."""
-
-    output: Path
-    trades: pd.DataFrame
-    equity: pd.Series
-    metrics: dict[str, Any]
-    baseline_metrics: dict[str, Any]
+from trademl.workflow import run
 
 
 @dataclass(frozen=True)
@@ -55,12 +47,26 @@ class _Inputs:
     periods_per_year: float
 
 
-def run_folder(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> Path:
+class BacktestRecorder(TrainingRecorder, Protocol):
+    """What records backtests and sweeps outside the core (the tracking layer's recorder); a
+    backtest that trains first records that training run too."""
+
+    def record_backtest(self, run: BacktestRun, cfg: BacktestConfig) -> None:
+        """Record a finished backtest."""
+
+    def record_sweep(self, table: pd.DataFrame, cfg: BacktestConfig) -> None:
+        """Record a finished parameter sweep run on its own."""
+
+
+def run_folder(
+    cfg: BacktestConfig,
+    settings: Settings,
+    paths: PathPolicy,
+    recorder: BacktestRecorder | None = None,
+) -> Path:
     """The training run folder a backtest reads: ``run``, or ``train`` trained first."""
     if cfg.train is not None:
-        from trademl.workflow import run
-
-        run_dir = run(cfg.train, settings=settings, paths=paths).output
+        run_dir = run(cfg.train, settings=settings, paths=paths, recorder=recorder).output
     else:
         run_dir = Path(str(cfg.run))
     for name in ("config.yaml", "predictions.parquet"):
@@ -71,27 +77,14 @@ def run_folder(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> Pa
     return run_dir
 
 
-def choose_model(cfg: BacktestConfig, run_config: RunConfig) -> tuple[str, int]:
-    """The strategy's model column and horizon (bars), checked against what the run trained."""
-    timeframe = run_config.data.timeframe
-    horizons = [resolve_horizon(h, timeframe) for h in run_config.labels.horizons]
-    wanted = cfg.strategy.horizon
-    horizon_bars = horizons[0] if wanted is None else resolve_horizon(wanted, timeframe)
-    if horizon_bars not in horizons:
-        raise ConfigError(
-            f"strategy.horizon {wanted!r} ({horizon_bars} bars) was not trained; trained: {horizons}"
-        )
-    names = [m.name or m.kind for m in run_config.models]
-    model = cfg.strategy.model or names[0]
-    if model not in names:
-        raise ConfigError(f"strategy.model {model!r} is not in the run; models: {', '.join(names)}")
-    return model, horizon_bars
-
-
 def _inputs(
-    cfg: BacktestConfig, settings: Settings, paths: PathPolicy, run_dir: Path | None = None
+    cfg: BacktestConfig,
+    settings: Settings,
+    paths: PathPolicy,
+    run_dir: Path | None = None,
+    recorder: BacktestRecorder | None = None,
 ) -> _Inputs:
-    run_dir = run_folder(cfg, settings, paths) if run_dir is None else run_dir
+    run_dir = run_folder(cfg, settings, paths, recorder) if run_dir is None else run_dir
     run_config = load_run_config(run_dir / "config.yaml")
     if run_config.data.symbol is None:
         raise ConfigError(
@@ -138,34 +131,37 @@ def backtest(
     *,
     settings: Settings | None = None,
     paths: PathPolicy | None = None,
+    recorder: BacktestRecorder | None = None,
 ) -> BacktestRun:
     """Backtest a training run's out-of-sample predictions as ``config`` says.
 
     ``paths`` says where ``run``, ``train`` and ``output`` may be (a job's policy keeps them
-    under ``TRADEML_HOME``); anything the user can reach by default. The output folder is held
-    for the whole backtest: a second one naming it meanwhile fails at once.
+    under ``TRADEML_HOME``); anything the user can reach by default. ``recorder`` records the
+    backtest (and the training run of ``train``); None records nothing. The output folder is
+    held for the whole backtest: a second one naming it meanwhile fails at once.
     """
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
     policy = paths or PathPolicy.local()
     cfg = resolve_backtest_paths(cfg, policy)
     with output_lock(Path(cfg.output)):
-        return _backtest(cfg, settings or get_settings(), policy)
+        return _backtest(cfg, settings or get_settings(), policy, recorder)
 
 
-def _backtest(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> BacktestRun:
+def _backtest(
+    cfg: BacktestConfig,
+    settings: Settings,
+    paths: PathPolicy,
+    recorder: BacktestRecorder | None,
+) -> BacktestRun:
     run_dir = None
     if not cfg.grid:
-        run_dir = run_folder(cfg, settings, paths)
+        run_dir = run_folder(cfg, settings, paths, recorder)
         if load_run_config(run_dir / "config.yaml").data.panel:
-            from trademl.backtest.panel_run import backtest_panel
-
             done = backtest_panel(cfg, run_dir, settings)  # every symbol in one kernel call
-            if settings.tracking:
-                from trademl.tracking.recorders import log_backtest
-
-                log_backtest(done, cfg, settings)
+            if recorder is not None:
+                recorder.record_backtest(done, cfg)
             return done
-    inputs = _inputs(cfg, settings, paths, run_dir)
+    inputs = _inputs(cfg, settings, paths, run_dir, recorder)
     result = _simulate(cfg, inputs, _signals(cfg, inputs, {}))
     metrics = backtest_metrics(
         result.trades, result.equity, periods_per_year=inputs.periods_per_year
@@ -216,10 +212,8 @@ def _backtest(cfg: BacktestConfig, settings: Settings, paths: PathPolicy) -> Bac
     )
     logger.info("backtest written to {}", output)
     done = BacktestRun(output, result.trades, result.equity, metrics, baseline_metrics)
-    if settings.tracking:
-        from trademl.tracking.recorders import log_backtest
-
-        log_backtest(done, cfg, settings)
+    if recorder is not None:
+        recorder.record_backtest(done, cfg)
     return done
 
 
@@ -229,10 +223,11 @@ def sweep(
     settings: Settings | None = None,
     inputs: _Inputs | None = None,
     paths: PathPolicy | None = None,
+    recorder: BacktestRecorder | None = None,
 ) -> pd.DataFrame:
     """Every combination of ``grid`` backtested; the best's deflated Sharpe ratio given the
     number of combinations tried, and the PBO of the grid by CPCV over per-bar returns.
-    ``paths`` as in :func:`backtest`."""
+    ``paths`` and ``recorder`` as in :func:`backtest`."""
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
     if not cfg.grid:
         raise ConfigError(
@@ -240,16 +235,14 @@ def sweep(
         )
     settings = settings or get_settings()
     if inputs is not None:  # inside backtest(): paths resolved, output held, run recorded
-        return _sweep(cfg, settings, inputs, standalone=False)
+        return _sweep(cfg, inputs, None)
     policy = paths or PathPolicy.local()
     cfg = resolve_backtest_paths(cfg, policy)
     with output_lock(Path(cfg.output)):
-        return _sweep(cfg, settings, _inputs(cfg, settings, policy), standalone=True)
+        return _sweep(cfg, _inputs(cfg, settings, policy, recorder=recorder), recorder)
 
 
-def _sweep(
-    cfg: BacktestConfig, settings: Settings, inputs: _Inputs, *, standalone: bool
-) -> pd.DataFrame:
+def _sweep(cfg: BacktestConfig, inputs: _Inputs, recorder: BacktestRecorder | None) -> pd.DataFrame:
     names = list(cfg.grid)
     rows, returns = [], {}
     for values in itertools.product(*(cfg.grid[name] for name in names)):
@@ -296,8 +289,6 @@ def _sweep(
         None,
         {"best": table.attrs["best"], "grid": cfg.grid},
     )
-    if standalone and settings.tracking:
-        from trademl.tracking.recorders import log_sweep
-
-        log_sweep(table, cfg, settings)
+    if recorder is not None:  # a sweep inside backtest() is recorded with the backtest
+        recorder.record_sweep(table, cfg)
     return table

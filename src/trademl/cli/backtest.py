@@ -32,13 +32,15 @@ def backtest(
     ] = None,
 ) -> None:
     """Backtest a training run's out-of-sample predictions (or sweep a parameter grid)."""
-    from trademl.backtest.runner import backtest as run_backtest
+    from trademl.api import backtest as run_backtest
     from trademl.backtest.runner import sweep
+    from trademl.config import get_settings
+    from trademl.tracking.recorders import recorder_for
 
     if first == "sweep":
         if second is None:
             raise typer.BadParameter("usage: trademl backtest sweep CONFIG.yaml")
-        table = sweep(second)
+        table = sweep(second, recorder=recorder_for(get_settings()))
         print_sweep(table)
         return
     result = run_backtest(first)

@@ -65,9 +65,7 @@ def demo() -> None:
         print_summary(summary.training.summary)
         out = summary.training.output
         console.print(f"report: {out / 'summary.md'}  predictions: {out / 'predictions.parquet'}")
-        console.print(
-            f"model:  {out / 'models' / 'maxmin.pkl'}  (in {summary.training.seconds:.0f}s)"
-        )
+        console.print(f"model:  {out / 'pipeline.pkl'}  (in {summary.training.seconds:.0f}s)")
         if summary.training.run_id is not None:
             console.rule("[bold]trademl demo: MLflow tracking and model registry")
             print_tracking(summary.training)

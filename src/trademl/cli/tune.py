@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trademl.config import load_run_config
+from trademl.config import get_settings, load_run_config
+from trademl.tracking.recorders import recorder_for
 from trademl.tuning import TuneResult
 from trademl.tuning import tune as run_tuning
 
@@ -27,9 +28,13 @@ def tune(
         int | None, typer.Option("--trials", min=1, help="Trials this process runs.")
     ] = None,
     automl: Annotated[
-        bool,
-        typer.Option("--automl", help="Search model kinds too, then stack the best trials."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--automl/--no-automl",
+            help="Search model kinds too, then stack the best trials (default: the config's "
+            "tuning.automl).",
+        ),
+    ] = None,
     time_limit: Annotated[
         float | None,
         typer.Option(
@@ -53,7 +58,9 @@ def tune(
         str | None,
         typer.Option("--target", help="Label kind to tune, or kind:horizon (default the first)."),
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Trials at once (threads).")] = 1,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", min=1, help="Trials at once (threads).")
+    ] = None,
 ) -> None:
     """Tune hyperparameters on the config's purged walk-forward; write tuning/ under output."""
     cfg = load_run_config(config)
@@ -66,6 +73,7 @@ def tune(
         time_limit=time_limit,
         automl=automl,
         n_jobs=jobs,
+        recorder=recorder_for(get_settings()),
     )
     print_result(result)
 

@@ -201,3 +201,65 @@ def with_meta(frame: pd.DataFrame, *, symbol: str | None, timeframe: str | None)
 def empty_candles() -> pd.DataFrame:
     """A zero-row frame with the Candles columns, dtypes and index (for empty store reads)."""
     return make_candles(pd.DatetimeIndex([], tz="UTC"), *(np.empty(0) for _ in COLUMNS))
+
+
+def as_candles(
+    frame: pd.DataFrame, timeframe: str, *, what: str = "candles", check: bool = True
+) -> pd.DataFrame:
+    """``frame`` as a Candles frame of ``timeframe``: UTC index, float64 OHLCV, bars spaced by
+    the timeframe.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        ``open, high, low, close, volume`` (other columns are dropped), indexed by time or with
+        a ``timestamp`` column; naive timestamps are read as UTC.
+    timeframe : str
+        The bar length the rows must be spaced by (gaps allowed, never closer).
+    what : str
+        How error messages name the frame.
+    check : bool
+        Also check the Candles contract (:func:`validate_candles`).
+
+    Raises
+    ------
+    DataValidationError
+        A missing column (``rule="missing_column"``), bars closer than or not mostly at the
+        timeframe (``rule="timeframe"``), or a broken candle.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"timestamp": ["2024-01-01 00:00", "2024-01-01 01:00"],
+    ...     "open": [1, 2], "high": [2, 3], "low": [1, 2], "close": [2, 3], "volume": [5, 6]})
+    >>> as_candles(frame, "1h").index.tz
+    datetime.timezone.utc
+    """
+    from trademl.data.timeframes import Timeframe
+
+    out = frame.copy()
+    if INDEX_NAME in out.columns:
+        out = out.set_index(INDEX_NAME)
+    missing = [c for c in COLUMNS if c not in out.columns]
+    if missing:
+        raise DataValidationError(
+            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} and a "
+            "timestamp (index or column)",
+            rule="missing_column",
+        )
+    index = out.index if isinstance(out.index, pd.DatetimeIndex) else pd.to_datetime(out.index)
+    index = pd.DatetimeIndex(index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    out = out[list(COLUMNS)].astype(np.float64)
+    out.index = index.rename(INDEX_NAME)
+    # The spacing first: candles of another timeframe are wrong however many there are.
+    expected = Timeframe.parse(timeframe).delta
+    spacing = out.index.to_series().diff().dropna()
+    if len(spacing) and (spacing.min() < expected or spacing.median() != expected):
+        raise DataValidationError(
+            f"{what} are {spacing.median()} apart (median, smallest {spacing.min()}); "
+            f"expected {timeframe} bars",
+            rule="timeframe",
+        )
+    if check:
+        validate_candles(out, source=what)
+    return out

@@ -8,8 +8,9 @@ Redis or RabbitMQ when ``TRADEML_CELERY_BROKER_URL`` is set; job state in one SQ
 <JobState.RUNNING: 'running'>
 """
 
+from trademl.jobs.backends import open_queue
 from trademl.jobs.info import JobCancelled, JobError, JobInfo, JobState
-from trademl.jobs.queue import InProcessQueue, JobQueue, open_queue
+from trademl.jobs.queue import InProcessQueue, JobQueue
 from trademl.jobs.store import JobStore
 from trademl.jobs.tasks import TASKS, JobTask, Report, task
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from loguru import logger
 
-from trademl.config import Settings, get_settings
 from trademl.errors import ConfigError, JobStateError, LimitExceededError
 from trademl.jobs.info import JobError, JobInfo, JobState
 from trademl.jobs.runner import RunPolicy, execute, is_local, owner_alive, process_owner
@@ -279,23 +278,3 @@ def _fail_lost(store: JobStore, job: StoredJob) -> bool:
         retryable=True,
         expect=job.info.state,
     )
-
-
-def open_queue(settings: Settings | None = None) -> JobQueue:
-    """The job queue the settings describe: Celery when ``TRADEML_CELERY_BROKER_URL`` is set,
-    else the in-process pool (``TRADEML_JOBS_WORKERS`` threads); the job store at
-    ``TRADEML_JOBS_URL`` (default SQLite under home) in both cases."""
-    settings = settings or get_settings()
-    policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts, settings.home)
-    queue: JobQueue
-    if settings.celery_broker_url:
-        from trademl.jobs.celery_queue import CeleryQueue, make_celery_app
-
-        app = make_celery_app(settings)  # checks the URL before the store is touched
-        queue = CeleryQueue(JobStore(settings.jobs_store_url), policy, app, settings.celery_queue)
-    else:
-        queue = InProcessQueue(JobStore(settings.jobs_store_url), policy, settings.jobs_workers)
-    queue.limits = SubmitLimits(
-        settings.jobs_max_queued, settings.jobs_max_payload_bytes, settings.backtest_max_grid
-    )
-    return queue

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from trademl.config import get_settings
 from trademl.errors import ConfigError
 from trademl.paths import PathPolicy, resolve_backtest_paths, resolve_run_paths
 from trademl.plugins import PluginTable
@@ -198,10 +199,16 @@ def _check_backtest(payload: dict[str, Any]) -> None:
 @task("train", check=_check_train)
 def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     """``workflow.run(payload["config"])``: a training run; returns where it was written."""
+    from trademl.tracking.recorders import recorder_for
     from trademl.workflow import run
 
     # Progress per validation stage; a cancel request stops the run at the next stage.
-    result = run(_config(payload), progress=report, paths=service_paths())
+    result = run(
+        _config(payload),
+        progress=report,
+        paths=service_paths(),
+        recorder=recorder_for(get_settings()),
+    )
     out: dict[str, Any] = {
         "output": str(result.output),
         "seconds": result.seconds,
@@ -218,9 +225,12 @@ def train(payload: dict[str, Any], report: Report) -> dict[str, Any]:
 def backtest(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     """``backtest.runner.backtest(payload["config"])``; returns its scalar metrics."""
     from trademl.backtest.runner import backtest as run_backtest
+    from trademl.tracking.recorders import recorder_for
 
     report(0.0, "backtesting")
-    result = run_backtest(_config(payload), paths=service_paths())
+    result = run_backtest(
+        _config(payload), paths=service_paths(), recorder=recorder_for(get_settings())
+    )
 
     def scalars(metrics: dict[str, Any]) -> dict[str, Any]:
         return {key: jsonable(value) for key, value in metrics.items() if _is_scalar(value)}

@@ -21,7 +21,8 @@ from loguru import logger
 from trademl.config import Settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, ModelNotFoundError, NotFoundError, TradeMLError
-from trademl.tracking.pipeline import PipelineModel, load_pipeline
+from trademl.pipeline import PipelineModel
+from trademl.tracking.pipeline import load_pipeline
 from trademl.tracking.registry import list_models
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from trademl.errors import ConfigError
-from trademl.tracking.pipeline import PipelineModel
+from trademl.pipeline import PipelineModel
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from trademl.data.candles import make_candles, validate_candles
 from trademl.data.stores import SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError, NotFoundError
+from trademl.pipeline import LastBar, PipelineModel
 from trademl.serving.host import ModelHost, Served
 from trademl.serving.schemas import Candle, PredictResponse
 from trademl.serving.store import StoreReader
-from trademl.tracking.pipeline import LastBar, PipelineModel
 
 CACHE_SIZE = 4096
 

@@ -1,4 +1,4 @@
-"""Experiment tracking, the pipeline model and the model registry, on MLflow.
+"""Experiment tracking and the model registry, on MLflow: the outer layer around the core.
 
 Every ``trademl train``, ``tune`` and ``backtest`` is an MLflow run; a training run's pipeline
 model (features + label spec + fitted models) is registered, promoted through a gate against
@@ -7,7 +7,8 @@ the naive baselines and the champion, and rolled back, each decision recorded wi
 
 from trademl.tracking.client import connect, experiment_id
 from trademl.tracking.gate import Evidence, GateResult, evaluate_gate
-from trademl.tracking.pipeline import PipelineModel, load_pipeline
+from trademl.tracking.pipeline import load_pipeline
+from trademl.tracking.recorders import MLflowRecorder, recorder_for
 from trademl.tracking.registry import (
     VersionInfo,
     check_gate,
@@ -23,7 +24,7 @@ from trademl.tracking.runs import best_run, search_runs
 __all__ = [
     "Evidence",
     "GateResult",
-    "PipelineModel",
+    "MLflowRecorder",
     "VersionInfo",
     "best_run",
     "check_gate",
@@ -35,6 +36,7 @@ __all__ = [
     "list_versions",
     "load_pipeline",
     "promote",
+    "recorder_for",
     "resolve_version",
     "rollback",
     "search_runs",

@@ -1,21 +1,27 @@
-"""Backtests, parameter sweeps and tuning studies as MLflow runs."""
+"""Training runs, backtests, parameter sweeps and tuning studies as MLflow runs: the recorder
+that the shells wrap around the core."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from loguru import logger
 
-from trademl.config import Settings, get_settings, load_run_config
+from trademl.backtest.config import BacktestConfig
+from trademl.backtest.outcome import BacktestRun
+from trademl.config import RunConfig, Settings, get_settings, load_run_config
+from trademl.pipeline import PipelineModel
+from trademl.preparation import Prepared
+from trademl.run_outputs import RunResult
 from trademl.tracking.runs import base_tags, log_folder, log_outcome, tracked_run
-from trademl.tracking.training import TRACKING_FILE
+from trademl.tracking.training import TRACKING_FILE, preflight, track_training
 
 if TYPE_CHECKING:
-    from trademl.backtest.config import BacktestConfig
-    from trademl.backtest.runner import BacktestRun
-    from trademl.config import RunConfig
+    # Type only: importing tuning loads Optuna, which recording a training run never needs.
     from trademl.tuning import TuneResult
 
 BACKTEST_ARTIFACTS = ["report.html", "metrics.json", "trades.csv", "sweep.csv", "sweep.json"]
@@ -147,3 +153,60 @@ def log_tuning(result: TuneResult, cfg: RunConfig, settings: Settings | None = N
         log_outcome(client, run_id, params, points)
         log_folder(client, run_id, result.output, TUNING_ARTIFACTS)
     return run_id
+
+
+@dataclass(frozen=True)
+class MLflowRecorder:
+    """Records what the core produces as MLflow runs: the recorder that the CLI, the job tasks
+    and the Python API pass to :func:`trademl.workflow.run`, :func:`trademl.backtest.runner.backtest`
+    and :func:`trademl.tuning.tune` when tracking is on.
+
+    Parameters
+    ----------
+    settings : Settings
+        The tracking backend and experiment names.
+    trigger : str
+        Why the work runs (manual, scheduled, drift, performance): a tag of every run, and
+        non-manual training goes to the retraining experiment.
+    """
+
+    settings: Settings
+    trigger: str = "manual"
+
+    def check(self, cfg: RunConfig) -> None:
+        """Fail before training: an unreachable backend, a bad trigger or gate metric."""
+        preflight(cfg, self.settings, self.trigger)
+
+    def record_training(
+        self, cfg: RunConfig, result: RunResult, pipeline: PipelineModel, prepared: Prepared
+    ) -> RunResult:
+        """The run recorded and its pipeline registered; ``result`` naming both."""
+        tracked = track_training(
+            cfg, result, pipeline, prepared, settings=self.settings, trigger=self.trigger
+        )
+        logger.info("MLflow run {} ({})", tracked.run_id, tracked.reason or "not registered")
+        return replace(
+            result,
+            run_id=tracked.run_id,
+            model_name=tracked.model_name,
+            model_version=tracked.model_version,
+            alias=tracked.alias,
+            registry_reason=tracked.reason,
+        )
+
+    def record_backtest(self, run: BacktestRun, cfg: BacktestConfig) -> None:
+        """See :func:`log_backtest`."""
+        log_backtest(run, cfg, self.settings, trigger=self.trigger)
+
+    def record_sweep(self, table: pd.DataFrame, cfg: BacktestConfig) -> None:
+        """See :func:`log_sweep`."""
+        log_sweep(table, cfg, self.settings)
+
+    def record_tuning(self, result: TuneResult, cfg: RunConfig) -> None:
+        """See :func:`log_tuning`."""
+        log_tuning(result, cfg, self.settings)
+
+
+def recorder_for(settings: Settings, trigger: str = "manual") -> MLflowRecorder | None:
+    """The MLflow recorder when ``settings.tracking`` is on, else None (nothing recorded)."""
+    return MLflowRecorder(settings, trigger) if settings.tracking else None

@@ -4,27 +4,25 @@ artifacts, the pipeline model, its registration and its model card."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from trademl.atomic import atomic_path
 from trademl.config import RunConfig, Settings
 from trademl.data.timeframes import Timeframe
-from trademl.features.cache import FEATURE_CONTRACT
 from trademl.features.horizons import resolve_horizon
-from trademl.models.maxmin import MaxMinPredictor
+from trademl.pipeline import PipelineModel
+from trademl.preparation import Prepared
+from trademl.run_outputs import RunResult
 from trademl.tracking.card import model_card
 from trademl.tracking.client import connect, redact
 from trademl.tracking.gate import Evidence, check_gate_config
-from trademl.tracking.pipeline import PipelineModel, log_pipeline, warmup_bars
+from trademl.tracking.pipeline import log_pipeline
 from trademl.tracking.registry import default_name, register_trained
 from trademl.tracking.runs import base_tags, log_folder, log_outcome, tracked_run
-
-if TYPE_CHECKING:
-    from trademl.workflow import Prepared, RunResult
 
 TRACKING_FILE = "tracking.json"
 CARD_FILE = "model_card.md"
@@ -93,7 +91,7 @@ def _metric_points(summary: pd.DataFrame, folds: pd.DataFrame) -> list[tuple[str
 def track_training(
     cfg: RunConfig,
     result: RunResult,
-    final: MaxMinPredictor,
+    pipeline: PipelineModel,
     prepared: Prepared,
     *,
     settings: Settings,
@@ -126,19 +124,8 @@ def track_training(
         points = _metric_points(result.summary, result.folds)
         log_outcome(client, run_id, cfg.model_dump(mode="json"), points)
         columns = list(prepared.X.columns)
-        pipeline = PipelineModel(
-            # A panel's pipeline predicts for its first symbol unless asked for another.
-            symbol=cfg.data.members[0],
-            timeframe=cfg.data.timeframe,
-            horizons=horizons,
-            feature_set=feature_set,
-            label_spec={**cfg.labels.model_dump(mode="json"), "horizons_bars": horizons},
-            predictor=final,
-            feature_columns=columns,
-            warmup_bars=warmup_bars(feature_set, cfg.data.timeframe),
-            metadata={**meta, "run_id": run_id, "feature_contract": FEATURE_CONTRACT},
-            symbols=cfg.data.members if cfg.data.panel else (),
-        )
+        # The pipeline the run saved, naming the MLflow run that records it.
+        pipeline = replace(pipeline, metadata={**pipeline.metadata, "run_id": run_id})
         logged = log_pipeline(pipeline, prepared.candles, [m.kind for m in cfg.models])
         decision = None
         sources = {target: choice.source for target, choice in result.choices.items()}
