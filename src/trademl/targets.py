@@ -194,7 +194,7 @@ def evaluate_target(
             naive_kind, params, task, cfg, gap, scale_features=interval_scale(base_X, bars)
         )
         inputs[name] = base_X
-    n_folds = splitter.get_n_splits(len(y))
+    n_folds = splitter.get_n_splits(X)
     unc = cfg.uncertainty
     adaptive: Callable[[], AdaptiveConformal] | None = None
     if task == "regression" and unc.adaptive and unc.intervals != "none":
@@ -204,7 +204,7 @@ def evaluate_target(
         factories,
         inputs,
         y,
-        splitter.split(len(y)),
+        splitter.split(X, y),
         task=task,
         alpha=cfg.uncertainty.alpha if task == "regression" else None,
         keep=keep,
