@@ -54,7 +54,7 @@ def direction_accuracy(candles: pd.DataFrame, horizon: int = 1) -> dict[str, flo
         ),
     }
     result = evaluate(
-        factories, {"lgbm": X, "xgb": X}, y, splitter.split(len(y)), task="classification"
+        factories, {"lgbm": X, "xgb": X}, y, splitter.split(X, y), task="classification"
     )
     return {
         name: classification_metrics(result.predictions["target"], result.predictions[name])[
@@ -117,7 +117,7 @@ def test_purging_removes_the_inflation_of_overlapping_labels() -> None:
     def r2(horizon_bars: int, embargo: int) -> float:
         splitter = PurgedKFold(n_splits=70, horizon_bars=horizon_bars, embargo_bars=embargo)
         result = evaluate(
-            {"nn": NearestNeighbour}, {"nn": X}, y, splitter.split(len(y)), task="regression"
+            {"nn": NearestNeighbour}, {"nn": X}, y, splitter.split(X, y), task="regression"
         )
         return regression_metrics(result.predictions["target"], result.predictions["nn"])["r2"]
 
