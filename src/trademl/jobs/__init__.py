@@ -12,10 +12,10 @@ from trademl.jobs.backends import open_queue
 from trademl.jobs.info import JobCancelled, JobError, JobInfo, JobState
 from trademl.jobs.queue import InProcessQueue, JobQueue
 from trademl.jobs.store import JobStore
-from trademl.jobs.tasks import TASKS, JobTask, Report, task
+from trademl.jobs.tasks import JOB_KINDS, JobTask, Report, task
 
 __all__ = [
-    "TASKS",
+    "JOB_KINDS",
     "InProcessQueue",
     "JobCancelled",
     "JobError",

@@ -22,7 +22,7 @@ from trademl.errors import ConfigError, JobStateError, LimitExceededError
 from trademl.jobs.info import JobError, JobInfo, JobState
 from trademl.jobs.runner import RunPolicy, execute, is_local, owner_alive, process_owner
 from trademl.jobs.store import JobStore, StoredJob
-from trademl.jobs.tasks import TASKS, JobContext, job_context
+from trademl.jobs.tasks import JOB_KINDS, JobContext, job_context
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,13 @@ class JobQueue(ABC):
     # -- the interface -------------------------------------------------------------------------
 
     def submit(self, kind: str, payload: dict[str, Any] | None = None) -> str:
-        """Queue a ``kind`` job (see ``trademl.jobs.TASKS``) and return its id.
+        """Queue a ``kind`` job (see ``trademl.jobs.JOB_KINDS``) and return its id.
 
         The kind and the payload are checked first (a :class:`~trademl.errors.ConfigError`
         names what is wrong, and nothing is stored): a payload must be a JSON object, and
         ``train`` / ``backtest`` configs are validated as ``trademl train`` would.
         """
-        task = TASKS.get(kind)
+        task = JOB_KINDS.get(kind)
         plain = _plain_payload(payload, self.limits.max_payload_bytes)
         if task.check is not None:
             with job_context(JobContext(self.policy.home, self.limits.backtest_max_grid)):

@@ -23,7 +23,7 @@ from loguru import logger
 from trademl.errors import ConfigError, JobNotFoundError, TradeMLError
 from trademl.jobs.info import JobCancelled, JobError, JobState
 from trademl.jobs.store import JobStore, StoredJob, utc_now
-from trademl.jobs.tasks import TASKS, JobContext, job_context, jsonable
+from trademl.jobs.tasks import JOB_KINDS, JobContext, job_context, jsonable
 from trademl.redact import redact
 
 LOST_AFTER_HEARTBEATS = 6
@@ -162,7 +162,7 @@ def _run(store: JobStore, job: StoredJob, owner: str, policy: RunPolicy) -> JobS
     outcome: dict[str, Any]
     try:
         with job_context(JobContext(policy.home)):
-            result = TASKS.get(job.info.kind).run(job.info.payload, report)
+            result = JOB_KINDS.get(job.info.kind).run(job.info.payload, report)
         value = jsonable(result)
         outcome = {
             "state": JobState.SUCCEEDED,

@@ -5,7 +5,7 @@ diagnostic tasks, ``echo``, ``sleep`` and ``fail``, that prove a queue and its w
 without training anything. A task receives ``report(progress, message)``; each call records
 progress and is where a cancelled job stops (it raises :class:`~trademl.jobs.JobCancelled`).
 
->>> sorted(TASKS)
+>>> sorted(JOB_KINDS)
 ['backtest', 'echo', 'fail', 'sleep', 'train']
 """
 
@@ -46,7 +46,7 @@ class JobTask:
     check: PayloadCheck | None = None
 
 
-TASKS: PluginTable[JobTask] = PluginTable("job kind")
+JOB_KINDS: PluginTable[JobTask] = PluginTable("job kind")
 
 
 def task(kind: str, *, check: PayloadCheck | None = None) -> Callable[[TaskFunction], TaskFunction]:
@@ -57,7 +57,7 @@ def task(kind: str, *, check: PayloadCheck | None = None) -> Callable[[TaskFunct
     """
 
     def decorate(function: TaskFunction) -> TaskFunction:
-        TASKS.register(kind)(JobTask(run=function, check=check))
+        JOB_KINDS.register(kind)(JobTask(run=function, check=check))
         return function
 
     return decorate
