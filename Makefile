@@ -10,12 +10,14 @@ export TRADEML_HOME ?= $(abspath .trademl-demo)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/example_plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel; a looser spec would pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,test,exchanges,bench,deep]'
+	# A third-party plug-in package (entry points of every family) that tests/plugins names.
+	$(BIN)/pip install --quiet --no-deps -e tests/example_plugin
 	touch $(STAMP)
 
 demo: install

@@ -3,7 +3,7 @@ signal versus noise, and the naive baselines."""
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,50 +13,38 @@ import pytest
 
 from trademl.errors import ConfigError, UnknownPluginError
 from trademl.models.base import (
-    MODELS,
     NotFittedError,
-    load_all_models,
-    load_model,
     make_model,
 )
 from trademl.models.gbm import LGBMModel, XGBModel, tail_split
 from trademl.models.naive import NaiveModel
-
-load_all_models()
+from trademl.testing import parametrize_with_checks
 
 # Small trees keep the suite fast on a shared two-core machine.
 SMALL: dict[str, Any] = {"n_estimators": 60, "learning_rate": 0.1, "n_jobs": 1}
 
-# Per kind, the (task, params) cases that the protocol tests run; a kind registered without an
-# entry here is tried with its defaults on a regression target.
-CASES: dict[str, list[dict[str, Any]]] = {
-    "naive": [
-        {"task": "regression", "strategy": "zero"},
-        {"task": "regression", "strategy": "mean"},
-        {"task": "regression", "strategy": "persistence", "persistence_feature": "x1"},
-        {"task": "regression", "strategy": "volatility", "volatility_feature": "vol"},
-        {"task": "classification", "strategy": "prior"},
-        {"task": "classification", "strategy": "mean"},
-    ],
-    "lgbm": [
-        {"task": "regression", **SMALL},
-        {"task": "classification", **SMALL},
-        {"task": "quantile", "alpha": 0.8, **SMALL},
-    ],
-    "xgb": [
-        {"task": "regression", **SMALL},
-        {"task": "classification", **SMALL},
-        {"task": "quantile", "alpha": 0.8, **SMALL},
-    ],
-    "stacking": [
+# The protocol of every registered kind (every task it declares) is checked by the shipped
+# conformance checks in tests/plugins/test_conformance.py; here the same checks run over the
+# configurations whose code paths differ within one kind.
+CONFIGURED = [
+    NaiveModel(strategy="zero"),
+    NaiveModel(strategy="persistence", persistence_feature="x1"),
+    NaiveModel(strategy="volatility", volatility_feature="vol"),
+    NaiveModel(task="classification", strategy="prior"),
+    LGBMModel(task="quantile", alpha=0.8, **SMALL),
+    XGBModel(task="quantile", alpha=0.8, **SMALL),
+    make_model(
+        "stacking",
         {
             "task": "regression",
-            "base_models": [
-                {"kind": "lgbm", "params": SMALL},
-                {"kind": "naive", "params": {"strategy": "mean"}},
-            ],
+            "base_models": [{"kind": "xgb", "params": SMALL}],
+            "meta_model": {"kind": "lgbm", "params": SMALL},
+            "passthrough": True,
             "horizon_bars": 3,
         },
+    ),
+    make_model(
+        "stacking",
         {
             "task": "classification",
             "base_models": [
@@ -64,40 +52,8 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 {"kind": "naive", "params": {"strategy": "prior"}},
             ],
         },
-        {
-            "task": "regression",
-            "base_models": [{"kind": "xgb", "params": SMALL}],
-            "meta_model": {"kind": "lgbm", "params": SMALL},
-            "passthrough": True,
-        },
-    ],
-}
-
-
-# Deep kinds: tiny networks; seq_len=1 so every row has a window (longer windows give NaN for
-# the first seq_len - 1 rows, tested in tests/models/test_deep.py).
-DEEP: dict[str, Any] = {"seq_len": 1, "hidden": 8, "epochs": 2, "batch_size": 64, "n_threads": 1}
-CASES.update(
-    {
-        "gru": [
-            {"task": "regression", **DEEP},
-            {"task": "classification", **DEEP},
-            {"task": "quantile", "alpha": 0.8, **DEEP},
-        ],
-        "lstm": [{"task": "regression", **DEEP}],
-        "transformer": [{"task": "regression", **DEEP}],
-        "cnn_lstm": [{"task": "regression", **DEEP}],
-    }
-)
-
-
-def protocol_cases() -> list[Any]:
-    cases = []
-    for kind in MODELS.names():
-        for params in CASES.get(kind, [{}]):
-            label = "-".join(str(v) for k, v in params.items() if k in ("task", "strategy"))
-            cases.append(pytest.param(kind, params, id=f"{kind}-{label or 'default'}"))
-    return cases
+    ),
+]
 
 
 def synthetic(n: int, seed: int, *, noise: float = 1.0) -> tuple[pd.DataFrame, pd.Series]:
@@ -122,59 +78,9 @@ def r2(y: np.ndarray, prediction: np.ndarray) -> float:
 # -- protocol ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "params"), protocol_cases())
-def test_constructor_stores_params_as_given_and_nothing_else(
-    kind: str, params: dict[str, Any]
-) -> None:
-    model = make_model(kind, params)
-    signature = inspect.signature(type(model).__init__).parameters
-    expected = {name: p.default for name, p in signature.items() if name != "self"} | params
-    assert model.get_params() == expected
-    assert vars(model) == expected
-
-
-@pytest.mark.parametrize(("kind", "params"), protocol_cases())
-def test_fit_predict_clone_save_load(kind: str, params: dict[str, Any], tmp_path: Path) -> None:
-    X, y = synthetic(600, seed=1)
-    task = params.get("task", "regression")
-    y = target_for(task, y)
-    X_before, y_before = X.copy(), y.copy()
-    model = make_model(kind, params)
-
-    assert model.fit(X, y) is model
-    pd.testing.assert_frame_equal(X, X_before)
-    pd.testing.assert_series_equal(y, y_before)
-
-    X_new, _ = synthetic(200, seed=2)
-    prediction = model.predict(X_new)
-    assert prediction.shape == (len(X_new),)
-    assert prediction.dtype == np.float64
-    assert np.isfinite(prediction).all()
-    if task == "classification":
-        assert ((prediction >= 0) & (prediction <= 1)).all()
-    # Extra or reordered columns are fine: the model picks its own by name.
-    np.testing.assert_array_equal(model.predict(X_new[X_new.columns[::-1]]), prediction)
-
-    twin = model.clone()
-    assert type(twin) is type(model) and twin is not model
-    assert twin.get_params() == model.get_params()
-    assert not hasattr(twin, "feature_names_")
-
-    loaded = load_model(model.save(tmp_path / "saved"))
-    np.testing.assert_array_equal(loaded.predict(X_new), prediction)
-    if model.supports_interval and task == "regression":
-        lower, upper = model.predict_interval(X_new, 0.1)
-        assert (lower <= upper).all()
-        np.testing.assert_array_equal(loaded.predict_interval(X_new, 0.1)[0], lower)
-
-
-@pytest.mark.parametrize(("kind", "params"), protocol_cases())
-def test_nan_target_is_refused(kind: str, params: dict[str, Any]) -> None:
-    X, y = synthetic(300, seed=3)
-    y = target_for(params.get("task", "regression"), y)
-    y.iloc[5] = np.nan
-    with pytest.raises(ConfigError, match="NaN"):
-        make_model(kind, params).fit(X, y)
+@parametrize_with_checks(CONFIGURED)
+def test_configured_models_conform(plugin: Any, check: Callable[[Any], None]) -> None:
+    check(plugin)
 
 
 def test_make_model_refuses_unknown_kind_and_param() -> None:

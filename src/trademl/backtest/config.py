@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trademl.backtest.strategy_table import STRATEGIES
 from trademl.config import load_config_file
+from trademl.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -17,11 +19,20 @@ class _Strict(BaseModel):
 class StrategySection(_Strict):
     """Which strategy turns which model's predictions into signals."""
 
-    kind: Literal["maxmin", "direction"] = "maxmin"
+    kind: str = "maxmin"
     preset: Literal["conservative", "aggressive"] | None = None
     model: str | None = None
     horizon: str | int | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        try:
+            STRATEGIES.get(kind)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        return kind
 
 
 class CostsSection(_Strict):

@@ -11,14 +11,12 @@ Two rules are built in, and a plain array API serves user rules:
 * :func:`signals_from_arrays` validates arrays that a user rule computed itself.
 
 :func:`strategy_signals` reads the prediction columns of a workflow ``predictions.parquet``
-frame and applies a named strategy with an optional preset of :data:`PRESETS`.
+frame and applies a strategy named in :data:`STRATEGIES` (these two, or a third-party one from
+the ``trademl.strategies`` entry points) with an optional preset of :data:`PRESETS`.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,19 +25,23 @@ import pandas as pd
 import talib
 
 from trademl.backtest.signals import Signals
+from trademl.backtest.strategy_table import (
+    STRATEGIES,
+    Strategy,
+    register_strategy,
+    strategy_signals,
+)
 from trademl.errors import ConfigError
 
 __all__ = [
     "PRESETS",
     "STRATEGIES",
+    "Strategy",
     "direction_signals",
     "maxmin_signals",
     "signals_from_arrays",
     "strategy_signals",
 ]
-
-STRATEGIES = ("maxmin", "direction")
-"""The strategy names :func:`strategy_signals` knows."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "conservative": {
@@ -66,9 +68,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 ``conservative`` asks for more reward per unit of risk and a more confident model (fewer,
 better-qualified trades); ``aggressive`` trades on weaker edges.
 """
-
-_BASELINE_PREFIX = "naive_"  # trademl.workflow.BASELINE_PREFIX, not imported to stay light
-_COLUMN = re.compile(r"^(?P<model>.+?)__(?P<kind>direction|max_high|min_low)_(?P<bars>\d+)$")
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -391,124 +390,22 @@ def signals_from_arrays(
     return Signals(index, sides.astype(np.int8), stops, targets, bars.astype(np.int64), sizes)
 
 
-# -- from a workflow predictions frame ---------------------------------------------------------
+# -- the table ---------------------------------------------------------------------------------
 
-
-def _prediction_columns(predictions: pd.DataFrame) -> dict[tuple[str, int], set[str]]:
-    found: dict[tuple[str, int], set[str]] = {}
-    for column in predictions.columns:
-        match = _COLUMN.match(str(column))
-        if match and match["model"] != "target":
-            key = (match["model"], int(match["bars"]))
-            found.setdefault(key, set()).add(match["kind"])
-    return found
-
-
-def _pick(
-    predictions: pd.DataFrame, needed: set[str], model: str | None, horizon: int | None
-) -> tuple[str, int]:
-    found = {k: kinds for k, kinds in _prediction_columns(predictions).items() if needed <= kinds}
-    candidates = [
-        (m, h)
-        for (m, h) in found
-        if (model is None or m == model) and (horizon is None or h == horizon)
-    ]
-    if model is None and len(candidates) > 1:
-        candidates = [(m, h) for (m, h) in candidates if not m.startswith(_BASELINE_PREFIX)]
-    if len(candidates) == 1:
-        return candidates[0]
-    wanted = ", ".join(f"{{model}}__{kind}_{{bars}}" for kind in sorted(needed))
-    if not candidates:
-        raise ConfigError(
-            f"predictions have no columns {wanted} for model={model!r}, horizon={horizon!r}; "
-            f"available (model, bars): {sorted(found) or 'none'}"
-        )
-    raise ConfigError(
-        f"several (model, horizon) pairs fit: {sorted(candidates)}; pass model= and horizon="
+register_strategy(
+    Strategy(
+        "maxmin",
+        maxmin_signals,
+        needs=("max_high", "min_low"),
+        optional=("direction",),
+        presets={preset: by_name["maxmin"] for preset, by_name in PRESETS.items()},
     )
-
-
-def strategy_signals(
-    name: str,
-    candles: pd.DataFrame,
-    predictions: pd.DataFrame,
-    *,
-    preset: str | None = None,
-    horizon: int | None = None,
-    model: str | None = None,
-    **overrides: Any,
-) -> Signals:
-    """A named strategy applied to a workflow predictions frame.
-
-    The frame is the one of ``predictions.parquet`` (:func:`trademl.workflow.run`), indexed by
-    timestamp with one row per bar (so not the several paths of a CPCV run). The columns read,
-    for a model column name ``{model}`` and a horizon of ``{bars}`` bars, are:
-
-    * ``{model}__direction_{bars}``: P(up), for ``direction`` (required) and ``maxmin``
-      (used for the confidence filter when present);
-    * ``{model}__max_high_{bars}`` and ``{model}__min_low_{bars}``: the predicted log ratios of
-      the future high and low to the close, for ``maxmin`` (required).
-
-    ``fold``, ``target__...`` and interval-bound columns (``...__lo`` etc.) are ignored.
-
-    Parameters
-    ----------
-    name:
-        ``"maxmin"`` (:func:`maxmin_signals`) or ``"direction"`` (:func:`direction_signals`).
-    candles:
-        The candles the predictions were made on; predictions on timestamps that are not candle
-        bars raise, candle bars without predictions get no signal.
-    predictions:
-        The workflow predictions frame.
-    preset:
-        A key of :data:`PRESETS`, or None for the functions' defaults.
-    horizon:
-        The horizon in bars; may be left out when the frame holds only one.
-    model:
-        The model column name; may be left out when only one non-baseline model fits.
-    **overrides:
-        Keyword parameters of the strategy function, applied over the preset.
-
-    Returns
-    -------
-    Signals
-        One entry per candle.
-
-    Raises
-    ------
-    ConfigError
-        Unknown strategy or preset, missing or ambiguous prediction columns, misalignment, or
-        invalid parameters.
-    """
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
-    params: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        params.update(PRESETS[preset][name])
-    params.update(overrides)
-    function: Callable[..., Signals] = direction_signals if name == "direction" else maxmin_signals
-    accepted = {
-        p.name
-        for p in inspect.signature(function).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"{name} strategy has no parameter(s) {unknown}; accepted: {sorted(accepted)}"
-        )
-    if name == "direction":
-        chosen, bars = _pick(predictions, {"direction"}, model, horizon)
-        return direction_signals(candles, predictions[f"{chosen}__direction_{bars}"], **params)
-    chosen, bars = _pick(predictions, {"max_high", "min_low"}, model, horizon)
-    p_column = f"{chosen}__direction_{bars}"
-    p_up = predictions[p_column] if p_column in predictions.columns else None
-    return maxmin_signals(
-        candles,
-        predictions[f"{chosen}__max_high_{bars}"],
-        predictions[f"{chosen}__min_low_{bars}"],
-        p_up,
-        **params,
+)
+register_strategy(
+    Strategy(
+        "direction",
+        direction_signals,
+        needs=("direction",),
+        presets={preset: by_name["direction"] for preset, by_name in PRESETS.items()},
     )
+)

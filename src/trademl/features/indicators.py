@@ -22,7 +22,7 @@ import pandas as pd
 from trademl.data.candles import candle_index
 from trademl.errors import ConfigError
 from trademl.features.invariance import DEFAULT_TOLERANCE
-from trademl.plugins import PluginTable
+from trademl.plugins import GROUPS, PluginTable
 
 FAMILIES = (
     "trend", "momentum", "volatility", "volume", "pattern", "cycle", "price", "statistic",
@@ -229,31 +229,50 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-INDICATORS: PluginTable[Indicator] = PluginTable("indicator")
+def _check_indicator(name: str, indicator: Indicator) -> None:
+    if not isinstance(indicator, Indicator):
+        raise TypeError(f"indicator {name!r} must be an Indicator, got {indicator!r}")
+    if indicator.name != name:
+        raise ValueError(f"indicator {name!r} is an Indicator named {indicator.name!r}")
+    if indicator.family not in FAMILIES:
+        raise ValueError(
+            f"{indicator.name}: unknown family {indicator.family!r} (one of {', '.join(FAMILIES)})"
+        )
+
+
+INDICATORS: PluginTable[Indicator] = PluginTable(
+    "indicator",
+    group=GROUPS["indicators"],
+    # Each module registers many indicators: they are imported together, on first need.
+    builtin_modules=(
+        "trademl.features.talib_indicators",
+        "trademl.features.custom",
+        "trademl.features.phases",
+        "trademl.features.alpha158",
+    ),
+    check=_check_indicator,
+)
+"""Indicators by name: the built-ins and the ``trademl.indicators`` entry points."""
 
 
 def register(indicator: Indicator) -> Indicator:
-    """Add ``indicator`` to the table (its name must be new)."""
-    if indicator.family not in FAMILIES:
-        raise ValueError(f"{indicator.name}: unknown family {indicator.family!r}")
+    """Add ``indicator`` to the table (its name must be new, its family one of FAMILIES)."""
     return INDICATORS.register(indicator.name)(indicator)
 
 
 def get_indicator(name: str) -> Indicator:
     """The indicator registered as ``name``; the error lists close and valid names."""
-    load_all()
     return INDICATORS.get(name.lower())
 
 
 def all_indicators() -> list[Indicator]:
-    """Every registered indicator, sorted by family then name."""
-    load_all()
+    """Every registered indicator (built-in and third-party), sorted by family then name."""
     return sorted(
-        (INDICATORS.get(n) for n in INDICATORS.names()),
+        load_all().values(),
         key=lambda i: (FAMILIES.index(i.family), i.name),
     )
 
 
-def load_all() -> None:
-    """Import the modules that register indicators (TA-Lib wrappers, ours, Alpha158)."""
-    from trademl.features import alpha158, custom, phases, talib_indicators  # noqa: F401
+def load_all() -> dict[str, Indicator]:
+    """Import every indicator, built-in and third-party; return them by name."""
+    return INDICATORS.load_all()

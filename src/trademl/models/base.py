@@ -22,7 +22,7 @@ import pandas as pd
 from trademl import __version__
 from trademl.atomic import atomic_path
 from trademl.errors import ConfigError, ModelNotFoundError, TradeMLError
-from trademl.plugins import PluginTable
+from trademl.plugins import GROUPS, PluginTable
 
 Task = Literal["regression", "classification", "quantile"]
 TASKS: tuple[str, ...] = ("regression", "classification", "quantile")
@@ -198,7 +198,30 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-MODELS: PluginTable[type[BaseModel]] = PluginTable("model kind")
+def _check_model_class(name: str, cls: type[BaseModel]) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        raise TypeError(f"model kind {name!r} must be a BaseModel subclass, got {cls!r}")
+    if cls.kind != name:
+        raise ValueError(f"model kind {name!r} is a class whose kind is {cls.kind!r}")
+
+
+MODELS: PluginTable[type[BaseModel]] = PluginTable(
+    "model kind",
+    group=GROUPS["models"],
+    builtins={
+        "naive": "trademl.models.naive",
+        "lgbm": "trademl.models.gbm",
+        "xgb": "trademl.models.gbm",
+        "stacking": "trademl.models.stacking",
+        # Importing the deep kinds does not import torch; fitting one does.
+        "gru": "trademl.models.deep",
+        "lstm": "trademl.models.deep",
+        "transformer": "trademl.models.deep",
+        "cnn_lstm": "trademl.models.deep",
+    },
+    check=_check_model_class,
+)
+"""Model kinds by name: the built-ins and the ``trademl.models`` entry points."""
 
 
 def register_model(cls: type[BaseModel]) -> type[BaseModel]:
@@ -208,7 +231,6 @@ def register_model(cls: type[BaseModel]) -> type[BaseModel]:
 
 def make_model(kind: str, params: dict[str, Any] | None = None) -> BaseModel:
     """Build a model of ``kind`` from ``params``; unknown kinds or params list the valid ones."""
-    load_all_models()
     cls = MODELS.get(kind)
     params = dict(params or {})
     unknown = sorted(set(params) - set(cls.param_names()))
@@ -219,13 +241,11 @@ def make_model(kind: str, params: dict[str, Any] | None = None) -> BaseModel:
     return cls(**params)
 
 
-def load_all_models() -> None:
-    """Import the modules that register model kinds."""
-    import importlib
+def load_all_models() -> dict[str, type[BaseModel]]:
+    """Import every model kind, built-in and third-party; return the classes by kind."""
+    return MODELS.load_all()
 
-    for module in ("naive", "gbm", "stacking", "deep"):
-        try:
-            importlib.import_module(f"trademl.models.{module}")
-        except ModuleNotFoundError as error:
-            if error.name != f"trademl.models.{module}":
-                raise
+
+def registered_kinds() -> list[str]:
+    """Every known model kind, sorted, without importing any (see :class:`PluginTable`)."""
+    return MODELS.names()

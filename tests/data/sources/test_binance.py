@@ -14,6 +14,7 @@ from trademl.config import Settings
 from trademl.data.sources.base import get_source
 from trademl.data.sources.binance import BinanceArchiveSource, normalize_symbol, read_kline_zip
 from trademl.errors import ChecksumError, ConfigError, NotFoundError
+from trademl.testing import SourceCase, check_source
 
 NOW = pd.Timestamp("2024-07-20T09:30Z")
 
@@ -74,7 +75,6 @@ def test_fetch_assembles_monthly_then_daily_files_with_exact_values(
     pd.testing.assert_frame_equal(
         frame, expected(source_candles, "2024-05-10T05:00", "2024-07-19T12:00"), check_exact=True
     )
-    assert frame.attrs == {"symbol": "BTCUSDT", "timeframe": "1h"}
     zips = {path.rsplit("/", 1)[1] for path in archive.archive_requests() if path.endswith(".zip")}
     assert zips == {"BTCUSDT-1h-2024-05.zip", "BTCUSDT-1h-2024-06.zip"} | {
         f"BTCUSDT-1h-2024-07-{day:02d}.zip" for day in range(1, 20)
@@ -207,3 +207,21 @@ def test_registered_with_optional_market(settings: Settings) -> None:
     assert isinstance(spot, BinanceArchiveSource)
     assert isinstance(futures, BinanceArchiveSource)
     assert (spot.market, futures.market) == ("spot", "futures/um")
+
+
+def test_conformance(home: Path, archive: Archive, source_candles: pd.DataFrame) -> None:
+    """The shipped source checks: validated candles inside the range, exact values, clipping,
+    attrs; a month before the listing raises."""
+    for day in pd.date_range("2024-07-01", "2024-07-03", freq="D"):
+        archive.publish("daily", f"{day:%Y-%m-%d}")
+    check_source(
+        SourceCase(
+            make_source(home, archive),
+            "BTCUSDT",
+            "1h",
+            utc("2024-07-01"),
+            utc("2024-07-04"),
+            expected=source_candles,
+            empty=(utc("2024-02-01"), utc("2024-02-03")),
+        )
+    )

@@ -18,6 +18,7 @@ from trademl.data.sources import get_source
 from trademl.data.sources.ccxt_source import CcxtSource, rehost
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, SourceError
+from trademl.testing import SourceCase, check_source
 
 HOUR_MS = 3_600_000
 H1 = Timeframe.parse("1h")
@@ -270,3 +271,11 @@ def test_rehost_keeps_paths_in_nested_urls() -> None:
         "v2": {"a": "http://127.0.0.1:1/proxy/v2?q=1"},
         "n": 3,
     }
+
+
+def test_conformance(btc: pd.DataFrame, server: LocalServer, settings: Settings) -> None:
+    """The shipped source checks through the real ccxt client against the local exchange."""
+    source = get_source("ccxt:binance", _settings(settings, server))
+    check_source(
+        SourceCase(source, "BTC/USDT", "1h", btc.index[20_000], btc.index[20_300], expected=btc)
+    )

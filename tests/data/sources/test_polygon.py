@@ -18,6 +18,7 @@ from trademl.data.sources.base import get_source
 from trademl.data.sources.polygon import PolygonSource, polygon_range
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, NotFoundError, SourceError
+from trademl.testing import SourceCase, check_source
 
 KEY = "pk-test-5f2c9a1e"
 START = pd.Timestamp("2024-07-01", tz="UTC")
@@ -83,7 +84,6 @@ def test_pages_are_followed_through_next_url(server: LocalServer, candles: pd.Da
     frame = make_source(server).fetch("x:btcusd", "1h", START, END)
 
     pd.testing.assert_frame_equal(frame, candles, check_exact=True)
-    assert frame.attrs == {"symbol": "X:BTCUSD", "timeframe": "1h"}
     queries = [parse_qs(urlsplit(request).query) for request in server.requests]
     assert [query.get("cursor") for query in queries] == [None, ["1"], ["2"]]
     assert all(query["apiKey"] == [KEY] for query in queries)
@@ -189,3 +189,26 @@ def test_daily_stock_bars_are_labelled_with_the_session_date(
     got = make_source(server).fetch("SPY", "1d", dates[0], dates[-1] + pd.Timedelta(days=1))
     assert got.index.equals(dates.as_unit("ns").rename("timestamp"))
     assert got["close"].tolist() == spy["close"].tolist()
+
+
+def test_conformance(server: LocalServer, candles: pd.DataFrame) -> None:
+    """The shipped source checks against a server answering every range from the real bars."""
+
+    def handler(path: str, query: dict[str, list[str]]) -> Reply:
+        first, last = (int(part) for part in unquote(path).rsplit("/", 2)[1:])
+        stamps = candles.index.asi8 // 10**6
+        rows = candles[(stamps >= first) & (stamps <= last)]
+        return json_reply({"status": "OK", "resultsCount": len(rows), "results": bars(rows)})
+
+    server.handler = handler
+    check_source(
+        SourceCase(
+            make_source(server),
+            "X:BTCUSD",
+            "1h",
+            START,
+            END,
+            expected=candles,
+            empty=(START - pd.Timedelta(days=30), START - pd.Timedelta(days=29)),
+        )
+    )

@@ -6,7 +6,6 @@ command line and in configs: ``binance``, ``ccxt:<exchange>``, ``polygon``, ``ya
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -15,8 +14,8 @@ import pandas as pd
 
 from trademl.config import Settings
 from trademl.data.timeframes import Timeframe
-from trademl.errors import ConfigError, UnknownPluginError
-from trademl.plugins import PluginTable
+from trademl.errors import ConfigError
+from trademl.plugins import GROUPS, PluginTable
 
 
 class Source(Protocol):
@@ -38,30 +37,33 @@ class Source(Protocol):
 SourceFactory = Callable[[Settings, str | None], Source]
 """Builds a source from settings and the part of the name after ``:`` (``ccxt:kraken``)."""
 
-SOURCES: PluginTable[SourceFactory] = PluginTable("source")
+
+def _check_factory(name: str, factory: SourceFactory) -> None:
+    if not callable(factory):
+        raise TypeError(f"source {name!r} must be a factory (settings, argument) -> Source")
 
 
-# Network sources pull heavy client libraries (ccxt, yfinance): import one only when named.
-SOURCE_MODULES: dict[str, str] = {
-    "binance": "trademl.data.sources.binance",
-    "ccxt": "trademl.data.sources.ccxt_source",
-    "polygon": "trademl.data.sources.polygon",
-    "yahoo": "trademl.data.sources.yahoo",
-}
+# Network sources pull heavy client libraries (ccxt, yfinance): a module is imported only when
+# its source is named.
+SOURCES: PluginTable[SourceFactory] = PluginTable(
+    "source",
+    group=GROUPS["sources"],
+    builtins={
+        "binance": "trademl.data.sources.binance",
+        "ccxt": "trademl.data.sources.ccxt_source",
+        "polygon": "trademl.data.sources.polygon",
+        "yahoo": "trademl.data.sources.yahoo",
+    },
+    check=_check_factory,
+    hint="ccxt takes an exchange, e.g. ccxt:kraken; files go through 'trademl data import'",
+)
+"""Source factories by name: the built-ins and the ``trademl.sources`` entry points."""
 
 
 def get_source(spec: str, settings: Settings) -> Source:
-    """Build the source named ``spec`` (``binance``, ``ccxt:kraken``, ``polygon``, ``yahoo``)."""
+    """Build the source named ``spec`` (``binance``, ``ccxt:kraken``, ``polygon``, ``yahoo``);
+    what follows the first ``:`` is handed to the factory."""
     name, _, argument = spec.strip().partition(":")
-    if name in SOURCE_MODULES:
-        importlib.import_module(SOURCE_MODULES[name])
-    elif name not in SOURCES:
-        close = difflib.get_close_matches(name, SOURCE_MODULES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownPluginError(
-            f"unknown source {spec!r}{hint} (known: {', '.join(sorted(SOURCE_MODULES))}; "
-            "ccxt takes an exchange, e.g. ccxt:kraken; files go through 'trademl data import')"
-        )
     factory = SOURCES.get(name)
     return factory(settings, argument or None)
 

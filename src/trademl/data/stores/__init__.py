@@ -1,14 +1,17 @@
-"""Market stores behind one interface: DuckDB (embedded default), PostgreSQL, MySQL/MariaDB."""
+"""Market stores behind one interface: DuckDB (embedded default), PostgreSQL, MySQL/MariaDB,
+and any store a package registers under the ``trademl.stores`` entry-point group."""
 
 from __future__ import annotations
 
-from trademl.data.stores.base import Batch, MarketStore, SeriesInfo, WriteReport
+from trademl.data.stores.base import STORES, Batch, MarketStore, SeriesInfo, WriteReport
 from trademl.errors import ConfigError
 from trademl.redact import redact_url
 
 
 def open_store(url: str, *, chunk_rows: int | None = None) -> MarketStore:
     """Open the store at ``url``: ``duckdb:///path``, ``postgresql://...`` or ``mysql://...``.
+
+    The URL's scheme, before any ``+driver``, names the store in :data:`STORES`.
 
     Examples
     --------
@@ -17,20 +20,14 @@ def open_store(url: str, *, chunk_rows: int | None = None) -> MarketStore:
     []
     >>> store.close()
     """
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "duckdb":
-        from trademl.data.stores.duckdb_store import DuckDBStore
-
-        path = url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1]
-        # duckdb:///abs/path keeps its leading slash; duckdb://rel/path is relative.
-        return DuckDBStore(path[1:] if path.startswith("//") else path, chunk_rows=chunk_rows)
-    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
-        from trademl.data.stores.sql_store import SQLStore
-
-        return SQLStore(url, chunk_rows=chunk_rows)
-    raise ConfigError(
-        f"store URL {redact_url(url)!r} is not supported; use duckdb:///path, postgresql://... or mysql://..."
-    )
+    scheme, colon, _ = url.partition(":")
+    if not colon or not scheme:
+        raise ConfigError(
+            f"store URL {redact_url(url)!r} has no scheme; use duckdb:///path, "
+            "postgresql://... or mysql://..."
+        )
+    factory = STORES.get(scheme.split("+", 1)[0].lower())
+    return factory(url, chunk_rows)
 
 
-__all__ = ["Batch", "MarketStore", "SeriesInfo", "WriteReport", "open_store"]
+__all__ = ["STORES", "Batch", "MarketStore", "SeriesInfo", "WriteReport", "open_store"]

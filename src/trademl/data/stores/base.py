@@ -7,7 +7,7 @@ failed or killed import leaves the store exactly as it was.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from loguru import logger
 from trademl.data.candles import validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
+from trademl.plugins import GROUPS, PluginTable
 from trademl.progress import Advance
 
 # Rows sent to the database per statement inside the one transaction of a write.
@@ -159,3 +160,29 @@ def _check_symbol(symbol: str) -> str:
     if not cleaned or len(cleaned) > 64 or any(c.isspace() for c in cleaned):
         raise ConfigError(f"symbol {symbol!r} is not valid: 1-64 characters without spaces")
     return cleaned
+
+
+StoreFactory = Callable[[str, int | None], MarketStore]
+"""Opens a store from its URL and the rows per write statement (None for the default)."""
+
+
+def _check_factory(name: str, factory: StoreFactory) -> None:
+    if not callable(factory):
+        raise TypeError(f"store {name!r} must be a factory (url, chunk_rows) -> MarketStore")
+
+
+STORES: PluginTable[StoreFactory] = PluginTable(
+    "store scheme",
+    group=GROUPS["stores"],
+    builtins={
+        "duckdb": "trademl.data.stores.duckdb_store",
+        "postgresql": "trademl.data.stores.sql_store",
+        "postgres": "trademl.data.stores.sql_store",
+        "mysql": "trademl.data.stores.sql_store",
+        "mariadb": "trademl.data.stores.sql_store",
+    },
+    check=_check_factory,
+    hint="a store URL looks like duckdb:///path, postgresql://... or mysql://...",
+)
+"""Store factories by URL scheme (before any ``+driver``): the built-ins and the
+``trademl.stores`` entry points."""

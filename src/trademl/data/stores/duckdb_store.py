@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trademl.data.candles import COLUMNS, empty_candles, make_candles, with_meta
-from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
+from trademl.data.stores.base import STORES, Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import StoreError
 
@@ -232,3 +232,9 @@ class DuckDBStore(MarketStore):
     def close(self) -> None:
         """Close the DuckDB connection."""
         self._con.close()
+
+
+@STORES.register("duckdb")
+def open_duckdb(url: str, chunk_rows: int | None = None) -> DuckDBStore:
+    """The DuckDB store of a ``duckdb:///abs/path`` or ``duckdb://rel/path`` URL."""
+    return DuckDBStore(duckdb_path(url), chunk_rows=chunk_rows)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from trademl.data.candles import COLUMNS, candle_index, empty_candles, make_candles, with_meta
-from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
+from trademl.data.stores.base import STORES, Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, StoreError
 from trademl.redact import redact
@@ -249,3 +249,12 @@ class SQLStore(MarketStore):
 def _utc(value: Any) -> pd.Timestamp:
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+@STORES.register("postgresql")
+@STORES.register("postgres")
+@STORES.register("mysql")
+@STORES.register("mariadb")
+def open_sql(url: str, chunk_rows: int | None = None) -> SQLStore:
+    """The SQL store of a ``postgresql://...`` or ``mysql://...`` (``mariadb://...``) URL."""
+    return SQLStore(url, chunk_rows=chunk_rows)

@@ -1,4 +1,5 @@
-"""Conformance checks for plug-in authors, the same ones trademl runs on its own plug-ins.
+"""Conformance checks of features: causality and start invariance, for any feature function,
+feature set or indicator, and :func:`check_indicator` over one indicator.
 
 >>> from trademl.testing import check_causal, check_start_invariant  # doctest: +SKIP
 >>> check_causal(lambda c: build_features(c, "minimal"), candles, cut=500)  # doctest: +SKIP
@@ -17,6 +18,7 @@ from trademl.data.candles import COLUMNS, with_meta
 from trademl.features.indicators import Bars, Indicator
 from trademl.features.invariance import DEFAULT_TOLERANCE, start_error
 from trademl.features.sets import FeatureSet
+from trademl.testing.data import ConformanceError, sample_candles
 
 FeatureFunction = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -183,3 +185,93 @@ def check_start_invariant(
                 f"(relative error {error[row]:.3g} > tolerance {tol:g})"
             )
     return len(full)
+
+
+# -- indicators --------------------------------------------------------------------------------
+
+IndicatorCheck = Callable[[Indicator], None]
+
+
+def _history(indicator: Indicator, params: Mapping[str, Any], spare: int) -> pd.DataFrame:
+    """Sample candles long enough for the indicator's warm-up plus ``spare`` bars."""
+    warmup = indicator.warmup(indicator.resolve(params))
+    return sample_candles(max(400, 2 * warmup + spare), seed=11)
+
+
+def check_indicator_outputs(indicator: Indicator, params: Mapping[str, Any] | None = None) -> None:
+    """``run`` gives one float64 column per declared output, named by ``columns``, as long as
+    the bars, NaN before the declared warm-up and not all NaN after it."""
+    resolved = indicator.resolve(params)
+    candles = _history(indicator, resolved, 200)
+    values = indicator.run(Bars.from_candles(candles), resolved)
+    expected = indicator.columns(resolved)
+    if list(values) != expected:
+        raise ConformanceError(f"{indicator.name}: columns {list(values)}, declared {expected}")
+    warmup = indicator.warmup(resolved)
+    for column, array in values.items():
+        if array.shape != (len(candles),) or array.dtype != np.float64:
+            raise ConformanceError(
+                f"{indicator.name}: column {column!r} is {array.dtype} {array.shape}, "
+                f"expected float64 ({len(candles)},)"
+            )
+        if np.isfinite(array[:warmup]).any():
+            raise ConformanceError(f"{indicator.name}: {column!r} has values inside its warm-up")
+        if not np.isfinite(array[warmup:]).any():
+            raise ConformanceError(
+                f"{indicator.name}: {column!r} is never defined after its warm-up of {warmup} bars"
+            )
+
+
+def check_indicator_causal(indicator: Indicator, params: Mapping[str, Any] | None = None) -> None:
+    """The value at bar t ignores every bar after t (:func:`check_causal` at three cuts)."""
+    resolved = indicator.resolve(params)
+    candles = _history(indicator, resolved, 200)
+
+    def compute(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(indicator.run(Bars.from_candles(frame), resolved), index=frame.index)
+
+    n = len(candles)
+    for cut in (n // 3, n // 2, n - 10):
+        try:
+            check_causal(compute, candles, cut, rng=np.random.default_rng(cut))
+        except CausalityError as error:
+            raise CausalityError(f"{indicator.name}: {error}") from None
+
+
+def check_indicator_start_invariant(
+    indicator: Indicator, params: Mapping[str, Any] | None = None
+) -> None:
+    """Past its declared warm-up the value does not depend on where the history starts
+    (:func:`check_start_invariant`); an indicator declared not start-invariant must say what
+    to use instead."""
+    if not indicator.start_invariant:
+        if not indicator.refusal():
+            raise ConformanceError(f"{indicator.name}: not start-invariant but gives no refusal")
+        return
+    resolved = indicator.resolve(params)
+    candles = _history(indicator, resolved, 300)
+    for start in (1, 37):
+        check_start_invariant(indicator, candles, start, params=resolved)
+
+
+def indicator_checks(indicator: Indicator) -> list[IndicatorCheck]:
+    """The checks of an indicator (start invariance only where it is declared)."""
+    return [check_indicator_outputs, check_indicator_causal, check_indicator_start_invariant]
+
+
+def check_indicator(indicator: Indicator, params: Mapping[str, Any] | None = None) -> None:
+    """Run every indicator check: outputs as declared, causal, start-invariant past the
+    warm-up (at ``params``, the defaults when omitted).
+
+    Raises
+    ------
+    ConformanceError, CausalityError or StartInvarianceError
+        Naming the indicator, the column and the bar.
+
+    Examples
+    --------
+    >>> from trademl.features.indicators import get_indicator
+    >>> check_indicator(get_indicator("sma"), {"timeperiod": 5})
+    """
+    for check in (check_indicator_outputs, check_indicator_causal, check_indicator_start_invariant):
+        check(indicator, params)

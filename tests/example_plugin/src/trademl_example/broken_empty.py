@@ -1,0 +1,1 @@
+"""A module that an entry point names but that registers nothing."""
