@@ -46,7 +46,7 @@ import pandas as pd
 
 from trademl.backtest.kernel import EXIT_REASONS, Costs, simulate_serial
 from trademl.backtest.signals import Signals
-from trademl.data.candles import candle_index, validate_candles
+from trademl.data.candles import PRICE_COLUMNS, candle_index, validate_candles
 from trademl.errors import ConfigError
 
 __all__ = ["EXIT_REASONS", "TRADE_COLUMNS", "BacktestResult", "run_backtest", "trades_frame"]
@@ -357,8 +357,7 @@ def run_backtest(
     validate_candles(candles)
     index = candle_index(candles)
     open_, high, low, close = (
-        np.ascontiguousarray(candles[column].to_numpy(dtype=np.float64))
-        for column in ("open", "high", "low", "close")
+        np.ascontiguousarray(candles[column].to_numpy(dtype=np.float64)) for column in PRICE_COLUMNS
     )
     side, stop, target, max_bars, size = _check_signals(signals, index, close)
 

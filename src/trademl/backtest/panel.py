@@ -23,11 +23,10 @@ from trademl.backtest.engine import (
     trades_frame,
 )
 from trademl.backtest.kernel import simulate_parallel, simulate_serial
+from trademl.data.candles import PRICE_COLUMNS
 from trademl.errors import ConfigError, DataValidationError
 
 __all__ = ["PanelResult", "PanelSignals", "run_backtest_panel"]
-
-PRICE_KEYS = ("open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,9 @@ class PanelResult:
 
 
 def _prices(prices: Mapping[str, pd.DataFrame]) -> tuple[pd.DatetimeIndex, pd.Index]:
-    missing = [key for key in PRICE_KEYS if key not in prices]
+    missing = [key for key in PRICE_COLUMNS if key not in prices]
     if missing:
-        raise ConfigError(f"prices lack {', '.join(missing)}; expected frames {PRICE_KEYS}")
+        raise ConfigError(f"prices lack {', '.join(missing)}; expected frames {PRICE_COLUMNS}")
     first = prices["open"]
     if not isinstance(first, pd.DataFrame):
         raise ConfigError(f"prices['open'] must be a DataFrame, got {type(first).__name__}")
@@ -118,7 +117,7 @@ def _prices(prices: Mapping[str, pd.DataFrame]) -> tuple[pd.DatetimeIndex, pd.In
         raise DataValidationError(
             "price timestamps must be unique and increasing", rule="unsorted_timestamp"
         )
-    for key in PRICE_KEYS[1:]:
+    for key in PRICE_COLUMNS[1:]:
         frame = prices[key]
         if not (frame.index.equals(index) and frame.columns.equals(first.columns)):
             raise ConfigError(
@@ -189,7 +188,7 @@ def run_backtest_panel(
             f"signals have shape {signals.side.shape}; the prices have {len(index)} bars × "
             f"{len(assets)} assets"
         )
-    ohlc = tuple(np.asarray(prices[key].to_numpy(dtype=np.float64)) for key in PRICE_KEYS)
+    ohlc = tuple(np.asarray(prices[key].to_numpy(dtype=np.float64)) for key in PRICE_COLUMNS)
     arrays = (
         np.asarray(signals.side, dtype=np.int8),
         np.asarray(signals.stop, dtype=np.float64),

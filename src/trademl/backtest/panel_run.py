@@ -22,10 +22,11 @@ from trademl.atomic import atomic_path
 from trademl.backtest.config import BacktestConfig
 from trademl.backtest.metrics import backtest_metrics, buy_and_hold
 from trademl.backtest.outcome import BacktestRun, choose_model
-from trademl.backtest.panel import PRICE_KEYS, PanelSignals, run_backtest_panel
+from trademl.backtest.panel import PanelSignals, run_backtest_panel
 from trademl.backtest.report import write_metrics_json
 from trademl.backtest.strategies import strategy_signals
 from trademl.config import Settings, load_run_config
+from trademl.data.candles import PRICE_COLUMNS
 from trademl.data.ingest import open_default_store, read_series
 
 PORTFOLIO = "portfolio"  # the equal-weight account of every symbol in the metrics table
@@ -124,7 +125,7 @@ def _wide_prices(candles: dict[str, pd.DataFrame], index: pd.DatetimeIndex) -> d
     first_open = pd.Series({s: float(c["open"].iloc[0]) for s, c in candles.items()})
     flat = close.ffill().fillna(first_open)
     wide = {}
-    for key in PRICE_KEYS:
+    for key in PRICE_COLUMNS:
         values = pd.DataFrame({s: c[key] for s, c in candles.items()}).reindex(index)
         wide[key] = values.fillna(flat)
     return wide

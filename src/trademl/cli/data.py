@@ -15,7 +15,7 @@ from rich.table import Table
 
 from trademl.config import get_settings
 from trademl.data import ingest as library
-from trademl.data.candles import candle_index
+from trademl.data.candles import COLUMNS, candle_index
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.sources.base import parse_time
 from trademl.data.timeframes import Timeframe
@@ -183,7 +183,7 @@ def show_command(
         return
     table = Table(title=f"{symbol} {tf.name}: {len(candles):,} bars")
     table.add_column("timestamp (UTC)")
-    for column in ("open", "high", "low", "close", "volume"):
+    for column in COLUMNS:
         table.add_column(column, justify="right")
     shown = (
         candles if len(candles) <= 2 * rows else pd.concat([candles.head(rows), candles.tail(rows)])
@@ -193,7 +193,7 @@ def show_command(
             table.add_row("…", "", "", "", "", "")
         table.add_row(
             pd.Timestamp(str(stamp)).strftime(_TIME),
-            *(f"{bar[c]:.10g}" for c in ("open", "high", "low", "close", "volume")),
+            *(f"{bar[c]:.10g}" for c in COLUMNS),
         )
     console.print(table)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trademl.data.candles import candle_index, make_candles, validate_candles
+from trademl.data.candles import COLUMNS, candle_index, make_candles, validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 
@@ -66,7 +66,7 @@ def resample_candles(
     starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
     counts = np.diff(np.r_[starts, len(bins)])
     ends = np.r_[starts[1:], len(bins)] - 1
-    o, h, lo, c, v = (candles[col].to_numpy() for col in ("open", "high", "low", "close", "volume"))
+    o, h, lo, c, v = (candles[col].to_numpy() for col in COLUMNS)
 
     bar_start = bins[starts]
     opens, closes = o[starts], c[ends]

@@ -21,7 +21,13 @@ import pandas as pd
 from loguru import logger
 
 from trademl.config import Settings
-from trademl.data.candles import empty_candles, make_candles, validate_candles, with_meta
+from trademl.data.candles import (
+    COLUMNS,
+    empty_candles,
+    make_candles,
+    validate_candles,
+    with_meta,
+)
 from trademl.data.sources.base import SOURCES, Source, clip_range, parse_time
 from trademl.data.sources.http import HttpClient, HttpNotFoundError
 from trademl.data.timeframes import Timeframe
@@ -42,7 +48,6 @@ _MICROSECONDS_FROM = 10**14
 _SYMBOL = re.compile(r"^[A-Z0-9_]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _MANY_FILES = 3
-_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -98,14 +103,14 @@ def read_kline_zip(path: Path) -> pd.DataFrame:
         header=None,
         skiprows=1 if header else 0,
         usecols=range(6),
-        names=["open_time", *_VALUE_COLUMNS],
-        dtype={"open_time": np.int64, **dict.fromkeys(_VALUE_COLUMNS, np.float64)},
+        names=["open_time", *COLUMNS],
+        dtype={"open_time": np.int64, **dict.fromkeys(COLUMNS, np.float64)},
     )
     open_time = table["open_time"].to_numpy(dtype=np.int64)
     microseconds = len(open_time) > 0 and int(open_time.max()) >= _MICROSECONDS_FROM
     nanoseconds = open_time * (1_000 if microseconds else 1_000_000)
     index = pd.DatetimeIndex(nanoseconds.astype("datetime64[ns]")).tz_localize("UTC")
-    return make_candles(index, *(table[column].to_numpy() for column in _VALUE_COLUMNS))
+    return make_candles(index, *(table[column].to_numpy() for column in COLUMNS))
 
 
 @dataclass(frozen=True)

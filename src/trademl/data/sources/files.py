@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from trademl.data.candles import COLUMNS, INDEX_NAME, candle_index, validate_candles, with_meta
+from trademl.data.candles import (
+    COLUMNS,
+    INDEX_NAME,
+    PRICE_COLUMNS,
+    candle_index,
+    validate_candles,
+    with_meta,
+)
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError
 
@@ -257,7 +264,7 @@ def read_candle_file(
                 rule="missing_column",
             )
         factor = _to_float(raw[by_target["adj_close"]], "adj_close", source) / columns["close"]
-        for price in ("open", "high", "low", "close"):
+        for price in PRICE_COLUMNS:
             columns[price] = columns[price] * factor
     frame = pd.DataFrame(columns, index=index)
     validate_candles(frame, source=source)
