@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from trademl.data.candles import make_candles
+from trademl.data.candles import COLUMNS, make_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 from trademl.features.engine import PlannedFeature, build_features, plan
@@ -58,7 +58,6 @@ DATA = Path(
         "TRADEML_TEST_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     )
 )
-OHLCV = ("open", "high", "low", "close", "volume")
 SHARED_WITH = "standard"
 SHARED = "shared"  # the set name children know: the shared subset of SHARED_WITH
 
@@ -113,7 +112,7 @@ def write_input(rows: int, path: Path) -> None:
     """Real 5m bars relabelled as consecutive minutes from 2000-01-01, saved as .npz."""
     real = pd.read_csv(DATA / "crypto" / "BTCUSDT_5m.csv.gz")
     reps = -(-rows // len(real))
-    values = np.stack([np.tile(real[c].to_numpy(np.float64), reps)[:rows] for c in OHLCV])
+    values = np.stack([np.tile(real[c].to_numpy(np.float64), reps)[:rows] for c in COLUMNS])
     start = np.datetime64("2000-01-01T00:00", "ns").astype(np.int64)
     np.savez(path, start + np.arange(rows, dtype=np.int64) * 60 * 10**9, values)
 
@@ -179,7 +178,7 @@ def resample_plain(
 
 
 def floor(candles: pd.DataFrame, planned: list[PlannedFeature], base: Timeframe) -> list[Any]:
-    arrays = {c: candles[c].to_numpy() for c in OHLCV}
+    arrays = {c: candles[c].to_numpy() for c in COLUMNS}
     index = pd.DatetimeIndex(candles.index)
     ns = index.as_unit("ns").asi8
     by_timeframe: dict[Timeframe | None, list[PlannedFeature]] = {}
@@ -208,7 +207,7 @@ def pandas_ta_calls(
     import pandas_ta_classic as ta
 
     ta.Imports["talib"] = False  # every talib branch checks this before its own flag
-    series = {c[0]: candles[c] for c in OHLCV}
+    series = {c[0]: candles[c] for c in COLUMNS}
     calls: list[tuple[str, Callable[[], Any]]] = []
     for spec in specs:
         function_name, inputs, _, _ = PTA[spec["indicator"]]

@@ -29,6 +29,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from trademl.data.candles import COLUMNS
 from trademl.data.ingest import import_path
 from trademl.data.stores import open_store
 
@@ -47,10 +48,7 @@ def build_input(rows: int, folder: Path) -> Path:
     path = folder / "BENCH_1m.csv"
     real = pd.read_csv(DATA / "crypto" / "BTCUSDT_5m.csv.gz")
     reps = -(-rows // len(real))
-    values = {
-        c: np.tile(real[c].to_numpy(), reps)[:rows]
-        for c in ("open", "high", "low", "close", "volume")
-    }
+    values = {c: np.tile(real[c].to_numpy(), reps)[:rows] for c in COLUMNS}
     stamps = pd.date_range("2000-01-01", periods=rows, freq="1min", tz="UTC")
     text = pa.array(stamps.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(dtype=object), pa.string())
     pa_csv.write_csv(pa.table({"timestamp": text, **values}), path)
