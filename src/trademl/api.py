@@ -174,17 +174,27 @@ def train(
 
 def backtest(
     config: BacktestConfig | str | Path | dict[str, Any],
+    candles: pd.DataFrame | None = None,
     *,
     settings: Settings | None = None,
     track: bool | None = None,
 ) -> BacktestRun:
     """Backtest a training run's out-of-sample predictions (``run``) or train first
     (``train``), as :class:`trademl.backtest.config.BacktestConfig` says: trades, equity,
-    metrics beside buy-and-hold with the deflated Sharpe ratio, and an HTML report."""
+    metrics beside buy-and-hold with the deflated Sharpe ratio, and an HTML report.
+
+    ``candles`` are the bars traded (the run's symbol); read from the store when None.
+    Top-level, this is ``trademl.run_backtest`` (``trademl.backtest`` is the package).
+    """
     from trademl.backtest.runner import backtest as run_backtest
 
     settings = settings or get_settings()
-    return run_backtest(config, settings=settings, recorder=_recorder(settings, track, "manual"))
+    return run_backtest(
+        config,
+        settings=settings,
+        recorder=_recorder(settings, track, "manual"),
+        candles=candles,
+    )
 
 
 def tune(

@@ -24,6 +24,7 @@ from trademl.backtest.report import write_metrics_json, write_report
 from trademl.backtest.signals import Signals
 from trademl.backtest.strategies import strategy_signals
 from trademl.config import RunConfig, Settings, get_settings, load_run_config
+from trademl.data.candles import as_candles
 from trademl.data.ingest import open_default_store, read_series
 from trademl.errors import ConfigError
 from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
@@ -83,6 +84,7 @@ def _inputs(
     paths: PathPolicy,
     run_dir: Path | None = None,
     recorder: BacktestRecorder | None = None,
+    given: pd.DataFrame | None = None,
 ) -> _Inputs:
     run_dir = run_folder(cfg, settings, paths, recorder) if run_dir is None else run_dir
     run_config = load_run_config(run_dir / "config.yaml")
@@ -95,8 +97,12 @@ def _inputs(
     timeframe = run_config.data.timeframe
     model, horizon_bars = choose_model(cfg, run_config)
     symbol = run_config.data.symbol
-    with open_default_store(settings) as store:
-        candles = read_series(store, symbol, timeframe, predictions.index[0], None)
+    if given is None:
+        with open_default_store(settings) as store:
+            candles = read_series(store, symbol, timeframe, predictions.index[0], None)
+    else:
+        candles = as_candles(given, timeframe, what=f"candles of {symbol}")
+        candles = candles.loc[candles.index >= predictions.index[0]]
     candles.attrs.update(symbol=symbol, timeframe=timeframe)
     years = (candles.index[-1] - candles.index[0]).total_seconds() / (365.25 * 86_400)
     periods = len(candles) / years if years > 0 else float(len(candles))
@@ -132,19 +138,22 @@ def backtest(
     settings: Settings | None = None,
     paths: PathPolicy | None = None,
     recorder: BacktestRecorder | None = None,
+    candles: pd.DataFrame | None = None,
 ) -> BacktestRun:
     """Backtest a training run's out-of-sample predictions as ``config`` says.
 
     ``paths`` says where ``run``, ``train`` and ``output`` may be (a job's policy keeps them
     under ``TRADEML_HOME``); anything the user can reach by default. ``recorder`` records the
-    backtest (and the training run of ``train``); None records nothing. The output folder is
-    held for the whole backtest: a second one naming it meanwhile fails at once.
+    backtest (and the training run of ``train``); None records nothing. ``candles`` are the
+    run's symbol's bars (read from the store when None; a panel run always reads the store).
+    The output folder is held for the whole backtest: a second one naming it meanwhile fails
+    at once.
     """
     cfg = config if isinstance(config, BacktestConfig) else load_backtest_config(config)
     policy = paths or PathPolicy.local()
     cfg = resolve_backtest_paths(cfg, policy)
     with output_lock(Path(cfg.output)):
-        return _backtest(cfg, settings or get_settings(), policy, recorder)
+        return _backtest(cfg, settings or get_settings(), policy, recorder, candles)
 
 
 def _backtest(
@@ -152,6 +161,7 @@ def _backtest(
     settings: Settings,
     paths: PathPolicy,
     recorder: BacktestRecorder | None,
+    candles: pd.DataFrame | None = None,
 ) -> BacktestRun:
     run_dir = None
     if not cfg.grid:
@@ -161,7 +171,7 @@ def _backtest(
             if recorder is not None:
                 recorder.record_backtest(done, cfg)
             return done
-    inputs = _inputs(cfg, settings, paths, run_dir, recorder)
+    inputs = _inputs(cfg, settings, paths, run_dir, recorder, candles)
     result = _simulate(cfg, inputs, _signals(cfg, inputs, {}))
     metrics = backtest_metrics(
         result.trades, result.equity, periods_per_year=inputs.periods_per_year
