@@ -1,4 +1,4 @@
-"""Skill over many series: does a learned model beat the baselines, out of sample, everywhere?
+"""Skill over many series: whether a learned model beats the baselines, out of sample, everywhere.
 
 :func:`evaluate_skill` trains the configured model kinds on every series of a data folder
 (the shared market data by default) exactly as ``trademl train`` does — purged walk-forward,

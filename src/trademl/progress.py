@@ -24,7 +24,8 @@ _console = Console(stderr=True)
 class Advance(Protocol):
     """Callback that moves a progress bar forward by ``amount``."""
 
-    def __call__(self, amount: float = 1) -> None: ...
+    def __call__(self, amount: float = 1) -> None:
+        """Move the bar forward by ``amount``."""
 
 
 @contextmanager

@@ -53,6 +53,8 @@ class RunResult:
 def fold_records(
     evaluation: Evaluation, kind: str, horizon: str, bars: int, alpha: float
 ) -> list[dict[str, Any]]:
+    """One row per test fold and model of one target: the fold's span and its out-of-sample
+    metrics (with block-bootstrap intervals), baselines flagged."""
     records = []
     for fold, part in evaluation.predictions.groupby("fold"):
         for name in evaluation.models:
@@ -154,6 +156,8 @@ def summary_table(
 
 
 def wide_predictions(evaluation: Evaluation, kind: str, bars: int) -> pd.DataFrame:
+    """One target's out-of-sample predictions with columns named ``{model}__{kind}_{bars}``
+    (and ``target__{kind}_{bars}``), ready to join with the other targets'."""
     suffix = f"{kind}_{bars}"
     frame = evaluation.predictions.rename(
         columns={
@@ -171,6 +175,8 @@ def _rename(column: str, suffix: str) -> str:
 
 
 def join_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every target's wide predictions side by side on one time index, with one ``fold``
+    column (the latest fold that tested the row)."""
     joined = pd.concat([f.drop(columns="fold") for f in frames], axis=1).sort_index()
     folds = pd.concat([f["fold"] for f in frames], axis=1).max(axis=1)
     joined.insert(0, "fold", folds.astype("int64"))
@@ -188,6 +194,8 @@ def write_outputs(
     feature_set: FeatureSet,
     candles: pd.DataFrame,
 ) -> None:
+    """Write a run's folder: feature set, predictions, fold and pooled metrics, rolling
+    coverage, the Markdown summary, the config and ``run.json`` (each file atomically)."""
     fingerprint = feature_set.fingerprint()
     output.mkdir(parents=True, exist_ok=True)
     # The set the saved models read (the config's plus any HAR columns): load it with

@@ -49,6 +49,8 @@ RESIDUAL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def check_models(cfg: RunConfig) -> None:
+    """Refuse duplicate model names and any model the config could not build, naming its
+    position, before any data is read."""
     names = [model_name(m.kind, m.name) for m in cfg.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: names must be unique, got {names}; give each a 'name'")
@@ -140,6 +142,7 @@ def model_factory(
 
 
 def baseline_models(kind: str, bars: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The naive baselines validated beside the models of a target: name → (kind, params)."""
     if kind == "direction":
         return {f"{BASELINE_PREFIX}prior": ("naive", {"strategy": "prior"})}
     baselines: dict[str, tuple[str, dict[str, Any]]] = {
@@ -170,8 +173,9 @@ def evaluate_target(
     *,
     gap: int | None = None,
 ) -> Evaluation:
-    # gap: rows between a model's fitting rows and its internal hold-out (default: the
-    # horizon; a panel's rows hold several symbols per bar).
+    """Every model of the config and the target's baselines, out of sample on ``splitter``'s
+    purged folds. ``gap`` is the rows between a model's fitting rows and its internal hold-out
+    (default: the horizon; a panel's rows hold several symbols per bar)."""
     gap = bars if gap is None else gap
     task, y, keep = target(labels, kind, bars)
     factories: dict[str, Callable[[], BaseModel]] = {}
@@ -250,6 +254,7 @@ def target(labels: pd.DataFrame, kind: str, bars: int) -> tuple[str, pd.Series, 
 def labels_with_dead_zone(
     candles: pd.DataFrame, specs: list[dict[str, Any]], dead_zone: float
 ) -> pd.DataFrame:
+    """The labels of ``specs``, direction labelled 0 inside the ``dead_zone``."""
     return build_labels(
         candles, [{**s, "dead_zone": dead_zone} if s["kind"] == "direction" else s for s in specs]
     )
@@ -265,8 +270,10 @@ def fit_final(
     interval_alpha: dict[str, float] | None = None,
     choices: dict[str, TargetChoice] | None = None,
 ) -> MaxMinPredictor:
-    # interval_alpha: "{horizon}__{target}__{model}" -> the adaptive level the validated path
-    # of that model ended at; the served intervals start from it.
+    """The served max/min predictor, refit on every row: per target the primary model, or the
+    baseline that ``choices`` says serves it. ``interval_alpha`` maps
+    ``{horizon}__{target}__{model}`` to the adaptive level that model's validated path ended
+    at; the served intervals start from it."""
     primary = cfg.models[0]
     gap = max(horizons.values()) if gap is None else gap
     factories = {

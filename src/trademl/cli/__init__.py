@@ -1,0 +1,1 @@
+"""The ``trademl`` command line: thin Typer commands over the library."""

@@ -1,0 +1,1 @@
+"""Candles in: the Candles contract, sources, stores, resampling and gaps."""

@@ -31,7 +31,8 @@ class Report(Protocol):
     """Records a running job's progress (0 to 1) and what it is doing; raises
     :class:`~trademl.jobs.JobCancelled` when the job was cancelled."""
 
-    def __call__(self, progress: float, message: str = "") -> None: ...
+    def __call__(self, progress: float, message: str = "") -> None:
+        """Report ``progress`` (0 to 1) and what the job is doing."""
 
 
 TaskFunction = Callable[[dict[str, Any], Report], dict[str, Any]]

@@ -26,6 +26,7 @@ class RequestMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry: count and time HTTP requests, pass everything else through."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -1,4 +1,4 @@
-"""One renderer of a run's out-of-sample summary: the tables that ``trademl train`` prints,
+r"""One renderer of a run's out-of-sample summary: the tables that ``trademl train`` prints,
 ``summary.md`` holds and the model card shows.
 
 The summary (``summary.csv``) has one row per target, horizon and model, with the pooled
@@ -12,7 +12,7 @@ A missing value (a model without intervals, a metric a run did not compute) is `
 ...     "model": ["lgbm"], "r2": [0.1234], "r2_lo": [0.1], "r2_hi": [0.15], "mae": [0.00321],
 ...     "ic": [0.4], "coverage": [0.9012], "n": [1234.0],
 ... })
->>> print("\\n".join(markdown_tables(summary, brief=True)))
+>>> print("\n".join(markdown_tables(summary, brief=True)))
 ## max_high, horizon intraday (6 bars)
 <BLANKLINE>
 | model | R² (95% CI) | MAE | IC (95% CI) | coverage (95% CI) | MC-dropout coverage | n |
