@@ -47,7 +47,12 @@ from trademl.data.candles import make_candles
 from trademl.features import build_features, build_labels
 from trademl.models.base import make_model
 from trademl.models.deep import trainer
-from trademl.models.onnx_export import DEEP_KINDS, OnnxPredictor, export_onnx, sliding_windows
+from trademl.models.onnx_export import (
+    OnnxPredictor,
+    export_onnx,
+    exportable_kinds,
+    sliding_windows,
+)
 
 DATA = Path(
     os.environ.get(
@@ -173,7 +178,9 @@ def main() -> None:
     parser.add_argument("--rows", type=float, default=2e4)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--kinds", nargs="+", default=list(DEEP_KINDS), choices=DEEP_KINDS)
+    # The kinds exported as networks over windows: the deep kinds, built-in or plug-in.
+    deep_kinds = exportable_kinds("network")
+    parser.add_argument("--kinds", nargs="+", default=deep_kinds, choices=deep_kinds)
     parser.add_argument("--out", type=Path, default=Path("bench/results/deep.json"))
     args = parser.parse_args()
     print(f"building {PRESET} features on BTCUSDT 1h ...", file=sys.stderr, flush=True)

@@ -15,7 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trademl.errors import ConfigError  # noqa: E402
-from trademl.models.base import MODELS, load_all_models, load_model, make_model  # noqa: E402
+from trademl.models.base import (  # noqa: E402
+    MODELS,
+    load_all_models,
+    load_model,
+    make_model,
+    predicted_value,
+)
 from trademl.models.deep import GRUModel  # noqa: E402
 from trademl.models.deep.networks import ARCHITECTURES, build_network  # noqa: E402
 from trademl.models.deep.trainer import Scaler  # noqa: E402
@@ -134,7 +140,8 @@ def test_two_fits_are_identical_and_the_global_generator_is_untouched() -> None:
 def test_other_tasks(task: str) -> None:
     X, y = planted(500, seed=4)
     target = (y > 0).astype(float) if task == "classification" else y
-    prediction = GRUModel(task=task, **TINY).fit(X, target).predict(X)[7:]
+    model = GRUModel(task=task, **TINY).fit(X, target)
+    prediction = predicted_value(model, X)[7:]
     assert np.isfinite(prediction).all()
     if task == "classification":
         assert ((prediction > 0) & (prediction < 1)).all()

@@ -15,6 +15,7 @@ from trademl.errors import ConfigError, UnknownPluginError
 from trademl.models.base import (
     NotFittedError,
     make_model,
+    predicted_value,
 )
 from trademl.models.gbm import LGBMModel, XGBModel, tail_split
 from trademl.models.naive import NaiveModel
@@ -81,6 +82,25 @@ def r2(y: np.ndarray, prediction: np.ndarray) -> float:
 @parametrize_with_checks(CONFIGURED)
 def test_configured_models_conform(plugin: Any, check: Callable[[Any], None]) -> None:
     check(plugin)
+
+
+@pytest.mark.parametrize("kind", ["naive", "lgbm"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_fitted_models_carry_the_scikit_learn_attributes(kind: str, task: str) -> None:
+    X, y = synthetic(600, seed=1)
+    params = {"task": task, **({} if kind == "naive" else SMALL)}
+    model = make_model(kind, params).fit(X, target_for(task, y))
+    X_new, _ = synthetic(200, seed=2)
+    value = predicted_value(model, X_new)
+    if task == "classification":
+        # predict gives the label whose probability exceeds 1/2.
+        np.testing.assert_array_equal(model.classes_, [0.0, 1.0])
+        np.testing.assert_array_equal(model.predict(X_new), (value > 0.5).astype(float))
+    else:
+        np.testing.assert_array_equal(model.predict(X_new), value)
+    np.testing.assert_array_equal(model.feature_names_in_, X.columns)
+    assert model.n_features_in_ == X.shape[1]
+    assert not hasattr(model.clone(), "feature_names_in_")
 
 
 def test_make_model_refuses_unknown_kind_and_param() -> None:
@@ -199,10 +219,10 @@ def test_without_early_stopping_every_round_is_kept(cls: Boosted) -> None:
 def test_two_fits_are_identical(cls: Boosted, task: str) -> None:
     X, y = synthetic(1500, seed=10)
     y = target_for(task, y)
-    first = cls(task=task, **SMALL).fit(X, y).predict(X)
-    second = cls(task=task, **SMALL).fit(X, y).predict(X)
+    first = predicted_value(cls(task=task, **SMALL).fit(X, y), X)
+    second = predicted_value(cls(task=task, **SMALL).fit(X, y), X)
     np.testing.assert_array_equal(first, second)
-    other_seed = cls(task=task, random_state=1, **SMALL).fit(X, y).predict(X)
+    other_seed = predicted_value(cls(task=task, random_state=1, **SMALL).fit(X, y), X)
     assert not np.array_equal(first, other_seed)
 
 
@@ -236,7 +256,7 @@ def test_classifier_probabilities_follow_the_signal(cls: Boosted) -> None:
     X, y = synthetic(3000, seed=16)
     X_test, y_test = synthetic(3000, seed=17)
     model = cls(task="classification", n_estimators=150, learning_rate=0.1, n_jobs=1)
-    p = model.fit(X, (y > 0).astype(float)).predict(X_test)
+    p = model.fit(X, (y > 0).astype(float)).predict_proba(X_test)[:, 1]
     accuracy = float(np.mean((p > 0.5) == (y_test.to_numpy() > 0)))
     assert accuracy > 0.75
 
@@ -284,7 +304,8 @@ def test_zero_mean_and_prior() -> None:
     np.testing.assert_allclose(NaiveModel(strategy="mean").fit(X, y).predict(X), y.mean())
     up = (y > 0).astype(float)
     prior = NaiveModel(task="classification", strategy="prior").fit(X, up)
-    np.testing.assert_allclose(prior.predict(X), up.mean())
+    np.testing.assert_allclose(prior.predict_proba(X)[:, 1], up.mean())
+    np.testing.assert_array_equal(prior.predict(X), 1.0)  # the more frequent class
 
 
 def test_volatility_baseline_recovers_intercept_and_slope() -> None:

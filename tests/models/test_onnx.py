@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from trademl.errors import ConfigError
-from trademl.models.base import BaseModel, NotFittedError
+from trademl.models.base import BaseModel, NotFittedError, predicted_value
 from trademl.models.gbm import LGBMModel, XGBModel
 from trademl.models.naive import NaiveModel
 from trademl.models.onnx_export import (
@@ -66,7 +66,7 @@ def as_float32(X: pd.DataFrame) -> pd.DataFrame:
 def assert_parity(model: BaseModel, X: pd.DataFrame, path: Path) -> np.ndarray:
     export_onnx(model, path)
     got = OnnxPredictor(path).predict(X)
-    expected = model.predict(as_float32(X))
+    expected = predicted_value(model, as_float32(X))
     assert got.shape == expected.shape
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
@@ -234,7 +234,7 @@ def test_deep_export_matches_native_predict(
     predictor = OnnxPredictor(path)
     assert predictor.seq_len is not None and predictor.kind == kind
     X_test = features.iloc[1000:1500]
-    expected = model.predict(as_float32(X_test))
+    expected = predicted_value(model, as_float32(X_test))
     got = predictor.predict(X_test)
     assert got.shape == expected.shape
     known = ~np.isnan(expected)
@@ -286,8 +286,11 @@ def test_deep_networks_export_with_their_scaling(
         head_stop=n_rows,
         tail_start=None,
     )
-    fitted = type("Fitted", (BaseModel,), {"kind": architecture})()
-    fitted.task, fitted.feature_names_, fitted.seq_len = task, list(X.columns), seq_len
+    # Any model declaring onnx_export="network" is exported this way, whatever its kind.
+    fitted = type("Fitted", (BaseModel,), {"kind": architecture, "onnx_export": "network"})()
+    fitted.task, fitted.seq_len = task, seq_len
+    fitted.feature_names_in_ = np.asarray(X.columns, dtype=object)
+    fitted.n_features_in_ = X.shape[1]
     fitted.network_, fitted.x_scaler_, fitted.y_scaler_ = (
         result.network,
         result.x_scaler,

@@ -177,7 +177,7 @@ def test_classification_stacks_logits_and_beats_the_worse_base_model() -> None:
 
     base_models = [{**LGBM}, {"kind": "naive", "params": {"strategy": "prior"}}]
     model = StackingModel(task="classification", base_models=base_models).fit(X, up)
-    p = model.predict(X_test)
+    p = model.predict_proba(X_test)[:, 1]
     assert ((p > 0) & (p < 1)).all()
     prior = np.full(len(p), float(up.mean()))
     assert log_loss(p) < log_loss(prior)

@@ -65,7 +65,7 @@ def test_split_conformal_fits_on_the_head_and_calibrates_on_the_tail() -> None:
     X, y = heteroscedastic(1000, seed=3)
     inner = LGBMModel(**SMALL)
     model = SplitConformalRegressor(inner, calibration_fraction=0.25, gap=10).fit(X, y)
-    assert not hasattr(inner, "feature_names_")  # the model given is cloned, never fitted
+    assert not hasattr(inner, "feature_names_in_")  # the model given is cloned, never fitted
     head = inner.clone().fit(X.iloc[:740], y.iloc[:740])
     np.testing.assert_array_equal(model.predict(X), head.predict(X))
     residuals = np.abs(y.iloc[750:].to_numpy() - head.predict(X.iloc[750:]))
@@ -160,9 +160,9 @@ def test_calibration_repairs_squashed_probabilities(method: Literal["isotonic", 
     X_test, y_test = logistic_data(20000, seed=10)
     raw = SquashedClassifier().fit(X, y)
     calibrated = CalibratedClassifier(SquashedClassifier(), method=method).fit(X, y)
-    p = calibrated.predict(X_test)
+    p = calibrated.predict_proba(X_test)[:, 1]
     assert ((p >= 0) & (p <= 1)).all()
-    assert brier(p, y_test) < brier(raw.predict(X_test), y_test) - 0.01
+    assert brier(p, y_test) < brier(raw.predict_proba(X_test)[:, 1], y_test) - 0.01
     assert calibrated.model_.fitted_rows_ == 4000  # type: ignore[attr-defined]
 
 
@@ -174,7 +174,7 @@ def test_calibrated_gbm_round_trip_and_clone(tmp_path: Path) -> None:
     assert twin.model is not inner and twin.model.get_params() == inner.get_params()
     assert not hasattr(twin, "model_")
     loaded = load_model(model.save(tmp_path / "calibrated"))
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
 def test_conformal_round_trip(tmp_path: Path) -> None:

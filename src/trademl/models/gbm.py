@@ -1,7 +1,9 @@
 """Gradient-boosted trees: kinds ``lgbm`` (LightGBM) and ``xgb`` (XGBoost).
 
-Both answer the three tasks: ``classification`` (binary; ``predict`` is P(y = 1)),
-``regression`` (squared error) and ``quantile`` (pinball loss at level ``alpha``).
+Both answer the three tasks: ``classification`` (binary; ``predict_proba`` gives P(y = 1),
+``predict`` the label), ``regression`` (squared error) and ``quantile`` (pinball loss at level
+``alpha``, so they serve conformalised quantile regression: ``supports_quantile``). Both export
+to ONNX (``onnx_export = "tree"``) and declare their Optuna search space (``search_space``).
 
 Early stopping, and why it never sees the future
     With ``early_stopping_rounds`` set (the default) and no explicit ``eval_set``, the rows given
@@ -24,7 +26,7 @@ Determinism
 
 Learned attributes: ``booster_`` (the library's booster), ``best_iteration_`` (the number of
 trees used by ``predict``, counted from 1) and ``feature_importances_`` (total split gain per
-feature, in the order of ``feature_names_``, normalised to sum to 1).
+feature, in the order of ``feature_names_in_``, normalised to sum to 1).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import pandas as pd
 
 from trademl.budget import check_budget, lightgbm_callback, time_left
 from trademl.errors import ConfigError
-from trademl.models.base import BaseModel, check_xy, register_model
+from trademl.models.base import BaseModel, ModelInputError, as_frame, check_xy, register_model
+from trademl.models.space import SearchSpace, integer, log_uniform, uniform
 
 
 def tail_split(n_rows: int, fraction: float, gap: int, *, owner: str, role: str) -> tuple[int, int]:
@@ -106,6 +109,8 @@ class _BoostedModel(BaseModel):
     """Shared hyperparameter checks and the head/tail split of the boosted kinds."""
 
     supports_interval = False
+    supports_quantile = True
+    onnx_export = "tree"
 
     alpha: float
     n_estimators: int
@@ -139,12 +144,16 @@ class _BoostedModel(BaseModel):
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
     ) -> None:
         self._check_params()
+        if len(X) < 2:
+            raise ModelInputError(f"{self.kind}: n_samples={len(X)}; trees need at least 2 rows")
         features = _matrix(X, self.kind)
         target = y.to_numpy(dtype=np.float64)
         valid: tuple[np.ndarray, np.ndarray] | None = None
         if self.early_stopping_rounds is not None:
             if eval_set is not None:
-                X_valid, y_valid = check_xy(eval_set[0], eval_set[1], self.kind)
+                X_valid, y_valid = check_xy(
+                    as_frame(eval_set[0], self.kind), eval_set[1], self.kind
+                )
                 valid = (_matrix(self._align(X_valid), self.kind), y_valid.to_numpy(np.float64))
             else:
                 head_stop, tail_start = tail_split(
@@ -210,6 +219,19 @@ class LGBMModel(_BoostedModel):
     """
 
     kind = "lgbm"
+
+    @classmethod
+    def search_space(cls) -> SearchSpace:
+        """Rate, leaves, leaf size, subsampling, L2 and the number of trees."""
+        return {
+            "learning_rate": log_uniform(0.01, 0.3),
+            "num_leaves": integer(7, 127, log=True),
+            "min_child_samples": integer(10, 300, log=True),
+            "subsample": uniform(0.5, 1.0),
+            "colsample_bytree": uniform(0.4, 1.0),
+            "reg_lambda": log_uniform(1e-3, 10.0),
+            "n_estimators": integer(100, 1000, log=True),
+        }
 
     def __init__(
         self,
@@ -355,6 +377,19 @@ class XGBModel(_BoostedModel):
     """
 
     kind = "xgb"
+
+    @classmethod
+    def search_space(cls) -> SearchSpace:
+        """Rate, depth, leaf weight, subsampling, L2 and the number of trees."""
+        return {
+            "learning_rate": log_uniform(0.01, 0.3),
+            "max_depth": integer(2, 8),
+            "min_child_weight": log_uniform(1.0, 100.0),
+            "subsample": uniform(0.5, 1.0),
+            "colsample_bytree": uniform(0.4, 1.0),
+            "reg_lambda": log_uniform(1e-3, 10.0),
+            "n_estimators": integer(100, 1000, log=True),
+        }
 
     def __init__(
         self,

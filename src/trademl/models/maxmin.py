@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trademl.models.base import BaseModel
+from trademl.models.base import BaseModel, predicted_value
 
 
 @dataclass
@@ -126,7 +126,7 @@ class MaxMinPredictor:
         out: dict[str, np.ndarray] = {}
         price = close.to_numpy(dtype=np.float64)
         for name, models in self.horizons.items():
-            p_up = models.direction.predict(X)
+            p_up = predicted_value(models.direction, X)
             high_log, low_log = models.max_high.predict(X), models.min_low.predict(X)
             out[f"{name}__p_up"] = p_up
             out[f"{name}__confidence"] = np.abs(2.0 * p_up - 1.0)

@@ -37,7 +37,7 @@ always produce a number.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,10 @@ from scipy.optimize import nnls
 
 from trademl.errors import ConfigError
 from trademl.models.base import BaseModel, register_model
+from trademl.models.space import SearchSpace
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
 
 Strategy = Literal["zero", "mean", "persistence", "prior", "volatility"]
 
@@ -141,6 +145,19 @@ class NaiveModel(BaseModel):
     tasks = ("regression", "classification")
     supports_interval = True
 
+    @classmethod
+    def search_space(cls) -> SearchSpace:
+        """Nothing to search: the tuner scores each baseline strategy as it is."""
+        return {}
+
+    def __sklearn_tags__(self) -> Tags:
+        """As every model's, with ``poor_score``: a baseline is not meant to fit well."""
+        tags = super().__sklearn_tags__()
+        for role in (tags.classifier_tags, tags.regressor_tags):
+            if role is not None:
+                role.poor_score = True
+        return tags
+
     def __init__(
         self,
         task: str = "regression",
@@ -210,7 +227,7 @@ class NaiveModel(BaseModel):
             )
         try:
             positions = self.__dict__.get("_volatility_positions_")
-            if positions is None or len(X.columns) != len(self.__dict__.get("feature_names_", ())):
+            if positions is None or len(X.columns) != self.__dict__.get("n_features_in_", -1):
                 positions = X.columns.get_indexer(pd.Index(columns))
             # Positions into one numpy block, not a selection by name: a served row would pay
             # pandas' index machinery for every nested predict.

@@ -1,14 +1,15 @@
-"""Export fitted models to ONNX and predict with ONNX Runtime, matching ``model.predict``.
+"""Export fitted models to ONNX and predict with ONNX Runtime, matching the model's numbers.
 
 Every exported graph has one input and one output:
 
 ``features``
     float32. Tree kinds: ``(batch, n_features)``, the columns in the order of
-    ``feature_names_``. Deep kinds: raw (unscaled) feature windows
+    ``feature_names_in_``. Deep kinds: raw (unscaled) feature windows
     ``(batch, seq_len, n_features)``, oldest row first.
 ``prediction``
     float32 ``(batch,)``: the regression value (or quantile), or P(y = 1) for classification,
-    the number ``model.predict`` returns.
+    the number :func:`~trademl.models.base.predicted_value` returns (``model.predict``, or
+    ``model.predict_proba(X)[:, 1]``).
 
 Precision
     ONNX tree ensembles compare float32 inputs with float32 thresholds, while LightGBM and
@@ -20,24 +21,28 @@ Precision
     converted trees route it down the same "missing" branch as the native libraries.
 
 Kinds
-    ``lgbm``
+    A kind says how it is exported by its class attribute ``onnx_export`` (None: it is not);
+    :func:`exportable_kinds` lists the registered kinds that are.
+
+    ``lgbm`` (``onnx_export = "tree"``)
         The LightGBM booster cut at ``best_iteration_`` trees (re-read from its text dump
         with ``num_iteration``), converted by ``onnxmltools.convert_lightgbm``.
-    ``xgb``
+    ``xgb`` (``"tree"``)
         The XGBoost booster cut at ``best_iteration_`` rounds, with the feature names
         ``f0..fN`` the converter expects, converted by ``onnxmltools.convert_xgboost``.
-    ``split_conformal``
+    ``split_conformal`` (``"inner"``)
         The fitted inner model ``model_``, whose predictions the wrapper returns unchanged.
         The conformal interval is *not* part of the graph: add ``± q`` to the ONNX output,
         ``q = conformal_quantile(model.scores_, alpha)`` (times ``model.scale(X)`` for
         normalised intervals; the pipeline's ONNX manifest gives ``q`` at the served level and
         the scale columns). Wrappers whose point prediction is
         not one inner model's (``cqr``, ``calibrated``) are refused.
-    ``residual`` (a tree kind on top of the HAR baseline, alone or inside ``split_conformal``)
+    ``residual`` (``"residual"``: a tree kind on top of the HAR baseline, alone or inside
+    ``split_conformal``)
         The tree graph plus the baseline's linear map in the same graph: the volatility
         columns gathered, missing values filled with the training medians, multiplied by the
         coefficients and added, with the intercept, to the trees' output.
-    ``gru``, ``lstm``, ``transformer``, ``cnn_lstm``
+    ``gru``, ``lstm``, ``transformer``, ``cnn_lstm`` (``"network"``)
         The torch network, wrapped so that the graph takes raw windows: it applies the
         model's feature scaling ``(x - mean) / scale``, sets non-finite results (NaN) to 0 as
         the kind's scaler does, runs the network and maps its first output back to target
@@ -70,16 +75,13 @@ import pandas as pd
 from trademl import __version__
 from trademl.atomic import atomic_path
 from trademl.errors import ConfigError
-from trademl.models.base import BaseModel
+from trademl.models.base import BaseModel, load_all_models
 
 if TYPE_CHECKING:
     import torch
 
-TREE_KINDS: tuple[str, ...] = ("lgbm", "xgb")
-DEEP_KINDS: tuple[str, ...] = ("gru", "lstm", "transformer", "cnn_lstm")
-WRAPPER_KINDS: tuple[str, ...] = ("split_conformal",)
-RESIDUAL_KIND = "residual"
-SUPPORTED_KINDS: tuple[str, ...] = TREE_KINDS + WRAPPER_KINDS + (RESIDUAL_KIND,) + DEEP_KINDS
+# The wrappers exported through the model they hold (onnx_export "inner" and "residual").
+_WRAPPERS = "split_conformal or residual around them"
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "prediction"
@@ -89,17 +91,18 @@ _META_PREFIX = "trademl."
 
 
 def export_onnx(model: BaseModel, path: str | Path, *, n_features: int | None = None) -> Path:
-    """Write ``model`` as an ONNX graph whose output equals ``model.predict``.
+    """Write ``model`` as an ONNX graph whose output is ``predicted_value(model, X)``.
 
     Parameters
     ----------
     model:
-        A fitted model of a supported kind: ``lgbm``, ``xgb``, ``split_conformal`` around one
-        of the others, or a deep kind (``gru``, ``lstm``, ``transformer``, ``cnn_lstm``).
+        A fitted model whose class declares ``onnx_export``: a tree kind (``lgbm``, ``xgb``),
+        a deep kind (``gru``, ``lstm``, ``transformer``, ``cnn_lstm``), ``residual`` around a
+        tree kind, or ``split_conformal`` around any of them.
     path:
         The ``.onnx`` file to write (its folder is created); written atomically.
     n_features:
-        The number of input features; checked against the model's ``feature_names_`` when
+        The number of input features; checked against the model's ``n_features_in_`` when
         given (None takes it from the model).
 
     Returns
@@ -124,13 +127,13 @@ def export_onnx(model: BaseModel, path: str | Path, *, n_features: int | None = 
     inner = _exported_model(model)
     inner._check_fitted()
     baseline = None
-    if inner.kind == RESIDUAL_KIND:
+    if inner.onnx_export == "residual":
         baseline = inner.baseline_  # type: ignore[attr-defined]
         inner = inner.model_  # type: ignore[attr-defined]
-        if inner.kind not in TREE_KINDS:
+        if inner.onnx_export != "tree":
             raise ConfigError(
                 f"onnx export: a residual {inner.kind!r} model cannot be exported; supported "
-                f"inner kinds of a residual model: {', '.join(TREE_KINDS)}"
+                f"inner kinds of a residual model: {', '.join(exportable_kinds('tree'))}"
             )
     features = list(inner.feature_names_)
     if n_features is not None and n_features != len(features):
@@ -145,7 +148,7 @@ def export_onnx(model: BaseModel, path: str | Path, *, n_features: int | None = 
         "version": __version__,
     }
     target = Path(path)
-    if inner.kind in DEEP_KINDS:
+    if inner.onnx_export == "network":
         module, seq_len = _deep_module(inner)
         meta["seq_len"] = str(seq_len)
         with atomic_path(target) as temp:
@@ -280,29 +283,56 @@ def sliding_windows(rows: np.ndarray, seq_len: int) -> np.ndarray:
 # -- which model is exported -------------------------------------------------------------------
 
 
+def exportable_kinds(graph: str | None = None) -> list[str]:
+    """The registered model kinds whose class declares ``onnx_export`` (``graph``, if given).
+
+    Parameters
+    ----------
+    graph : str or None
+        Only the kinds exported this way (``"tree"``, ``"network"``...); None for all.
+
+    Returns
+    -------
+    list of str
+        Kind names, the row-wise kinds first, then the sequence kinds, each sorted.
+
+    Examples
+    --------
+    >>> exportable_kinds("tree")
+    ['lgbm', 'xgb']
+    """
+    classes = load_all_models()
+    chosen = [
+        (cls.is_sequence, kind)
+        for kind, cls in classes.items()
+        if cls.onnx_export is not None and (graph is None or cls.onnx_export == graph)
+    ]
+    return [kind for _, kind in sorted(chosen)]
+
+
+def _unsupported(what: str) -> ConfigError:
+    return ConfigError(f"{what}; supported kinds: {', '.join(exportable_kinds())}, and {_WRAPPERS}")
+
+
 def _exported_model(model: BaseModel) -> BaseModel:
-    """The model whose graph reproduces ``model.predict``: itself, or a wrapper's inner one."""
+    """The model whose graph gives ``model``'s numbers: itself, or a wrapper's inner one."""
     if not isinstance(model, BaseModel):
         raise ConfigError(f"onnx export: expected a trademl model, got {type(model).__name__}")
     kind = model.kind
-    if kind not in SUPPORTED_KINDS:
+    if model.onnx_export is None:
         why = (
             " (its predictions are not one inner model's: export model.model_ or the lower "
             "and upper models instead, and apply the wrapper's map yourself)"
             if kind in ("calibrated", "cqr")
             else ""
         )
-        raise ConfigError(
-            f"onnx export does not support model kind {kind!r}{why}; supported kinds: "
-            f"{', '.join(SUPPORTED_KINDS)}"
-        )
-    if kind in WRAPPER_KINDS:
+        raise _unsupported(f"onnx export does not support model kind {kind!r}{why}")
+    if model.onnx_export == "inner":
         model._check_fitted()
         inner: BaseModel = model.model_  # type: ignore[attr-defined]
-        if inner.kind not in TREE_KINDS + DEEP_KINDS + (RESIDUAL_KIND,):
-            raise ConfigError(
-                f"onnx export: {kind} wraps a {inner.kind!r} model, which cannot be exported; "
-                f"supported inner kinds: {', '.join(TREE_KINDS + DEEP_KINDS)}"
+        if inner.onnx_export not in ("tree", "network", "residual"):
+            raise _unsupported(
+                f"onnx export: {kind} wraps a {inner.kind!r} model, which cannot be exported"
             )
         return inner
     return model
@@ -562,10 +592,8 @@ def _export_torch(module: torch.nn.Module, seq_len: int, n_features: int, path: 
 
 
 __all__ = [
-    "DEEP_KINDS",
-    "SUPPORTED_KINDS",
-    "TREE_KINDS",
     "OnnxPredictor",
     "export_onnx",
+    "exportable_kinds",
     "sliding_windows",
 ]

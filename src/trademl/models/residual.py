@@ -25,8 +25,6 @@ True
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import pandas as pd
 
@@ -57,8 +55,8 @@ class ResidualRegressor(BaseModel):
     """
 
     kind = "residual"
-    task = "regression"
     tasks = ("regression", "quantile")
+    onnx_export = "residual"
 
     def __init__(
         self,
@@ -71,6 +69,11 @@ class ResidualRegressor(BaseModel):
         self.seasonal_feature = seasonal_feature
 
     @property
+    def task(self) -> str:  # type: ignore[override]
+        """The learned model's task (regression or quantile)."""
+        return str(self.model.task)
+
+    @property
     def supports_interval(self) -> bool:  # type: ignore[override]
         """Whether the learned model gives intervals (shifted by the baseline)."""
         return bool(self.model.supports_interval)
@@ -80,32 +83,13 @@ class ResidualRegressor(BaseModel):
         """Whether the learned model reads ordered windows of rows."""
         return bool(self.model.is_sequence)
 
-    def clone(self) -> Self:
-        """A new, unfitted wrapper around a clone of the learned model."""
-        return type(self)(
-            self.model.clone(),
-            list(self.volatility_features),
-            self.__dict__.get("seasonal_feature"),
-        )
-
-    def fit(
-        self,
-        X: pd.DataFrame,
-        y: pd.Series,
-        *,
-        eval_set: tuple[pd.DataFrame, pd.Series] | None = None,
-    ) -> Self:
-        """Fit the baseline, then the learned model on its residual; return ``self``."""
-        self.task = self.model.task
-        return super().fit(X, y, eval_set=eval_set)
-
     def _fit(
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
     ) -> None:
         baseline = NaiveModel(
             strategy="volatility",
             volatility_features=self.volatility_features,
-            seasonal_feature=self.__dict__.get("seasonal_feature"),
+            seasonal_feature=self.seasonal_feature,
         )
         self.baseline_ = baseline.fit(X, y)
         residual = y - self.baseline_.predict(X)

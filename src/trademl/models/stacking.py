@@ -23,7 +23,8 @@ Meta-models
     ``{"kind": "ridge", "params": {"l2": ...}}`` (regression, the default) and
     ``{"kind": "logistic", "params": {"l2": ...}}`` (classification, the default) are linear
     fits on the meta features standardised on the meta rows, with an unpenalised intercept and
-    the penalty ``l2 / 2 · ||w||²`` added to the mean loss (half squared error, or log loss).
+    the penalty ``l2 / 2 · ||w||²`` added to the mean loss (half squared error, or log loss),
+    solved by scikit-learn's ``Ridge`` and ``LogisticRegression``.
     For classification the meta features are the logits of the base probabilities. Any other
     registered model kind may be named instead (e.g. ``lgbm``); it receives the meta features
     as a DataFrame with columns ``base{i}_{kind}``. With ``passthrough`` the original features
@@ -54,7 +55,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from trademl.errors import ConfigError
-from trademl.models.base import MODELS, BaseModel, load_all_models, make_model, register_model
+from trademl.models.base import (
+    MODELS,
+    BaseModel,
+    load_all_models,
+    make_model,
+    predicted_value,
+    register_model,
+)
 from trademl.models.residual import ResidualRegressor
 from trademl.validation.splitters import WalkForward
 
@@ -327,10 +335,10 @@ class StackingModel(BaseModel):
 
         splitter = self._inner_splitter(len(X))
         oof = np.full((len(X), len(bases)), np.nan)
-        for train, test in splitter.split(len(X)):
+        for train, test in splitter.split(X, y):
             for number, base in enumerate(bases):
                 fitted = _fit_base(base, X.iloc[train], y.iloc[train], None, number)
-                oof[test, number] = fitted.predict(X.iloc[test])
+                oof[test, number] = predicted_value(fitted, X.iloc[test])
         meta_rows = np.flatnonzero(np.isfinite(oof).all(axis=1)).astype(np.int64)
 
         self.meta_feature_names_ = [f"base{i}_{base.kind}" for i, base in enumerate(bases)]
@@ -373,7 +381,7 @@ class StackingModel(BaseModel):
             _fit_base(base, X, y, eval_set, number) for number, base in enumerate(bases)
         ]
         self.meta_rows_ = meta_rows
-        self.inner_folds_ = splitter.describe(len(X))
+        self.inner_folds_ = splitter.describe(X)
 
     def _meta_frame(self, predictions: FloatArray, X: pd.DataFrame) -> pd.DataFrame:
         """Meta features of ``X`` given the base ``predictions`` (rows × base models)."""
@@ -385,11 +393,11 @@ class StackingModel(BaseModel):
         return frame
 
     def _predict(self, X: pd.DataFrame) -> FloatArray:
-        predictions = np.column_stack([base.predict(X) for base in self.base_models_])
+        predictions = np.column_stack([predicted_value(base, X) for base in self.base_models_])
         meta_X = self._meta_frame(predictions, X)
         if isinstance(self.meta_model_, LinearMeta):
             return self.meta_model_.predict(_numeric(meta_X))
-        return self.meta_model_.predict(meta_X)
+        return predicted_value(self.meta_model_, meta_X)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -500,9 +508,13 @@ def _sigmoid(z: FloatArray) -> FloatArray:
 def _fit_linear(kind: str, features: FloatArray, target: FloatArray, l2: float) -> LinearMeta:
     """Ridge or L2 logistic regression on standardised columns, returned in raw units.
 
-    Missing values are filled with the column mean; constant (or empty) columns get weight 0.
+    Both minimise the mean loss (half squared error, or log loss) plus ``l2 / 2 · ||w||²``
+    with a free intercept, solved by scikit-learn: ``Ridge(alpha=n · l2)`` and
+    ``LogisticRegression(C=1 / (n · l2))`` give exactly that objective (their losses are sums,
+    not means). Missing values are filled with the column mean; constant (or empty) columns
+    get weight 0.
     """
-    n_rows, n_columns = features.shape
+    n_columns = features.shape[1]
     finite = np.isfinite(features)
     counts = finite.sum(axis=0)
     sums = np.where(finite, features, 0.0).sum(axis=0)
@@ -511,12 +523,7 @@ def _fit_linear(kind: str, features: FloatArray, target: FloatArray, l2: float) 
     scale = filled.std(axis=0)
     varying = scale > 0
     standard = (filled[:, varying] - fill[varying]) / scale[varying]
-    if kind == "ridge":
-        intercept = float(target.mean())
-        gram = standard.T @ standard / n_rows + l2 * np.eye(standard.shape[1])
-        weights = np.linalg.lstsq(gram, standard.T @ (target - intercept) / n_rows, rcond=None)[0]
-    else:
-        intercept, weights = _newton_logistic(standard, target, l2)
+    intercept, weights = _solve(kind, standard, target, l2)
     coef = np.zeros(n_columns)
     coef[varying] = weights / scale[varying]
     return LinearMeta(
@@ -527,44 +534,32 @@ def _fit_linear(kind: str, features: FloatArray, target: FloatArray, l2: float) 
     )
 
 
-def _newton_logistic(
-    standard: FloatArray, target: FloatArray, l2: float, max_iter: int = 100
+def _solve(
+    kind: str, standard: FloatArray, target: FloatArray, l2: float
 ) -> tuple[float, FloatArray]:
-    """Minimise mean log loss + ``l2 / 2 · ||w||²`` by damped Newton steps (intercept free)."""
+    """Intercept and weights of the penalised fit on centred, scaled columns."""
     n_rows, n_columns = standard.shape
-    design = np.column_stack([np.ones(n_rows), standard])
-    penalty = np.full(n_columns + 1, l2)
-    penalty[0] = 0.0
-    share = float(np.clip(target.mean(), _PROBABILITY_CLIP, 1.0 - _PROBABILITY_CLIP))
-    theta = np.zeros(n_columns + 1)
-    theta[0] = np.log(share / (1.0 - share))
+    if n_columns == 0:  # nothing varies: the intercept alone
+        share = float(target.mean())
+        if kind == "ridge":
+            return share, np.zeros(0)
+        share = float(np.clip(share, _PROBABILITY_CLIP, 1.0 - _PROBABILITY_CLIP))
+        return float(np.log(share / (1.0 - share))), np.zeros(0)
+    if kind == "ridge":
+        from sklearn.linear_model import Ridge
 
-    def objective(candidate: FloatArray) -> float:
-        score = design @ candidate
-        # log(1 + e^s) - y·s, computed without overflow.
-        loss = np.logaddexp(0.0, score) - target * score
-        return float(loss.mean() + 0.5 * (penalty * candidate**2).sum())
+        ridge = Ridge(alpha=n_rows * l2).fit(standard, target)
+        return float(ridge.intercept_), np.asarray(ridge.coef_, dtype=np.float64)
+    from sklearn.linear_model import LogisticRegression
 
-    current = objective(theta)
-    for _ in range(max_iter):
-        p = _sigmoid(design @ theta)
-        gradient = design.T @ (p - target) / n_rows + penalty * theta
-        hessian = (design.T * (p * (1.0 - p))) @ design / n_rows + np.diag(penalty)
-        step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-        # Halve the step until the objective does not rise (plain Newton can overshoot).
-        size = 1.0
-        candidate = theta - step
-        value = objective(candidate)
-        while value > current and size > 1e-8:
-            size /= 2.0
-            candidate = theta - size * step
-            value = objective(candidate)
-        if value > current:
-            break
-        theta, improvement, current = candidate, current - value, value
-        if improvement < 1e-12 or float(np.abs(size * step).max()) < 1e-10:
-            break
-    return float(theta[0]), np.asarray(theta[1:], dtype=np.float64)
+    # Newton steps on the exact Hessian: the same optimum as a plain Newton solver, to 1e-10.
+    logistic = LogisticRegression(
+        C=1.0 / (n_rows * l2) if l2 > 0 else np.inf,
+        solver="newton-cholesky",
+        tol=1e-10,
+        max_iter=100,
+    ).fit(standard, target.astype(np.int64))
+    return float(logistic.intercept_[0]), np.asarray(logistic.coef_[0], dtype=np.float64)
 
 
 __all__ = ["LinearMeta", "StackingModel"]

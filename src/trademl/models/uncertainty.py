@@ -31,8 +31,9 @@ The wrapped models are cloned in ``fit``; the objects given are never fitted or 
     ``x``. The models' quantile levels should be ``alpha/2`` and ``1 - alpha/2`` of the alpha
     asked for; other levels keep the coverage but widen or narrow the raw band more.
 ``CalibratedClassifier``
-    Maps the head model's P(y = 1) through a monotone map learned on the calibration rows:
-    isotonic regression, or Platt's sigmoid (a logistic regression on the logit of P).
+    A classifier (``predict_proba``, ``classes_``) that maps the head model's P(y = 1)
+    through a monotone map learned on the calibration rows: isotonic regression, or Platt's
+    sigmoid (a logistic regression on the logit of P).
 
 Both regressors expose ``conformity_scores(X, y)`` and ``interval_at(X, q)`` (one threshold per
 row), which :class:`trademl.models.aci.AdaptiveConformal` uses to move the quantile level
@@ -46,13 +47,13 @@ measure it on the test folds rather than assume it.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from trademl.errors import ConfigError
-from trademl.models.base import BaseModel
+from trademl.models.base import BaseModel, predicted_value
 from trademl.models.gbm import tail_split
 
 # Probabilities are clipped this far from 0 and 1 before taking their logit.
@@ -176,6 +177,7 @@ class SplitConformalRegressor(_TailCalibrated):
     task = "regression"
     tasks = ("regression",)
     supports_interval = True
+    onnx_export = "inner"
 
     def __init__(
         self,
@@ -188,11 +190,6 @@ class SplitConformalRegressor(_TailCalibrated):
         self.calibration_fraction = calibration_fraction
         self.gap = gap
         self.scale_features = scale_features
-
-    def clone(self) -> Self:
-        """A new, unfitted wrapper around a clone of the wrapped model."""
-        scale = None if self.scale_features is None else list(self.scale_features)
-        return type(self)(self.model.clone(), self.calibration_fraction, self.gap, scale)
 
     def _fit(
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
@@ -350,12 +347,6 @@ class ConformalQuantileRegressor(_TailCalibrated):
         self.calibration_fraction = calibration_fraction
         self.gap = gap
 
-    def clone(self) -> Self:
-        """A new, unfitted wrapper around clones of the wrapped models."""
-        return type(self)(
-            self.lower_model.clone(), self.upper_model.clone(), self.calibration_fraction, self.gap
-        )
-
     def _band(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return self.lower_model_.predict(X), self.upper_model_.predict(X)
 
@@ -478,10 +469,6 @@ class CalibratedClassifier(_TailCalibrated):
         self.calibration_fraction = calibration_fraction
         self.gap = gap
 
-    def clone(self) -> Self:
-        """A new, unfitted wrapper around a clone of the wrapped model."""
-        return type(self)(self.model.clone(), self.method, self.calibration_fraction, self.gap)
-
     def _fit(
         self, X: pd.DataFrame, y: pd.Series, eval_set: tuple[pd.DataFrame, pd.Series] | None
     ) -> None:
@@ -492,7 +479,7 @@ class CalibratedClassifier(_TailCalibrated):
             )
         head_stop, tail_start = self._split(len(y))
         self.model_ = self._fit_inner(self.model, X.iloc[:head_stop], y.iloc[:head_stop], eval_set)
-        raw = self.model_.predict(X)[tail_start:]
+        raw = predicted_value(self.model_, X)[tail_start:]
         tail_y = y.iloc[tail_start:].to_numpy(dtype=np.float64)
         # Sequence models give no prediction before their first full window.
         defined = np.isfinite(raw)
@@ -521,7 +508,7 @@ class CalibratedClassifier(_TailCalibrated):
         return LogisticRegression(C=1e6).fit(_logit(raw)[:, None], target.astype(int))
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.model_.predict(X)
+        raw = predicted_value(self.model_, X)
         calibrated = np.full(len(raw), np.nan)
         defined = np.isfinite(raw)
         if self.method == "isotonic":

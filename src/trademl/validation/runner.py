@@ -18,7 +18,7 @@ import pandas as pd
 
 from trademl.errors import ConfigError
 from trademl.models.aci import AdaptiveConformal, ConformalModel
-from trademl.models.base import BaseModel
+from trademl.models.base import BaseModel, predicted_value
 from trademl.progress import progress_bar
 
 ModelFactory = Callable[[], BaseModel]
@@ -98,7 +98,7 @@ def evaluate(
                 model = factory()
                 X = inputs[name]
                 model.fit(X.iloc[train], y.iloc[train])
-                part[name] = model.predict(X.iloc[test])
+                part[name] = predicted_value(model, X.iloc[test])
                 if alpha is not None and adaptive is not None and isinstance(model, ConformalModel):
                     path = paths.setdefault(name, adaptive())
                     X_test = X.iloc[test]
