@@ -7,15 +7,13 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.serving.test_serve_command import free_port
+from tests.support.api import free_port, wait_until_answering
 
 from trademl.config import Settings
 from trademl.serving import create_app
@@ -98,16 +96,7 @@ def serve(home: Path, env: dict[str, str], log: Path) -> Iterator[Server]:
         )
     base = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            time.sleep(0.25)
+        wait_until_answering(process, f"http://{base}/health", log.read_text)
         yield Server(base, log)
     finally:
         process.terminate()

@@ -3,31 +3,21 @@ leave payloads, results and errors out."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
 from tests.security.conftest import HEADERS
+from tests.support.api import finished_job
 
 from trademl.config import Settings
 from trademl.serving import create_app
-
-
-def finished(client: TestClient, job_id: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"/api/v1/jobs/{job_id}", headers=HEADERS).json()
-        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            return dict(job)
-        time.sleep(0.05)
 
 
 def test_job_reads_need_the_key(api: TestClient) -> None:
     payload = {"note": "a client's private payload"}
     job_id = api.post("/api/v1/jobs", json={"kind": "echo", "payload": payload}, headers=HEADERS)
     job_id = job_id.json()["id"]
-    assert finished(api, job_id)["result"] == {"payload": payload}
+    assert finished_job(api, job_id, HEADERS)["result"] == {"payload": payload}
     for path in ("/api/v1/jobs", f"/api/v1/jobs/{job_id}", "/api/v1/jobs/nope"):
         missing = api.get(path)
         assert missing.status_code == 401, missing.text
@@ -43,8 +33,8 @@ def test_listings_leave_payloads_results_and_errors_out(api: TestClient) -> None
     fail = api.post(
         "/api/v1/jobs", json={"kind": "fail", "payload": {"message": "ERROR-2"}}, headers=HEADERS
     ).json()["id"]
-    finished(api, echo)
-    assert finished(api, fail)["error"]["message"] == "ERROR-2"
+    finished_job(api, echo, HEADERS)
+    assert finished_job(api, fail, HEADERS)["error"]["message"] == "ERROR-2"
     listed = api.get("/api/v1/jobs", headers=HEADERS)
     assert listed.status_code == 200
     jobs = listed.json()["jobs"]

@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from tests.serving.conftest import HEADERS, MODEL, Served, tiny_config
+from tests.support.api import finished_job
 
 from trademl.config import _cached_settings, reload_settings
-
-
-def poll(client: TestClient, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"/api/v1/jobs/{job_id}", headers=HEADERS).json()
-        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            return dict(job)
-        time.sleep(0.1)
 
 
 def test_submit_poll_and_cancel_jobs(client: TestClient) -> None:
@@ -29,11 +21,13 @@ def test_submit_poll_and_cancel_jobs(client: TestClient) -> None:
         "/api/v1/jobs", json={"kind": "echo", "payload": {"hello": "world"}}, headers=HEADERS
     )
     assert submitted.status_code == 202
-    done = poll(client, submitted.json()["id"])
+    done = finished_job(client, submitted.json()["id"], HEADERS, 120)
     assert done["state"] == "succeeded" and done["result"] == {"payload": {"hello": "world"}}
-    failed = poll(
+    failed = finished_job(
         client,
         client.post("/api/v1/jobs", json={"kind": "fail"}, headers=HEADERS).json()["id"],
+        HEADERS,
+        120,
     )
     assert failed["state"] == "failed" and failed["error"]["type"] == "RuntimeError"
     slow = client.post(
@@ -42,7 +36,7 @@ def test_submit_poll_and_cancel_jobs(client: TestClient) -> None:
     cancelled = client.delete(f"/api/v1/jobs/{slow['id']}", headers=HEADERS)
     assert cancelled.status_code == 200
     assert cancelled.json()["state"] == "cancelled" or cancelled.json()["cancel_requested"]
-    assert poll(client, slow["id"], 10)["state"] == "cancelled"
+    assert finished_job(client, slow["id"], HEADERS, 10)["state"] == "cancelled"
     again = client.delete(f"/api/v1/jobs/{done['id']}", headers=HEADERS)
     assert again.status_code == 409 and again.json()["error"]["type"] == "JobStateError"
     listed = client.get("/api/v1/jobs", params={"state": "succeeded"}, headers=HEADERS).json()
@@ -79,7 +73,7 @@ def test_train_job_then_promote_and_rollback(client: TestClient, served: Served)
         headers=HEADERS,
     )
     assert job.status_code == 202, job.text
-    trained = poll(client, job.json()["id"])
+    trained = finished_job(client, job.json()["id"], HEADERS, 120)
     assert trained["state"] == "succeeded", trained["error"]
     assert trained["result"]["model_version"] == 2
     # The reload loop (every second here) serves the new latest version without a restart.

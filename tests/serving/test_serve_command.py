@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 from tests.serving.conftest import API_KEY, MODEL, Served
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.api import free_port, wait_until_answering
 
 
 def test_serve_command_answers_over_http(served: Served) -> None:
@@ -48,16 +41,9 @@ def test_serve_command_answers_over_http(served: Served) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
-            time.sleep(0.25)
+        wait_until_answering(
+            server, f"{base}/ready", lambda: server.stdout.read() if server.stdout else ""
+        )
         response = httpx.post(
             f"{base}/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"}, timeout=10
         )
