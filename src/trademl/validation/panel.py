@@ -157,19 +157,8 @@ class PanelSplitter:
     ) -> Iterator[tuple[Positions, Positions]]:
         """Yield ``(train_rows, test_rows)`` per fold, sorted ``int64`` row positions.
 
-        Parameters
-        ----------
-        X : DataFrame, array-like or int
-            The panel's rows (in the order of ``times``), or their number.
-        y : object, optional
-            Ignored; accepted for scikit-learn's ``cv=`` protocol.
-        groups : object, optional
-            Ignored.
-
-        Returns
-        -------
-        Iterator[tuple[numpy.ndarray, numpy.ndarray]]
-            Training and test row positions per fold.
+        As :meth:`Splitter.split <trademl.validation.splitters.Splitter.split>`, where ``X``
+        is the panel's rows (in the order of ``times``) or their number.
 
         Raises
         ------
