@@ -433,9 +433,25 @@ def predicted_value(model: BaseModel, X: pd.DataFrame | np.ndarray) -> np.ndarra
     >>> predicted_value(model, X[:1]), model.predict(X[:1])
     (array([0.75]), array([1]))
     """
-    if model.task == "classification":
-        return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
-    return np.asarray(model.predict(X), dtype=np.float64)
+    if model.task != "classification":
+        return np.asarray(model.predict(X), dtype=np.float64)
+    if _plain_proba(type(model)):
+        # predict_proba's second column is _value: skip building the (n, 2) array, which costs
+        # a third of a served request's model time on a calibrated classifier.
+        return model._value(X)
+    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+
+
+# Model class -> whether it keeps BaseModel's predict_proba (then P(class 1) is _value).
+_PLAIN_PROBA: dict[type, bool] = {}
+
+
+def _plain_proba(cls: type) -> bool:
+    plain = _PLAIN_PROBA.get(cls)
+    if plain is None:
+        own = inspect.getattr_static(cls, "predict_proba", None)
+        plain = _PLAIN_PROBA[cls] = own is inspect.getattr_static(BaseModel, "predict_proba")
+    return plain
 
 
 def load_model(directory: str | Path) -> BaseModel:
