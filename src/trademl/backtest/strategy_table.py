@@ -25,7 +25,6 @@ from trademl.plugins import GROUPS, PluginTable
 PREDICTION_KINDS = ("direction", "max_high", "min_low", "forward_return")
 """The prediction kinds a strategy may read."""
 
-_BASELINE_PREFIX = "naive_"  # trademl.models.naive.BASELINE_PREFIX, not imported to stay light
 _COLUMN = re.compile(
     rf"^(?P<model>.+?)__(?P<kind>{'|'.join(PREDICTION_KINDS)})_(?P<bars>\d+)$"
 )  # fmt: skip
@@ -143,7 +142,11 @@ def _pick(
         if (model is None or m == model) and (horizon is None or h == horizon)
     ]
     if model is None and len(candidates) > 1:
-        candidates = [(m, h) for (m, h) in candidates if not m.startswith(_BASELINE_PREFIX)]
+        # Deferred: the models import scikit-learn (about a second), and configs read this
+        # module's table without ever picking a model.
+        from trademl.models.naive import BASELINE_PREFIX
+
+        candidates = [(m, h) for (m, h) in candidates if not m.startswith(BASELINE_PREFIX)]
     if len(candidates) == 1:
         return candidates[0]
     wanted = ", ".join(f"{{model}}__{kind}_{{bars}}" for kind in sorted(needed))
