@@ -89,7 +89,8 @@ import pandas as pd
 import talib
 from pandas.api.typing import Rolling
 
-from trademl.features.indicators import PRICE_INPUTS, Bars, Indicator, Param, register
+from trademl.data.candles import COLUMNS
+from trademl.features.indicators import Bars, Indicator, Param, register
 
 # Windows above this are a typo, not a choice; the bound makes the mistake fail early.
 MAX_WINDOW = 100_000
@@ -209,7 +210,7 @@ def _window(default: int = 20, low: int = 2) -> Param:
 
 
 def _price(default: str = "close") -> Param:
-    return Param("price", default, choices=PRICE_INPUTS)
+    return Param("price", default, choices=COLUMNS)
 
 
 # -- returns and statistics ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trademl.data.candles import candle_index
+from trademl.data.candles import COLUMNS, candle_index
 from trademl.errors import ConfigError
 from trademl.features.invariance import DEFAULT_TOLERANCE
 from trademl.plugins import GROUPS, PluginTable
@@ -28,7 +28,6 @@ FAMILIES = (
     "trend", "momentum", "volatility", "volume", "pattern", "cycle", "price", "statistic",
     "returns", "geometry", "time", "phase", "alpha158",
 )  # fmt: skip
-PRICE_INPUTS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,13 @@ class Bars:
     @classmethod
     def from_candles(cls, candles: pd.DataFrame) -> Bars:
         """Bars of a Candles frame (arrays are copies: indicators may not alter the frame)."""
-        arrays = {c: candles[c].to_numpy(dtype=np.float64, copy=True) for c in PRICE_INPUTS}
+        arrays = {c: candles[c].to_numpy(dtype=np.float64, copy=True) for c in COLUMNS}
         return cls(index=candle_index(candles), **arrays)
 
     def column(self, name: str) -> np.ndarray:
         """One input series by name (``open``... ``volume``)."""
-        if name not in PRICE_INPUTS:
-            raise ConfigError(f"input {name!r} is not one of {', '.join(PRICE_INPUTS)}")
+        if name not in COLUMNS:
+            raise ConfigError(f"input {name!r} is not one of {', '.join(COLUMNS)}")
         array: np.ndarray = getattr(self, name)
         return array
 

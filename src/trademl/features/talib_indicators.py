@@ -25,7 +25,8 @@ import pandas as pd
 import talib
 import talib.abstract
 
-from trademl.features.indicators import PRICE_INPUTS, Bars, Indicator, Param, register
+from trademl.data.candles import COLUMNS
+from trademl.features.indicators import Bars, Indicator, Param, register
 from trademl.features.invariance import (
     DEFAULT_TOLERANCE,
     cached_convergence,
@@ -114,7 +115,7 @@ def _make(function: str) -> Indicator:
     single_price = list(info["input_names"]) == ["price"]
     params = [_param(name, default) for name, default in info["parameters"].items()]
     if single_price:
-        params.insert(0, Param("price", inputs[0], choices=PRICE_INPUTS))
+        params.insert(0, Param("price", inputs[0], choices=COLUMNS))
     outputs = tuple(info["output_names"])
     output_names = ("",) if len(outputs) == 1 else tuple(_SHORT.get(o, o) for o in outputs)
     call = getattr(talib, function)
