@@ -15,21 +15,11 @@ from tests.support.jobs import (
     SESSION_QUEUE,
     Worker,
     job_settings,
+    require_redis,
     service_missing,
 )
 
 from trademl.jobs import JobQueue, open_queue
-
-
-def _check_redis() -> None:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        client.ping()
-        client.close()
-    except Exception as error:
-        service_missing("Redis", error)
 
 
 def _check_rabbitmq() -> None:
@@ -92,7 +82,7 @@ def _broker_worker(
 redis_worker = _broker_worker(
     "redis",
     REDIS_URL,
-    _check_redis,
+    require_redis,
     lambda: _clean_redis([SESSION_QUEUE, f"{SESSION_QUEUE}-kill"]),
 )
 rabbitmq_worker = _broker_worker(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from tests.security.conftest import Server, serve
 from tests.security.test_attacks import snapshot
-from tests.support.jobs import REDIS_URL, Worker, job_settings, service_missing
+from tests.support.jobs import REDIS_URL, Worker, job_settings, require_redis
 
 from trademl.jobs import JobState, open_queue
 from trademl.jobs.celery_queue import CeleryQueue, send
@@ -83,15 +83,8 @@ def _clean_redis(url: str, queue: str) -> None:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    import redis
-
     url, password = broker_url()
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        client.ping()
-        client.close()
-    except Exception as error:
-        service_missing("Redis", error)
+    require_redis(url)
     folder = tmp_path_factory.mktemp("celery-attack")
     home = folder / "home"
     (home / "runs" / "ok").mkdir(parents=True)

@@ -32,6 +32,18 @@ def service_missing(name: str, error: Exception) -> None:
     pytest.skip(message)
 
 
+def require_redis(url: str = REDIS_URL) -> None:
+    """Skip (fail under CI) unless the Redis at ``url`` answers a ping."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as error:
+        service_missing("Redis", error)
+
+
 def job_settings(home: Path, broker: str | None = None, queue: str = SESSION_QUEUE) -> Settings:
     """Settings of one backend, independent of the caller's TRADEML_* environment."""
     return Settings(
