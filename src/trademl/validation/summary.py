@@ -67,32 +67,33 @@ def _count(row: pd.Series, metric: str) -> str:
 
 @dataclass(frozen=True)
 class _Column:
-    metric: str
     header: str
     cell: Callable[[pd.Series, str], str]
     brief: bool  # shown in the terminal's narrower table too
 
 
-_DIRECTION: tuple[_Column, ...] = (
-    _Column("accuracy", "accuracy (95% CI)", _interval(".4f"), True),
-    _Column("balanced_accuracy", "balanced acc.", _number(".4f"), False),
-    _Column("log_loss", "log loss", _number(".4f"), True),
-    _Column("roc_auc", "AUC", _number(".4f"), True),
-    _Column("brier", "Brier", _number(".4f"), True),
-    _Column("n", "n", _count, True),
-)
-_REGRESSION: tuple[_Column, ...] = (
-    _Column("r2", "R² (95% CI)", _interval("+.4f"), True),
-    _Column("mae", "MAE", _number(".5f"), True),
-    _Column("rmse", "RMSE", _number(".5f"), False),
-    _Column("ic", "IC (95% CI)", _interval("+.4f"), True),
-    _Column("rank_ic", "rank IC", _number("+.4f"), False),
-    _Column("coverage", "coverage (95% CI)", _interval(".3f"), True),
-    _Column("coverage_worst_window", "worst window", _number(".3f"), False),
-    _Column("interval_width", "interval width", _number(".5f"), False),
-    _Column("coverage_mc_dropout", "MC-dropout coverage", _number(".3f"), True),
-    _Column("n", "n", _count, True),
-)
+_COLUMNS = {
+    "accuracy": _Column("accuracy (95% CI)", _interval(".4f"), True),
+    "balanced_accuracy": _Column("balanced acc.", _number(".4f"), False),
+    "log_loss": _Column("log loss", _number(".4f"), True),
+    "roc_auc": _Column("AUC", _number(".4f"), True),
+    "brier": _Column("Brier", _number(".4f"), True),
+    "r2": _Column("R² (95% CI)", _interval("+.4f"), True),
+    "mae": _Column("MAE", _number(".5f"), True),
+    "rmse": _Column("RMSE", _number(".5f"), False),
+    "ic": _Column("IC (95% CI)", _interval("+.4f"), True),
+    "rank_ic": _Column("rank IC", _number("+.4f"), False),
+    "coverage": _Column("coverage (95% CI)", _interval(".3f"), True),
+    "coverage_worst_window": _Column("worst window", _number(".3f"), False),
+    "interval_width": _Column("interval width", _number(".5f"), False),
+    "coverage_mc_dropout": _Column("MC-dropout coverage", _number(".3f"), True),
+    "n": _Column("n", _count, True),
+}
+_DIRECTION = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "brier", "n")
+_REGRESSION = (
+    "r2", "mae", "rmse", "ic", "rank_ic", "coverage", "coverage_worst_window",
+    "interval_width", "coverage_mc_dropout", "n",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,17 +134,17 @@ def summary_tables(summary: pd.DataFrame, *, brief: bool = False) -> list[Summar
     """
     tables = []
     for (target, horizon), part in summary.groupby(["target", "horizon"], sort=False):
-        columns = _DIRECTION if target == "direction" else _REGRESSION
-        columns = tuple(c for c in columns if c.brief or not brief)
+        metrics = _DIRECTION if target == "direction" else _REGRESSION
+        shown = [m for m in metrics if _COLUMNS[m].brief or not brief]
         rows = tuple(
-            (str(row["model"]), *(c.cell(row, c.metric) for c in columns))
+            (str(row["model"]), *(_COLUMNS[m].cell(row, m) for m in shown))
             for _, row in part.iterrows()
         )
         bars = int(part["horizon_bars"].iloc[0])
         tables.append(
             SummaryTable(
                 title=f"{target}, horizon {horizon} ({bars} bars)",
-                headers=("model", *(c.header for c in columns)),
+                headers=("model", *(_COLUMNS[m].header for m in shown)),
                 rows=rows,
             )
         )
