@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from trademl.api import backtest
+from trademl.api import backtest, load_model
 from trademl.api import train as run_training
 from trademl.backtest.outcome import BacktestRun
 from trademl.config import Settings
@@ -100,6 +100,10 @@ class DemoSummary:
     training: RunResult | None = None
     backtest: BacktestRun | None = None
     parity: ParityReport | None = None
+    # The run folder's pipeline (loaded without MLflow) predicts what the registered one does.
+    folder_matches_registry: bool | None = None
+    # Family → (names registered, of which from installed packages' entry points).
+    plugins: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -168,11 +172,13 @@ def run_demo(
             },
             settings=settings,
         )
-    parity = None
+    parity, same = None, None
     if training is not None and training.model_name and training.model_version is not None:
         # The registered version, as the server loads it, replayed over the stored bars.
         pipeline, _ = load_pipeline(training.model_name, training.model_version, settings)
         parity = replay_parity(pipeline, candles, DEMO_REPLAY_BARS)
+        folder = load_model(training.output)
+        same = folder.predict_last(candles).values == pipeline.predict_last(candles).values
     return DemoSummary(
         origin,
         store_url,
@@ -186,4 +192,25 @@ def run_demo(
         training,
         trades,
         parity,
+        same,
+        plugin_families(),
     )
+
+
+def plugin_families() -> dict[str, tuple[int, list[str]]]:
+    """Every plug-in family: how many names it knows, and those from installed packages."""
+    from trademl.backtest.strategy_table import STRATEGIES
+    from trademl.data.sources.base import SOURCES
+    from trademl.data.stores.base import STORES
+    from trademl.features.indicators import INDICATORS
+    from trademl.models.base import MODELS
+    from trademl.plugins import PluginTable
+
+    tables: dict[str, PluginTable[Any]] = {
+        "model kinds": MODELS,
+        "indicators": INDICATORS,
+        "sources": SOURCES,
+        "stores": STORES,
+        "strategies": STRATEGIES,
+    }
+    return {name: (len(table.names()), table.third_party()) for name, table in tables.items()}

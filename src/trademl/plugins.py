@@ -205,6 +205,10 @@ class PluginTable(Generic[T]):
             f"unknown {self.kind} {name!r}{hint} (known: {', '.join(known) or 'none'}{extra})"
         )
 
+    def third_party(self) -> list[str]:
+        """Names that installed packages register through the entry-point group, sorted."""
+        return sorted(self._externals())
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
 

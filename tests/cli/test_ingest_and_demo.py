@@ -74,3 +74,17 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     )
     assert parity is not None, result.stdout
     assert int(parity[1]) == 48 and float(parity[2]) <= 1e-9
+    # The run folder's own pipeline (no MLflow) predicts what the registered version predicts.
+    text = " ".join(result.stdout.split())
+    assert "loaded without MLflow, predicts the last bar exactly as the registered version" in text
+    # Every plug-in family lists the example package's entry (installed by make install).
+    plugins = re.search(r"^plug-ins: (.*)$", result.stdout, re.MULTILINE)
+    assert plugins is not None, result.stdout
+    for name in (
+        "example_ridge",
+        "range_mean",
+        "example_folder",
+        "examplemem",
+        "example_threshold",
+    ):
+        assert name in text

@@ -77,12 +77,23 @@ def demo() -> None:
         console.rule("[bold]trademl demo: serve the model")
         if summary.parity is not None:
             console.print(str(summary.parity), markup=False)
+        if summary.folder_matches_registry is not None:
+            verdict = "exactly as" if summary.folder_matches_registry else "DIFFERENTLY from"
+            console.print(
+                f"run folder = registry: {out / 'pipeline.pkl'}, loaded without MLflow, "
+                f"predicts the last bar {verdict} the registered version"
+            )
         console.print(f"serve:   trademl --home {get_settings().home} serve   (docs at /docs)")
         console.print(
             "predict: curl -s -X POST http://127.0.0.1:8000/api/v1/predict "
             "-H 'Content-Type: application/json' "
             '-d \'{"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"}\''
         )
+    families = ", ".join(
+        f"{count} {name}" + (f" ({', '.join(extra)} from packages)" if extra else "")
+        for name, (count, extra) in summary.plugins.items()
+    )
+    console.print(f"plug-ins: {families}", markup=False)
     console.print(
         "next: trademl data list | trademl features list | "
         "trademl features build --set standard --symbol BTCUSDT --timeframe 1h --out f.parquet"
