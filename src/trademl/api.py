@@ -21,6 +21,7 @@ import pandas as pd
 
 from trademl.backtest.config import BacktestConfig
 from trademl.backtest.outcome import BacktestRun
+from trademl.backtest.runner import backtest as run_backtest
 from trademl.config import RunConfig, Settings, get_settings
 from trademl.data.candles import with_meta
 from trademl.data.ingest import open_default_store, read_series
@@ -32,6 +33,7 @@ from trademl.features.engine import build_features as _build_features
 from trademl.features.sets import FeatureSet
 from trademl.pipeline import PipelineModel, load_run_pipeline
 from trademl.run_outputs import RunResult
+from trademl.workflow import run
 
 if TYPE_CHECKING:
     from trademl.tracking.recorders import MLflowRecorder
@@ -160,8 +162,6 @@ def train(
         serves each target, the output folder (with ``pipeline.pkl``), and the MLflow run and
         registered version when tracked.
     """
-    from trademl.workflow import run
-
     settings = settings or get_settings()
     return run(
         config,
@@ -186,8 +186,6 @@ def backtest(
     ``candles`` are the bars traded (the run's symbol); read from the store when None.
     Top-level, this is ``trademl.run_backtest`` (``trademl.backtest`` is the package).
     """
-    from trademl.backtest.runner import backtest as run_backtest
-
     settings = settings or get_settings()
     return run_backtest(
         config,

@@ -16,13 +16,19 @@ import pandas as pd
 from trademl.api import backtest, load_model
 from trademl.api import train as run_training
 from trademl.backtest.outcome import BacktestRun
+from trademl.backtest.strategy_table import STRATEGIES
 from trademl.config import Settings
 from trademl.data.candles import candle_index
 from trademl.data.gaps import GapReport, gap_report
 from trademl.data.ingest import ImportResult, import_path, ingest, open_default_store, read_series
 from trademl.data.resample import resample_candles
+from trademl.data.sources.base import SOURCES
+from trademl.data.stores.base import STORES
 from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
+from trademl.features.indicators import INDICATORS
+from trademl.models.base import MODELS
+from trademl.plugins import PluginTable
 from trademl.run_outputs import RunResult
 from trademl.serving.parity import ParityReport, replay_parity
 from trademl.tracking.pipeline import load_pipeline
@@ -199,13 +205,6 @@ def run_demo(
 
 def plugin_families() -> dict[str, tuple[int, list[str]]]:
     """Every plug-in family: how many names it knows, and those from installed packages."""
-    from trademl.backtest.strategy_table import STRATEGIES
-    from trademl.data.sources.base import SOURCES
-    from trademl.data.stores.base import STORES
-    from trademl.features.indicators import INDICATORS
-    from trademl.models.base import MODELS
-    from trademl.plugins import PluginTable
-
     tables: dict[str, PluginTable[Any]] = {
         "model kinds": MODELS,
         "indicators": INDICATORS,

@@ -85,7 +85,9 @@ def test_celery_job_of_a_killed_worker_runs_again_on_a_restarted_one(
         job_id = queue.submit("sleep", {"seconds": 1.5, "steps": 15})
         running_with_progress(queue, job_id)
         worker.kill()
-        assert queue.get(job_id).state is JobState.RUNNING
+        # Still marked running, or already found lost and queued again by the shared worker's
+        # sweep (it sees the silent heartbeat first when the machine is loaded): never finished.
+        assert queue.get(job_id).state in (JobState.RUNNING, JobState.QUEUED)
         restarted = Worker.start(settings)
         try:
             info = finished(queue, job_id)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from loguru import logger
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.security.conftest import API_KEY, HEADERS
-from tests.security.test_job_reads import finished
+from tests.support.api import finished_job
 
 from trademl.config import Settings
 from trademl.data.stores.sql_store import normalise_url
@@ -67,7 +67,7 @@ def test_job_errors_are_redacted(api: TestClient) -> None:
     job = api.post(
         "/api/v1/jobs", json={"kind": "fail", "payload": {"message": message}}, headers=HEADERS
     )
-    done = finished(api, job.json()["id"])
+    done = finished_job(api, job.json()["id"], HEADERS)
     assert done["state"] == "failed"
     assert done["error"]["message"] == "cannot reach postgresql://tm:***@db/x with key ***"
 

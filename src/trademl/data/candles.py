@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from trademl.data.timeframes import Timeframe
 from trademl.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -234,8 +235,6 @@ def as_candles(
     >>> as_candles(frame, "1h").index.tz
     datetime.timezone.utc
     """
-    from trademl.data.timeframes import Timeframe
-
     out = frame.copy()
     if INDEX_NAME in out.columns:
         out = out.set_index(INDEX_NAME)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from trademl import __version__
 from trademl.config import Settings, get_settings
-from trademl.errors import ConfigError, TrackingError
+from trademl.errors import ConfigError, NotFoundError, TrackingError
 from trademl.tracking.client import connect, experiment_id, fluent
 
 if TYPE_CHECKING:
@@ -283,8 +283,6 @@ def best_run(
     NotFoundError
         No run logged ``metric``.
     """
-    from trademl.errors import NotFoundError
-
     order = "ASC" if mode == "min" else "DESC"
     key = metric.removeprefix("metrics.")
     clause = f"metrics.`{key}` > -1e308"
@@ -309,8 +307,6 @@ def get_run(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
         No run ``run_id``.
     """
     from mlflow.exceptions import MlflowException
-
-    from trademl.errors import NotFoundError
 
     client = connect(settings)
     try:
