@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+from tests.support.training import tiny_run_config
 
 import trademl
 from trademl.config import Settings
@@ -25,19 +26,8 @@ from trademl.pipeline import PIPELINE_FILE
 
 
 def tiny_config(output: Path, **changes: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "data": {"symbol": "BTCUSDT", "timeframe": "1h", "start": "2023-01-01"},
-        "features": "minimal",
-        "labels": {"kinds": ["direction", "max_high"], "horizons": [6]},
-        "models": [{"kind": "lgbm", "params": {"n_estimators": 20, "n_jobs": 1}}],
-        "validation": {
-            "kind": "walk_forward",
-            "params": {"test_size": 400, "n_splits": 2, "min_train_size": 1500},
-        },
-        "output": str(output),
-    }
-    config.update(changes)
-    return config
+    model = {"kind": "lgbm", "params": {"n_estimators": 20, "n_jobs": 1}}
+    return tiny_run_config(output, model, name="api_example", gate={}, **changes)
 
 
 @pytest.fixture
@@ -135,7 +125,6 @@ def test_the_tuning_section_drives_tune_and_a_tracked_study_is_recorded(
         uncertainty={"intervals": "none"},
         tuning={"trials": 2, "study_name": "from-yaml", "target": "max_high"},
     )
-    config["data"]["end"] = "2023-05-01"
     settings = Settings(home=home, tracking=True)
     result = trademl.tune(config, settings=settings)
     assert result.n_trials == 2 and result.study.study_name == "from-yaml"

@@ -25,7 +25,7 @@ from trademl.backtest.runner import backtest as run_backtest
 from trademl.config import RunConfig, Settings, get_settings
 from trademl.data.candles import with_meta
 from trademl.data.ingest import open_default_store, read_series
-from trademl.data.sources.base import parse_time
+from trademl.data.sources.base import clip_range, parse_time
 from trademl.data.sources.files import infer_name, read_candle_file
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
@@ -100,11 +100,7 @@ def read_candles(
             f"read_candles: cannot tell the symbol and timeframe of {file.name}; name it "
             "SYMBOL_TIMEFRAME.csv or pass symbol= and timeframe="
         )
-    candles = read_candle_file(file, symbol=symbol, timeframe=timeframe)
-    if first is not None:
-        candles = candles.loc[candles.index >= first]
-    if last is not None:
-        candles = candles.loc[candles.index < last]
+    candles = clip_range(read_candle_file(file, symbol=symbol, timeframe=timeframe), first, last)
     return with_meta(candles, symbol=symbol, timeframe=Timeframe.parse(timeframe).name)
 
 

@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from trademl.errors import ConfigError, UnknownPluginError
 
@@ -78,6 +78,17 @@ class _External:
 
     def describe(self) -> str:
         return f"entry point {self.entry.name!r} = {self.entry.value!r} of package {self.package!r}"
+
+
+def callable_entry(what: str) -> Callable[[str, Any], None]:
+    """A registration check refusing entries that are not callable; ``what`` says what a
+    factory of the family must be (``"a factory (url, chunk_rows) -> MarketStore"``)."""
+
+    def check(name: str, entry: Any) -> None:
+        if not callable(entry):
+            raise TypeError(f"{name!r} must be {what}, got {type(entry).__name__}")
+
+    return check
 
 
 class PluginTable(Generic[T]):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from loguru import logger
 
 from trademl.config import RunConfig, Settings, get_settings
 from trademl.data.candles import as_candles
 from trademl.data.ingest import open_default_store, read_series
-from trademl.data.sources.base import parse_time
+from trademl.data.sources.base import clip_range, parse_time
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError
 from trademl.features import (
@@ -123,14 +122,9 @@ def prepare(
         with open_default_store(settings) as store:
             candles = read_series(store, symbol, timeframe.name, start, end)
     else:
-        candles = as_candles(candles, timeframe.name, what=f"candles of {symbol}")
-        # As the store reads: start <= timestamp < end.
-        keep = np.ones(len(candles), dtype=bool)
-        if start is not None:
-            keep &= candles.index >= start
-        if end is not None:
-            keep &= candles.index < end
-        candles = candles.loc[keep]
+        candles = clip_range(
+            as_candles(candles, timeframe.name, what=f"candles of {symbol}"), start, end
+        )
     candles.attrs.update(symbol=symbol, timeframe=timeframe.name)
     digest = data_hash(candles, timeframe)
     logger.info("{} {}: {:,} bars, data hash {}", symbol, timeframe.name, len(candles), digest[:12])

@@ -26,6 +26,7 @@ from trademl.backtest.strategies import strategy_signals
 from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.data.candles import as_candles
 from trademl.data.ingest import open_default_store, read_series
+from trademl.data.sources.base import clip_range
 from trademl.errors import ConfigError
 from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
 from trademl.run_outputs import TrainingRecorder
@@ -102,7 +103,7 @@ def _inputs(
             candles = read_series(store, symbol, timeframe, predictions.index[0], None)
     else:
         candles = as_candles(given, timeframe, what=f"candles of {symbol}")
-        candles = candles.loc[candles.index >= predictions.index[0]]
+        candles = clip_range(candles, predictions.index[0], None)
     candles.attrs.update(symbol=symbol, timeframe=timeframe)
     years = (candles.index[-1] - candles.index[0]).total_seconds() / (365.25 * 86_400)
     periods = len(candles) / years if years > 0 else float(len(candles))

@@ -15,7 +15,7 @@ import pandas as pd
 from trademl.config import Settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
-from trademl.plugins import GROUPS, PluginTable
+from trademl.plugins import GROUPS, PluginTable, callable_entry
 
 
 class Source(Protocol):
@@ -38,11 +38,6 @@ SourceFactory = Callable[[Settings, str | None], Source]
 """Builds a source from settings and the part of the name after ``:`` (``ccxt:kraken``)."""
 
 
-def _check_factory(name: str, factory: SourceFactory) -> None:
-    if not callable(factory):
-        raise TypeError(f"source {name!r} must be a factory (settings, argument) -> Source")
-
-
 # Network sources pull heavy client libraries (ccxt, yfinance): a module is imported only when
 # its source is named.
 SOURCES: PluginTable[SourceFactory] = PluginTable(
@@ -54,7 +49,7 @@ SOURCES: PluginTable[SourceFactory] = PluginTable(
         "polygon": "trademl.data.sources.polygon",
         "yahoo": "trademl.data.sources.yahoo",
     },
-    check=_check_factory,
+    check=callable_entry("a source factory (settings, argument) -> Source"),
     hint="ccxt takes an exchange, e.g. ccxt:kraken; files go through 'trademl data import'",
 )
 """Source factories by name: the built-ins and the ``trademl.sources`` entry points."""

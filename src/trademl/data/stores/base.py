@@ -18,7 +18,7 @@ from loguru import logger
 from trademl.data.candles import validate_candles
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
-from trademl.plugins import GROUPS, PluginTable
+from trademl.plugins import GROUPS, PluginTable, callable_entry
 from trademl.progress import Advance
 
 # Rows sent to the database per statement inside the one transaction of a write.
@@ -166,11 +166,6 @@ StoreFactory = Callable[[str, int | None], MarketStore]
 """Opens a store from its URL and the rows per write statement (None for the default)."""
 
 
-def _check_factory(name: str, factory: StoreFactory) -> None:
-    if not callable(factory):
-        raise TypeError(f"store {name!r} must be a factory (url, chunk_rows) -> MarketStore")
-
-
 STORES: PluginTable[StoreFactory] = PluginTable(
     "store scheme",
     group=GROUPS["stores"],
@@ -181,7 +176,7 @@ STORES: PluginTable[StoreFactory] = PluginTable(
         "mysql": "trademl.data.stores.sql_store",
         "mariadb": "trademl.data.stores.sql_store",
     },
-    check=_check_factory,
+    check=callable_entry("a store factory (url, chunk_rows) -> MarketStore"),
     hint="a store URL looks like duckdb:///path, postgresql://... or mysql://...",
 )
 """Store factories by URL scheme (before any ``+driver``): the built-ins and the
