@@ -39,6 +39,7 @@ LAYERS = (
             "trademl.run_outputs",
             "trademl.har",
             "trademl.pipeline",
+            "trademl.monitoring",
         ),
     ),
     # The research parts, each usable alone.

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from trademl.databases import open_engine
 from trademl.errors import JobNotFoundError, JobQueueError, JobStateError
 from trademl.jobs.info import JobError, JobInfo, JobState
 from trademl.redact import redact, redact_url
@@ -79,31 +79,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _engine(url: str) -> Engine:
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            parsed, connect_args={"timeout": 30.0, "check_same_thread": False}
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # WAL lets readers (the API) read while a worker writes; the busy timeout makes
-            # concurrent writers wait for each other instead of failing.
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    from trademl.data.stores.sql_store import normalise_url
-
-    return sa.create_engine(normalise_url(url), pool_pre_ping=True)
-
-
 class JobStore:
     """Jobs in a SQL database given by a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``).
 
@@ -115,7 +90,7 @@ class JobStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = _engine(url)
+        self._engine = open_engine(url)
         try:
             _metadata.create_all(self._engine, checkfirst=True)
         except sa.exc.DBAPIError as error:

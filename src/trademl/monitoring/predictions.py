@@ -1,0 +1,293 @@
+"""The prediction log: every served prediction as rows of a metadata database, scored once its
+labels mature.
+
+One row per prediction and horizon: the model name and version, the symbol and timeframe, the
+bar predicted from, the horizon, every output of that horizon (P(up), high, low, intervals...),
+the request id and where the candles came from. A row's label is *mature* when the bars of its
+horizon are in the store; realised metrics read mature rows only, and say what share that is.
+
+>>> log = PredictionLog("sqlite://")
+>>> row = LoggedPrediction("r1", "btc", 3, "BTCUSDT", "1h", pd.Timestamp("2024-01-01", tz="UTC"),
+...                        "intraday", 6, "request", {"p_up": 0.55, "high_log": 0.01})
+>>> log.append([row])
+1
+>>> log.read("btc")[["model_version", "horizon_bars", "p_up"]].to_dict("records")
+[{'model_version': 3, 'horizon_bars': 6, 'p_up': 0.55}]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from trademl.databases import open_engine
+from trademl.errors import ConfigError, StoreError
+from trademl.features.labels import build_labels
+
+_metadata = sa.MetaData()
+# Names are bounded like the API's request fields: the log never stores an unbounded string.
+prediction_log = sa.Table(
+    "prediction_log",
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("timeframe", sa.String(16), nullable=False),
+    sa.Column("bar_timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("horizon", sa.String(64), nullable=False),
+    sa.Column("horizon_bars", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("outputs", sa.Text, nullable=False),
+    sa.Index("ix_prediction_log_series", "model_name", "symbol", "timeframe", "bar_timestamp"),
+)
+_BOUNDS = {"request_id": 64, "model_name": 256, "symbol": 64, "timeframe": 16, "horizon": 64}
+SOURCES = ("request", "store", "stream", "signal", "batch")
+# The label kinds the predictor's outputs are scored against, and the output each one scores.
+SCORED = {"max_high": "high_log", "min_low": "low_log", "direction": "p_up"}
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """One served prediction of one horizon.
+
+    Attributes
+    ----------
+    request_id : str
+        The request (or stream message) that asked for it.
+    model_name, model_version : str, int
+        The registered version that answered.
+    symbol, timeframe : str
+        The series predicted.
+    bar_timestamp : pandas.Timestamp
+        The (UTC) start of the bar predicted from.
+    horizon : str
+        The horizon's name; ``horizon_bars`` its length in bars.
+    horizon_bars : int
+        Bars ahead the labels look.
+    source : str
+        Where the candles came from: ``request``, ``store``, ``stream``, ``signal`` or
+        ``batch``.
+    outputs : mapping of str to float
+        Every output of the horizon (``p_up``, ``high_log``, ``high``, ``high_lo``...).
+    """
+
+    request_id: str
+    model_name: str
+    model_version: int
+    symbol: str
+    timeframe: str
+    bar_timestamp: pd.Timestamp
+    horizon: str
+    horizon_bars: int
+    source: str
+    outputs: Mapping[str, float]
+
+    def row(self, logged_at: datetime) -> dict[str, Any]:
+        """The row written for it; refuses what the log would have to cut or cannot read."""
+        for field, bound in _BOUNDS.items():
+            value = getattr(self, field)
+            if not isinstance(value, str) or not 0 < len(value) <= bound:
+                raise ConfigError(f"prediction log: {field} must be 1 to {bound} characters")
+        if self.source not in SOURCES:
+            raise ConfigError(f"prediction log: source must be one of {', '.join(SOURCES)}")
+        if self.horizon_bars < 1:
+            raise ConfigError("prediction log: horizon_bars must be at least 1")
+        stamp = pd.Timestamp(self.bar_timestamp)
+        if stamp.tzinfo is None:
+            raise ConfigError("prediction log: bar_timestamp must carry a time zone (UTC)")
+        # NaN is not JSON: an output that could not be computed is stored as null.
+        outputs = {str(k): (None if math.isnan(v) else float(v)) for k, v in self.outputs.items()}
+        return {
+            "logged_at": logged_at,
+            "request_id": self.request_id,
+            "model_name": self.model_name,
+            "model_version": int(self.model_version),
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "bar_timestamp": stamp.tz_convert("UTC").to_pydatetime(),
+            "horizon": self.horizon,
+            "horizon_bars": int(self.horizon_bars),
+            "source": self.source,
+            "outputs": json.dumps(outputs, sort_keys=True),
+        }
+
+
+def horizon_records(
+    values: Mapping[str, float],
+    horizons: Mapping[str, int],
+    **identity: Any,
+) -> list[LoggedPrediction]:
+    """One :class:`LoggedPrediction` per horizon from a pipeline's output columns.
+
+    ``values`` are :meth:`trademl.pipeline.PipelineModel.predict_last`'s
+    (``{horizon}__{output}``); ``identity`` gives the other fields (request id, model, series,
+    bar, source).
+
+    >>> rows = horizon_records({"a__p_up": 0.6, "b__p_up": 0.4}, {"a": 6, "b": 24},
+    ...     request_id="r", model_name="m", model_version=1, symbol="X", timeframe="1h",
+    ...     bar_timestamp=pd.Timestamp("2024-01-01", tz="UTC"), source="store")
+    >>> [(r.horizon, r.horizon_bars, dict(r.outputs)) for r in rows]
+    [('a', 6, {'p_up': 0.6}), ('b', 24, {'p_up': 0.4})]
+    """
+    records = []
+    for name, bars in horizons.items():
+        prefix = f"{name}__"
+        outputs = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        records.append(
+            LoggedPrediction(horizon=name, horizon_bars=int(bars), outputs=outputs, **identity)
+        )
+    return records
+
+
+class PredictionLog:
+    """The prediction log in a SQL database (``sqlite:///...``, ``postgresql://...``).
+
+    Appends are one transaction each: a prediction is logged whole or not at all, and what was
+    committed survives a restart.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = open_engine(url)
+        try:
+            _metadata.create_all(self._engine, checkfirst=True)
+        except sa.exc.DBAPIError as error:
+            # Another process (a second server worker) may have created it meanwhile.
+            if not sa.inspect(self._engine).has_table(prediction_log.name):
+                self._engine.dispose()
+                raise StoreError(f"prediction log: the database is not usable: {error}") from None
+
+    def append(self, predictions: Iterable[LoggedPrediction]) -> int:
+        """Write ``predictions`` in one transaction; returns how many rows were written."""
+        now = datetime.now(UTC)
+        rows = [p.row(now) for p in predictions]
+        if rows:
+            with self._engine.begin() as connection:
+                connection.execute(prediction_log.insert(), rows)
+        return len(rows)
+
+    def read(
+        self,
+        model_name: str,
+        *,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+        version: int | None = None,
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """The logged predictions of a model (``start <= bar_timestamp < end``), oldest bar
+        first, one column per output."""
+        table = prediction_log
+        query = sa.select(table).where(table.c.model_name == model_name)
+        for column, value in (
+            (table.c.symbol, symbol),
+            (table.c.timeframe, timeframe),
+            (table.c.model_version, version),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if start is not None:
+            query = query.where(table.c.bar_timestamp >= pd.Timestamp(start).to_pydatetime())
+        if end is not None:
+            query = query.where(table.c.bar_timestamp < pd.Timestamp(end).to_pydatetime())
+        query = query.order_by(table.c.bar_timestamp, table.c.id)
+        with self._engine.connect() as connection:
+            rows = [dict(r._mapping) for r in connection.execute(query)]
+        return _frame(rows)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def opened(url: str) -> Iterator[PredictionLog]:
+    """A :class:`PredictionLog` closed on exit."""
+    log = PredictionLog(url)
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def _frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    columns = [c.name for c in prediction_log.columns if c.name != "outputs"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    outputs = pd.DataFrame([json.loads(r.pop("outputs")) for r in rows], dtype=np.float64)
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("logged_at", "bar_timestamp"):
+        # SQLite hands back naive datetimes; the log only ever writes UTC.
+        stamps = pd.DatetimeIndex(pd.to_datetime(frame[column]))
+        frame[column] = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    return pd.concat([frame, outputs], axis=1)
+
+
+@dataclass(frozen=True)
+class ScoredLog:
+    """Logged predictions beside what happened.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        The log's rows with ``mature`` (the horizon's bars are all in the candles) and, on
+        mature rows, the realised labels ``realised_max_high``, ``realised_min_low`` and
+        ``realised_direction`` (log ratios; direction 1 up, 0 flat, -1 down).
+    mature_share : float
+        Mature rows over all rows (NaN for an empty log).
+    """
+
+    rows: pd.DataFrame
+    mature_share: float
+
+    @property
+    def mature(self) -> pd.DataFrame:
+        """Only the rows whose labels have matured."""
+        return self.rows[self.rows["mature"]]
+
+
+def score(log: pd.DataFrame, candles: pd.DataFrame) -> ScoredLog:
+    """Join every logged prediction with its realised labels, computed from ``candles`` by
+    the same label code as training.
+
+    A row is mature when its bar is in ``candles`` and the ``horizon_bars`` bars after it are
+    too; its labels are NaN otherwise. A gap in the candles makes the rows whose horizon spans
+    it immature until the bars arrive.
+    """
+    rows = log.copy()
+    rows["mature"] = False
+    for kind in SCORED:
+        rows[f"realised_{kind}"] = np.nan
+    if rows.empty:
+        return ScoredLog(rows, math.nan)
+    for bars in sorted(set(rows["horizon_bars"].astype(int))):
+        labels = build_labels(candles, [{"kind": kind, "horizon": bars} for kind in SCORED])
+        here = rows["horizon_bars"].astype(int) == bars
+        at = pd.DatetimeIndex(rows.loc[here, "bar_timestamp"])
+        known = at.isin(labels.index)
+        complete = pd.Series(False, index=at)
+        complete[known] = labels[f"complete_{bars}"].reindex(at[known]).to_numpy(dtype=bool)
+        rows.loc[here, "mature"] = complete.to_numpy()
+        for kind in SCORED:
+            values = labels[f"{kind}_{bars}"].reindex(at).to_numpy(dtype=np.float64)
+            rows.loc[here, f"realised_{kind}"] = np.where(complete.to_numpy(), values, np.nan)
+    return ScoredLog(rows, float(rows["mature"].mean()))
