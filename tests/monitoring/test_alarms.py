@@ -142,6 +142,18 @@ def test_coverage_monitor_critical_count_is_the_binomial_tail() -> None:
     assert np.isnan(monitor.miscoverage) and np.isnan(monitor.p_value())
 
 
+def test_calibration_is_seeded_monotone_in_arl0_and_caps_long_paths() -> None:
+    reference = ar1(1, 3000, seed=31)[0]
+    first = calibrate_threshold(reference, arl0=300, n_paths=100, seed=4)
+    assert first == calibrate_threshold(reference, arl0=300, n_paths=100, seed=4)
+    assert first.detector().h == first.h and first.detector().scale == first.scale
+    longer = calibrate_threshold(reference, arl0=3000, n_paths=100, seed=4)
+    assert longer.h > first.h
+    huge = calibrate_threshold(reference, arl0=50_000, n_paths=20, seed=4)
+    assert huge.path_length == 20_000 and huge.h > longer.h
+    assert 0 < huge.censored <= 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
