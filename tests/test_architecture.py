@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE_PACKAGES = ("data", "features", "models", "validation", "backtest")
+CORE_PACKAGES = ("data", "features", "models", "validation", "backtest", "monitoring")
 OUTER_PACKAGES = ("tracking", "serving", "jobs", "cli")
 
 

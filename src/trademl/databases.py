@@ -16,10 +16,14 @@ def open_engine(url: str) -> Engine:
     trademl installs."""
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        memory = not parsed.database or parsed.database == ":memory:"
+        if not memory:
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            parsed, connect_args={"timeout": 30.0, "check_same_thread": False}
+            parsed,
+            connect_args={"timeout": 30.0, "check_same_thread": False},
+            # An in-memory database exists per connection: every thread must share the one.
+            **({"poolclass": sa.pool.StaticPool} if memory else {}),
         )
 
         @sa.event.listens_for(engine, "connect")
