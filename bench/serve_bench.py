@@ -57,6 +57,10 @@ PREDICT_PATH = "/api/v1/predict"
 TARGETS = {"store_rps_c8": 3000.0, "store_p99_ms_c8": 10.0, "store_p99_ms_c32": 50.0}
 TARGET_CANDLES_X_MLFLOW = 5.0
 BARE_LABEL = "bare FastAPI (same bytes, floor)"
+UNLOGGED_STORE = "trademl, no prediction log (store)"
+UNLOGGED_CANDLES = "trademl, no prediction log (candles)"
+# Issue 17: logging every prediction may cost at most this share of the throughput.
+TARGET_LOG_COST = 0.10
 
 # wrk posts the body of a file and prints one JSON line with exact percentiles and errors.
 WRK_SCRIPT = """
@@ -213,18 +217,18 @@ def server_env(setup: Setup) -> dict[str, str]:
 
 
 def start_trademl(
-    setup: Setup, port: int, *, profile_out: Path | None = None
+    setup: Setup, port: int, *, profile_out: Path | None = None, log: bool = True
 ) -> subprocess.Popen[bytes]:
-    """``trademl serve --workers 1``; under yappi when ``profile_out`` is given."""
+    """``trademl serve --workers 1``; under yappi when ``profile_out`` is given; without the
+    prediction log when ``log`` is False (the cost of logging, measured beside it)."""
     command = [sys.executable]
     if profile_out is not None:
         command += [str(Path(__file__)), "--serve-profiled", str(profile_out)]
     else:
         command += ["-m", "trademl"]
     command += ["serve", "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(
-        command, env=server_env(setup), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    env = {**server_env(setup), "TRADEML_PREDICTION_LOG": "true" if log else "false"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_mlflow(setup: Setup, port: int) -> subprocess.Popen[bytes]:
@@ -591,6 +595,26 @@ def verdicts(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
             candles[c]["rps"] >= TARGET_CANDLES_X_MLFLOW * mlflow_row[c]["rps"] for c in ("8", "32")
         ),
         "no errors": all(row["errors"] == 0 for by_c in table.values() for row in by_c.values()),
+        f"prediction log costs <= {TARGET_LOG_COST:.0%} of req/s (every path and c)": all(
+            cost <= TARGET_LOG_COST for by_c in log_cost(table).values() for cost in by_c.values()
+        ),
+    }
+
+
+def log_cost(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Throughput lost to the prediction log (1 - logged / unlogged req/s), per path and
+    concurrency, both servers measured in this run."""
+    pairs = {
+        "store": ("trademl (store, cached per bar)", UNLOGGED_STORE),
+        "candles": ("trademl (candles in body)", UNLOGGED_CANDLES),
+    }
+    return {
+        path: {
+            c: 1.0 - table[logged][c]["rps"] / table[unlogged][c]["rps"]
+            for c in table[logged]
+            if table[unlogged][c]["rps"]
+        }
+        for path, (logged, unlogged) in pairs.items()
     }
 
 
@@ -633,6 +657,8 @@ def main() -> None:
 
     ours_port, mlflow_port, bare_port = free_port(), free_port(), free_port()
     ours, mlflow_server = start_trademl(setup, ours_port), start_mlflow(setup, mlflow_port)
+    unlogged_port = free_port()
+    unlogged = start_trademl(setup, unlogged_port, log=False)
     bare: subprocess.Popen[bytes] | None = None
     results: dict[str, Any] = {}
     table: dict[str, dict[str, dict[str, Any]]] = {}
@@ -641,6 +667,8 @@ def main() -> None:
             "trademl": wait_http(f"http://127.0.0.1:{ours_port}/ready", ours),
             "mlflow": wait_http(f"http://127.0.0.1:{mlflow_port}/ping", mlflow_server),
         }
+        wait_http(f"http://127.0.0.1:{unlogged_port}/ready", unlogged)
+        unlogged_url = f"http://127.0.0.1:{unlogged_port}{PREDICT_PATH}"
         ours_url = f"http://127.0.0.1:{ours_port}{PREDICT_PATH}"
         mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
         answer = httpx.post(ours_url, content=bodies.store.read_bytes(), timeout=60).content
@@ -649,6 +677,8 @@ def main() -> None:
         targets = {
             "trademl (store, cached per bar)": (ours_url, bodies.store),
             "trademl (candles in body)": (ours_url, bodies.candles),
+            UNLOGGED_STORE: (unlogged_url, bodies.store),
+            UNLOGGED_CANDLES: (unlogged_url, bodies.candles),
             "mlflow models serve (candles)": (mlflow_url, bodies.mlflow),
             BARE_LABEL: (f"http://127.0.0.1:{bare_port}{PREDICT_PATH}", bodies.store),
         }
@@ -660,7 +690,7 @@ def main() -> None:
                 print(f"{label}, concurrency {c} ...", file=sys.stderr, flush=True)
                 table[label][str(c)] = measure(url, body, c, args.seconds, script)
     finally:
-        for proc in (ours, mlflow_server, bare):
+        for proc in (ours, mlflow_server, bare, unlogged):
             if proc is not None:
                 stop(proc)
     results["load"] = table
@@ -668,6 +698,7 @@ def main() -> None:
     if args.profile and script is not None:
         results["profile"] = str(profile_store_path(setup, bodies, args.seconds, script, folder))
     results["verdicts"] = verdicts(table)
+    results["prediction_log_cost"] = log_cost(table)
     results["window_rows"] = bodies.window_rows
     results["model"] = {
         "name": setup.name,
@@ -681,6 +712,9 @@ def main() -> None:
     for stage_kind, stages in results["breakdown_ms"].items():
         cells = ", ".join(f"{k} {v:.3f}" for k, v in stages.items())
         print(f"one {stage_kind} request in process (median ms): {cells}")
+    for path, by_c in results["prediction_log_cost"].items():
+        cells = ", ".join(f"c{c} {cost:+.1%}" for c, cost in by_c.items())
+        print(f"prediction log, throughput lost on the {path} path: {cells}")
     for name, met in results["verdicts"].items():
         print(f"{'met ' if met else 'MISS'}  {name}")
     if "profile" in results:

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     jobs_workers: int = Field(
         default=1, ge=1, description="Threads of the in-process job pool (no broker set)."
     )
+    prediction_log: bool = Field(
+        default=True,
+        description="Log every served prediction before it is answered (the monitoring input).",
+    )
+    prediction_log_url: str | None = Field(
+        default=None,
+        description="Prediction log database (a SQLAlchemy URL); default the job store's.",
+    )
     jobs_heartbeat_s: float = Field(
         default=10.0,
         gt=0,

@@ -23,6 +23,8 @@ from loguru import logger
 from trademl import __version__
 from trademl.config import Settings, get_settings
 from trademl.jobs import JobQueue, open_queue
+from trademl.monitoring.predictions import PredictionLog
+from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import ServingState, require_api_key
 from trademl.serving.docs import docs_urls, install_guarded_docs
 from trademl.serving.errors import install_error_handlers
@@ -136,6 +138,9 @@ def create_app(
 
 
 def _start(state: ServingState) -> None:
+    settings = state.settings
+    if settings.prediction_log and state.log is None:
+        state.log = LogWriter(PredictionLog(settings.prediction_log_url or settings.jobs_store_url))
     try:
         state.host.refresh()
     except Exception as error:
@@ -169,6 +174,9 @@ def _stop(state: ServingState) -> None:
         state.queue.close(wait=False)
         state.queue = None
     state.store.close()
+    if state.log is not None:
+        state.log.close()  # commits what is queued
+        state.log = None
 
 
 def serve_app() -> FastAPI:

@@ -27,6 +27,7 @@ from trademl.data.candles import make_candles, validate_candles
 from trademl.data.stores import SeriesInfo
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError, NotFoundError
+from trademl.monitoring.predictions import LoggedPrediction, horizon_records
 from trademl.pipeline import LastBar, PipelineModel
 from trademl.serving.host import ModelHost, Served
 from trademl.serving.schemas import Candle, PredictResponse
@@ -104,20 +105,21 @@ class PredictionService:
         self._lock = threading.Lock()
         # JSON answers of store predictions, by (model ref, bar, rows, horizon): a known bar is
         # answered with bytes, no model, store or pydantic work.
-        self._rendered: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._rendered: OrderedDict[tuple[Any, ...], tuple[bytes, Prediction]] = OrderedDict()
 
-    def rendered_nowait(self, served: Served, horizon: str) -> bytes | None:
-        """The JSON answer for the latest stored bar when it is known without any I/O (the
-        store unchanged since it was rendered), else None; cheap enough for the event loop."""
+    def rendered_nowait(self, served: Served, horizon: str) -> tuple[bytes, Prediction] | None:
+        """The JSON answer for the latest stored bar, and the prediction it renders, when it is
+        known without any I/O (the store unchanged since it was rendered), else None; cheap
+        enough for the event loop."""
         pipeline = served.pipeline
         current, info = self.store.info_nowait(pipeline.symbol, pipeline.timeframe)
         if not current or info is None:
             return None
         return self._rendered.get(_rendered_key(served, info, horizon))
 
-    def latest_rendered(self, served: Served, horizon: str) -> bytes:
+    def latest_rendered(self, served: Served, horizon: str) -> tuple[bytes, Prediction]:
         """The :class:`~trademl.serving.schemas.PredictResponse` JSON for the latest stored
-        bar, rendered once per model version, bar and horizon."""
+        bar, rendered once per model version, bar and horizon, and the prediction it renders."""
         horizons = self.horizons(served, horizon)
         info = self._latest_info(served)
         key = _rendered_key(served, info, horizon)
@@ -126,7 +128,7 @@ class PredictionService:
             return hit
         prediction = self.latest_at(served, info)
         rendered = PredictResponse.model_validate(self.body(prediction, horizons))
-        answer = rendered.model_dump_json().encode()
+        answer = (rendered.model_dump_json().encode(), prediction)
         with self._lock:
             # Keyed by the info the prediction was computed from, never a later look's.
             self._rendered[key] = answer
@@ -250,3 +252,20 @@ def model_ref(served: Served) -> dict[str, Any]:
         "alias": served.alias,
         "latest_unpromoted": served.latest_unpromoted,
     }
+
+
+def logged(prediction: Prediction, horizons: list[str], request_id: str) -> list[LoggedPrediction]:
+    """The prediction log's rows of an answer: one per horizon answered."""
+    served = prediction.served
+    pipeline = served.pipeline
+    return horizon_records(
+        prediction.values,
+        {name: pipeline.horizons[name] for name in horizons},
+        request_id=request_id,
+        model_name=served.name,
+        model_version=served.version,
+        symbol=pipeline.symbol,
+        timeframe=pipeline.timeframe,
+        bar_timestamp=prediction.timestamp,
+        source=prediction.source,
+    )
