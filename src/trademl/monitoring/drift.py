@@ -24,9 +24,15 @@ quantile function, rescaled by their ``1 / n`` and ``1 / sqrt(n)`` laws when ``n
 Benjamini–Hochberg step-up across columns decides ``drifted`` at the false-discovery rate
 ``alpha``.
 
-The null assumes independent rows: features of consecutive bars are autocorrelated, so on real
-series the p-values are optimistic, and a flag is a diagnosis to look at, never a decision on
-its own.
+Rows of a market series are not independent: a 50-bar moving-average feature barely moves from
+one hour to the next, and a month of it holds a handful of independent values, not 720. Both
+sizes are therefore effective ones, ``n / tau``, where ``tau = 1 + 2 sum_k rho_k`` is the
+integrated autocorrelation time of the column's ranks (summed over lags until the first
+non-positive autocorrelation, Geyer's initial positive sequence); on independent rows
+``tau`` is about 1. It is an approximation (exact for mean-like statistics, close for the
+others), so a flag is a diagnosis to look at, never a decision on its own. Measured on
+identical synthetic data, each p-value rejects at about its level at 100 and at 100,000 rows,
+except Wasserstein on count (Poisson) columns at 100,000 rows, which runs up to about twice it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ _PSI_FLOOR = 1e-4
 _REPORT_COLUMNS = (
     "column",
     "n",
+    "n_effective",
     "nan_share",
     "reference_nan_share",
     "psi",
@@ -86,6 +93,9 @@ class ColumnSketch:
         the last the maximum).
     count:
         Finite values the sketch was built from.
+    effective_count:
+        ``count`` divided by the column's integrated autocorrelation time (the number of
+        independent values it is worth).
     nan_share:
         Share of the column's rows that were NaN or infinite.
     mean, std:
@@ -95,6 +105,7 @@ class ColumnSketch:
     probabilities: tuple[float, ...]
     values: tuple[float, ...]
     count: int
+    effective_count: float
     nan_share: float
     mean: float
     std: float
@@ -143,6 +154,7 @@ class ColumnSketch:
             "probabilities": list(self.probabilities),
             "values": list(self.values),
             "count": self.count,
+            "effective_count": self.effective_count,
             "nan_share": self.nan_share,
             "mean": self.mean,
             "std": self.std,
@@ -155,6 +167,7 @@ class ColumnSketch:
             probabilities=tuple(float(p) for p in data["probabilities"]),
             values=tuple(float(v) for v in data["values"]),
             count=int(data["count"]),
+            effective_count=float(data["effective_count"]),
             nan_share=float(data["nan_share"]),
             mean=float(data["mean"]),
             std=float(data["std"]),
@@ -225,6 +238,26 @@ def _knots(values: FloatArray, probabilities: FloatArray) -> tuple[FloatArray, F
     return knots[:, 0], knots[:, 1]
 
 
+def _ranks(values: FloatArray) -> FloatArray:
+    return np.asarray(stats.rankdata(values) / len(values), dtype=np.float64)
+
+
+def _autocorrelation_time(values: FloatArray) -> float:
+    """``1 + 2 sum_k rho_k`` over lags up to the first non-positive autocorrelation."""
+    n = len(values)
+    centred = values - values.mean()
+    variance = float(centred @ centred)
+    if n < 3 or variance <= 0:
+        return 1.0
+    size = 1 << (2 * n - 1).bit_length()
+    spectrum = np.fft.rfft(centred, size)
+    autocovariance = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n]
+    rho = autocovariance[1 : n // 2] / variance
+    negative = np.flatnonzero(rho <= 0)
+    positive_run = rho[: negative[0]] if len(negative) else rho
+    return max(1.0, 1.0 + 2.0 * float(positive_run.sum()))
+
+
 def reference_stats(frame: pd.DataFrame, quantiles: int = 100) -> ReferenceStats:
     """Quantile sketches of every column of a training frame.
 
@@ -280,6 +313,7 @@ def reference_stats(frame: pd.DataFrame, quantiles: int = 100) -> ReferenceStats
             probabilities=tuple(float(p) for p in knot_probabilities),
             values=tuple(float(v) for v in knot_values),
             count=len(values),
+            effective_count=len(values) / _autocorrelation_time(_ranks(values)),
             nan_share=nan_share,
             mean=float(values.mean()),
             std=float(values.std()),
@@ -294,7 +328,8 @@ class DriftReport:
     Parameters
     ----------
     table:
-        One row per column: ``column``, window size ``n``, ``nan_share`` and
+        One row per column: ``column``, window size ``n`` and its autocorrelation-adjusted
+        ``n_effective``, ``nan_share`` and
         ``reference_nan_share``, the statistics ``psi``, ``ks``, ``wasserstein`` each with its
         p-value, the column's Bonferroni ``pvalue``, its Benjamini–Hochberg ``qvalue`` and the
         decision ``drifted`` (``qvalue <= alpha``), sorted by ``pvalue`` then ``ks``.
@@ -380,7 +415,7 @@ def _benjamini_hochberg(pvalues: FloatArray) -> FloatArray:
     return qvalues
 
 
-def _check_window(reference: ReferenceStats, recent: pd.DataFrame) -> list[str]:
+def _check_window(reference: ReferenceStats, recent: pd.DataFrame) -> list[Any]:
     if not reference.columns:
         raise DataValidationError(
             "the reference statistics have no columns; build them with reference_stats(frame) "
@@ -401,7 +436,7 @@ def _check_window(reference: ReferenceStats, recent: pd.DataFrame) -> list[str]:
             f"the recent window has {len(recent)} rows; expected at least {MIN_ROWS}",
             rule="too_few_rows",
         )
-    return [str(c) for c in recent.columns]
+    return list(recent.columns)
 
 
 def drift_report(
@@ -460,17 +495,19 @@ def drift_report(
     rng = np.random.default_rng(random_state)
     uniforms: dict[int, FloatArray] = {}  # sorted null draws, shared by columns of one size
     rows: list[dict[str, Any]] = []
-    for name in columns:
+    for label in columns:
+        name = str(label)
         sketch = reference.columns[name]
-        values, nan_share = _finite(recent[name], name, "recent")
+        values, nan_share = _finite(recent[label], name, "recent")
         n = len(values)
         if n < MIN_ROWS:
             raise DataValidationError(
                 f"recent column {name!r} has {n} finite values; expected at least {MIN_ROWS}",
                 rule="too_few_rows",
             )
-        n_eff = n * sketch.count / (n + sketch.count)
-        n_sim = max(MIN_ROWS // 2, min(round(n_eff), max_simulated_rows))
+        n_window = n / _autocorrelation_time(_ranks(values))  # values keep their time order
+        n_eff = n_window * sketch.effective_count / (n_window + sketch.effective_count)
+        n_sim = max(2, min(round(n_eff), max_simulated_rows))
         if n_sim not in uniforms:
             uniforms[n_sim] = np.sort(rng.random((simulations, n_sim)), axis=1)
         null_draws = sketch.quantile(uniforms[n_sim])
@@ -495,6 +532,7 @@ def drift_report(
             {
                 "column": name,
                 "n": n,
+                "n_effective": n_window,
                 "nan_share": nan_share,
                 "reference_nan_share": sketch.nan_share,
                 "psi": psi,
