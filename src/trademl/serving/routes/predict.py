@@ -4,15 +4,18 @@ the server requires one everywhere."""
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from trademl.errors import TradeMLError
+from trademl.monitoring.predictions import PreparedRows
+from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import ServingState, State
 from trademl.serving.errors import request_id_of, trademl_error_body
-from trademl.serving.predict import logged
+from trademl.serving.predict import Prediction, logged
 from trademl.serving.routes import errors
 from trademl.serving.schemas import (
     PredictBatchRequest,
@@ -38,6 +41,27 @@ def answer(state: ServingState, body: PredictRequest, request_id: str) -> dict[s
     return state.predictions.body(prediction, horizons)
 
 
+# Prepared log rows of the answers polled most recently: the same bar is answered (and logged)
+# many times, its rows are checked and serialised once.
+_PREPARED: OrderedDict[tuple[int, str], tuple[Prediction, PreparedRows]] = OrderedDict()
+_PREPARED_SIZE = 256
+
+
+def _prepared(
+    state: ServingState, log: LogWriter, prediction: Prediction, horizon: str
+) -> PreparedRows:
+    key = (id(prediction), horizon)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is prediction:  # the very object, not a reused id
+        return hit[1]
+    horizons = state.predictions.horizons(prediction.served, horizon)
+    rows = log.log.prepare(logged(prediction, horizons, "prepared"))
+    _PREPARED[key] = (prediction, rows)
+    while len(_PREPARED) > _PREPARED_SIZE:
+        _PREPARED.popitem(last=False)
+    return rows
+
+
 @router.post("/predict", response_model=PredictResponse, responses=errors(404, 503))
 async def predict(body: PredictRequest, state: State, request: Request) -> Response:
     """Per-horizon predicted high, low, P(up), confidence and intervals for the last bar.
@@ -59,8 +83,8 @@ async def predict(body: PredictRequest, state: State, request: Request) -> Respo
             )
         content, prediction = rendered
         if state.log is not None:  # awaited, not blocking the loop: requests share commits
-            horizons = state.predictions.horizons(served, body.horizon)
-            await state.log.append_async(logged(prediction, horizons, request_id))
+            rows = _prepared(state, state.log, prediction, body.horizon)
+            await state.log.append_prepared_async(request_id, rows)
         state.metrics.count_prediction(served.name, served.version, "store")
         return Response(content, media_type="application/json")
     # Candles in the body: features and models, off the event loop.
