@@ -94,8 +94,9 @@ class LoggedPrediction:
     source: str
     outputs: Mapping[str, float]
 
-    def row(self, logged_at: datetime) -> dict[str, Any]:
-        """The row written for it; refuses what the log would have to cut or cannot read."""
+    def row(self) -> dict[str, Any]:
+        """Its row's fields (the log adds the time it was logged); refuses what the log would
+        have to cut or cannot read."""
         for field, bound in _BOUNDS.items():
             value = getattr(self, field)
             if not isinstance(value, str) or not 0 < len(value) <= bound:
@@ -110,7 +111,6 @@ class LoggedPrediction:
         # NaN is not JSON: an output that could not be computed is stored as null.
         outputs = {str(k): (None if math.isnan(v) else float(v)) for k, v in self.outputs.items()}
         return {
-            "logged_at": logged_at,
             "request_id": self.request_id,
             "model_name": self.model_name,
             "model_version": int(self.model_version),
@@ -199,7 +199,7 @@ class PredictionLog:
         given there)."""
         prepared = []
         for prediction in predictions:
-            row = prediction.row(datetime.now(UTC))
+            row = prediction.row()
             row["bar_timestamp"] = self._stamp(row["bar_timestamp"])
             prepared.append(tuple(row[c] for c in _COLUMNS[2:]))
         return PreparedRows(tuple(prepared))

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pandas as pd
 
 from trademl.data.candles import COLUMNS, empty_candles, with_meta
+from trademl.data.sources.base import clip_range
 from trademl.data.stores.base import Batch, MarketStore, SeriesInfo
 from trademl.data.timeframes import Timeframe
 
@@ -52,11 +53,7 @@ class MemoryStore(MarketStore):
     ) -> pd.DataFrame:
         """Candles with ``start <= timestamp < end``."""
         name = Timeframe.parse(timeframe).name
-        frame = self._series.get((symbol, name), empty_candles())
-        if start is not None:
-            frame = frame[frame.index >= start]
-        if end is not None:
-            frame = frame[frame.index < end]
+        frame = clip_range(self._series.get((symbol, name), empty_candles()), start, end)
         return with_meta(frame.copy(), symbol=symbol, timeframe=name)
 
     def list_series(self) -> list[SeriesInfo]:
