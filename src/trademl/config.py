@@ -529,6 +529,52 @@ class TuningSection(_Strict):
     study_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
+class RetrainingSection(_Strict):
+    """When a served model is retrained: on a schedule, on a performance alarm, on drift.
+
+    Each trigger starts one cycle: a challenger is trained with the champion's config on the
+    data before the recent window, scored beside the champion on that window's mature labels,
+    and promoted only through the statistical gate. Drift alone never promotes anything.
+    """
+
+    schedule: str | None = Field(
+        default=None, description="Cron string (UTC) of scheduled retrains; None: none."
+    )
+    on_alarm: bool = Field(default=True, description="Retrain when a performance alarm fires.")
+    on_drift: bool = Field(default=False, description="Retrain when features drift.")
+    train_bars: int | None = Field(
+        default=None,
+        ge=200,
+        description="Bars the challenger trains on (the latest before the window); None: all.",
+    )
+    rollback_bars: int | None = Field(
+        default=None,
+        ge=1,
+        description="Roll back a promotion when an alarm fires within this many bars of it.",
+    )
+
+
+class MonitoringSection(_Strict):
+    """How the served model is watched (see :mod:`trademl.monitoring`)."""
+
+    enabled: bool = Field(default=True, description="Save monitoring reference statistics.")
+    arl0: int = Field(
+        default=2000, ge=50, description="Bars between false alarms the CUSUM is calibrated to."
+    )
+    window: int = Field(default=500, ge=20, description="Recent bars a report looks at.")
+    min_mature: int = Field(
+        default=100, ge=10, description="Fewest mature labels a report or a retrain needs."
+    )
+    coverage_window: int = Field(default=250, ge=20, description="Labels of rolling coverage.")
+    coverage_level: float = Field(
+        default=0.001, gt=0.0, lt=0.5, description="Per-check level of the coverage alarm."
+    )
+    drift_alpha: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="False discovery rate of the drift table."
+    )
+    retraining: RetrainingSection = Field(default_factory=RetrainingSection)
+
+
 class RunConfig(_Strict):
     """A whole training run, as written in ``trademl train CONFIG.yaml``."""
 
@@ -542,6 +588,7 @@ class RunConfig(_Strict):
     seed: int = 0
     registry: RegistrySection = Field(default_factory=RegistrySection)
     tuning: TuningSection = Field(default_factory=TuningSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
     @model_validator(mode="after")
     def _splitter_parameters(self) -> RunConfig:

@@ -17,7 +17,7 @@ import json
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from trademl.features.cache import FEATURE_CONTRACT
 from trademl.features.engine import plan
 from trademl.features.sets import FeatureSet
 from trademl.models.maxmin import MaxMinPredictor
+
+if TYPE_CHECKING:
+    from trademl.monitoring.profile import MonitoringProfile
 
 PIPELINE_FILE = "pipeline.pkl"
 RUN_FILE = "run.json"
@@ -109,6 +112,9 @@ class PipelineModel:
     symbols : tuple of str
         A panel model's symbols (empty for a single-symbol model): it serves each of them,
         ``symbol`` being the one this object predicts for (see :meth:`for_symbol`).
+    monitoring : MonitoringProfile or None
+        What the served model is watched against (baselines, calibrated alarm thresholds,
+        reference sketches); None for panels and runs with ``monitoring.enabled`` false.
     """
 
     symbol: str
@@ -121,6 +127,7 @@ class PipelineModel:
     warmup_bars: int
     metadata: dict[str, Any] = field(default_factory=dict)
     symbols: tuple[str, ...] = ()
+    monitoring: MonitoringProfile | None = None
 
     @property
     def served_symbols(self) -> tuple[str, ...]:
@@ -191,6 +198,25 @@ class PipelineModel:
         )
         out.index.name = "timestamp"
         return out
+
+    def features(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """The model's input features for every candle after the warm-up (what :meth:`predict`
+        feeds the models), for monitoring and baselines.
+
+        Parameters
+        ----------
+        candles : pandas.DataFrame
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per candle after the first ``warmup_bars``, the ``feature_columns``.
+        """
+        frame = self._candles(candles)
+        return build_features(frame, self.feature_set).iloc[self.warmup_bars :][
+            self.feature_columns
+        ]
 
     @property
     def window_bars(self) -> int:

@@ -21,6 +21,7 @@ from trademl.features.cache import FEATURE_CONTRACT
 from trademl.features.sets import FeatureSet
 from trademl.models.maxmin import MaxMinPredictor
 from trademl.models.naive import BASELINE_PREFIX
+from trademl.monitoring.profile import MonitoringProfile, build_profile
 from trademl.pipeline import RUN_FILE, PipelineModel, save_pipeline, warmup_bars
 from trademl.preparation import Prepared
 from trademl.validation.coverage import rolling_coverage, worst_window
@@ -305,6 +306,23 @@ class TrainingRecorder(Protocol):
         """Record the finished run; ``result`` with where it was recorded."""
 
 
+def _profile(cfg: RunConfig, result: RunResult, prepared: Prepared) -> MonitoringProfile | None:
+    """The served model's monitoring reference (single-symbol runs; a panel's rows mix
+    symbols, whose losses a per-series detector cannot separate)."""
+    if not cfg.monitoring.enabled or cfg.data.panel:
+        return None
+    return build_profile(
+        cfg,
+        prepared.X,
+        prepared.labels,
+        result.predictions,
+        result.choices,
+        arl0=cfg.monitoring.arl0,
+        alpha=cfg.uncertainty.alpha,
+        seed=cfg.seed,
+    )
+
+
 def finish_run(
     cfg: RunConfig,
     result: RunResult,
@@ -334,6 +352,7 @@ def finish_run(
         warmup_bars=warmup_bars(prepared.feature_set, cfg.data.timeframe),
         metadata={**meta, "feature_contract": FEATURE_CONTRACT},
         symbols=cfg.data.members if cfg.data.panel else (),
+        monitoring=_profile(cfg, result, prepared),
     )
     meta["pipeline_sha256"] = save_pipeline(pipeline, result.output)
     with atomic_path(record) as temp:
