@@ -397,9 +397,32 @@ def promote(
     _registered(client, name)
     reconcile(client, name)  # a decision a dead process left half-done is finished first
     info, _, result = check_gate(name, version, settings=settings, **gate_overrides)
+    return apply_verdict(name, info, result, force=force, settings=settings, reason=reason)
+
+
+def apply_verdict(
+    name: str,
+    info: VersionInfo,
+    result: GateResult,
+    *,
+    force: bool = False,
+    settings: Settings | None = None,
+    reason: str = "",
+) -> Decision:
+    """Promote ``info`` if ``result`` passed (or ``force``), else record the refusal.
+
+    The gate's verdict may come from the version's validation (:func:`promote`) or from a
+    retraining cycle's recent window; either way the decision log keeps its numbers.
+
+    Raises
+    ------
+    PromotionRefusedError
+        The gate failed and ``force`` is false; the refusal is recorded first.
+    """
+    client = connect(settings)
     if not result.passed and not force:
-        reason = f"refused: {result.explain()}"
-        _record(client, name, {"action": "rejected", "version": info.version, "reason": reason})
+        refused = f"refused: {result.explain()}" + (f"; {reason}" if reason else "")
+        _record(client, name, {"action": "rejected", "version": info.version, "reason": refused})
         raise PromotionRefusedError(
             f"model {name!r} version {info.version} fails the promotion gate: {result.reason}"
         )
