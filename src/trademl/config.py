@@ -553,6 +553,18 @@ class RetrainingSection(_Strict):
         description="Roll back a promotion when an alarm fires within this many bars of it.",
     )
 
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from trademl.monitoring.schedule import parse_cron  # Celery loads only when used
+
+            try:
+                parse_cron(value, setting="schedule")
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return value
+
 
 class MonitoringSection(_Strict):
     """How the served model is watched (see :mod:`trademl.monitoring`)."""

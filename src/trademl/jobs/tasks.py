@@ -6,13 +6,14 @@ without training anything. A task receives ``report(progress, message)``; each c
 progress and is where a cancelled job stops (it raises :class:`~trademl.jobs.JobCancelled`).
 
 >>> sorted(JOB_KINDS)
-['backtest', 'echo', 'fail', 'sleep', 'train']
+['backtest', 'echo', 'fail', 'retrain', 'sleep', 'train', 'watch']
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -246,3 +247,58 @@ def backtest(payload: dict[str, Any], report: Report) -> dict[str, Any]:
 
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str) or hasattr(value, "item")
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_CYCLE_TRIGGERS = ("manual", "scheduled", "performance", "drift")
+
+
+def _check_model_payload(payload: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"payload: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}"
+        )
+    name = payload.get("name")
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise ConfigError(
+            "payload.name: a registered model name (1 to 256 letters, digits, '_', '.', '-')"
+        )
+
+
+def _check_retrain(payload: dict[str, Any]) -> None:
+    _check_model_payload(payload, {"name", "trigger", "window"})
+    trigger = payload.get("trigger", "manual")
+    if trigger not in _CYCLE_TRIGGERS:
+        raise ConfigError(
+            f"payload.trigger {trigger!r}: expected one of {', '.join(_CYCLE_TRIGGERS)}"
+        )
+    window = payload.get("window")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or not 20 <= window <= 100_000
+    ):
+        raise ConfigError(f"payload.window {window!r}: expected an integer from 20 to 100000")
+
+
+@task("retrain", check=_check_retrain)
+def retrain(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """One retraining cycle of the registered model ``payload["name"]``."""
+    from trademl.tracking.retraining import retrain as run_cycle
+
+    report(0.0, "retraining cycle")
+    cycle = run_cycle(
+        payload["name"],
+        trigger=payload.get("trigger", "manual"),
+        window=payload.get("window"),
+        settings=get_settings(),
+    )
+    return jsonable(cycle.as_dict())  # type: ignore[no-any-return]
+
+
+@task("watch", check=lambda payload: _check_model_payload(payload, {"name"}))
+def watch(payload: dict[str, Any], report: Report) -> dict[str, Any]:
+    """Monitor the champion of ``payload["name"]`` once and act as its policy says."""
+    from trademl.tracking.policy import check
+
+    report(0.0, "monitoring")
+    return jsonable(check(payload["name"], settings=get_settings()))  # type: ignore[no-any-return]

@@ -163,7 +163,9 @@ def _window(candles: pd.DataFrame, bars: int, horizon: int) -> tuple[pd.Timestam
     return pd.Timestamp(usable[-bars]), pd.Timestamp(usable[-1])
 
 
-def _gate(challenger: Evidence, champion: Evidence, info: VersionInfo) -> GateResult:
+def _gate(
+    challenger: Evidence, champion: Evidence, info: VersionInfo, overrides: dict[str, Any]
+) -> GateResult:
     learned = [c for c in challenger.predictions if str(c).startswith(f"{challenger.model}__")]
     if not learned:
         return GateResult(
@@ -178,7 +180,7 @@ def _gate(challenger: Evidence, champion: Evidence, info: VersionInfo) -> GateRe
             ],
         )
     try:
-        return evaluate_gate(challenger, champion, version_gate(info))
+        return evaluate_gate(challenger, champion, version_gate(info, **overrides))
     except ConfigError as error:
         return GateResult(False, [GateCheck("gate", False, f"gate not applicable: {error}")])
 
@@ -190,6 +192,7 @@ def retrain(
     window: int | None = None,
     assessment: Assessment | None = None,
     settings: Settings | None = None,
+    **gate_overrides: Any,
 ) -> Cycle:
     """Run one cycle for the registered model ``name`` (see the module docstring).
 
@@ -205,6 +208,8 @@ def retrain(
         The monitoring report that triggered the cycle (its alarms are recorded).
     settings : Settings or None
         Tracking backend, store and home; the process settings by default.
+    **gate_overrides
+        Gate fields (``level``, ``margin``, ``min_rows``...) replacing the champion config's.
 
     Returns
     -------
@@ -270,6 +275,7 @@ def retrain(
         window_evidence(challenger, challenger_info, candles, start, end),
         window_evidence(champion, champion_info, candles, start, end),
         challenger_info,
+        gate_overrides,
     )
     why = f"{trigger} retraining cycle, window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
     try:

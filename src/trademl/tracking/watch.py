@@ -57,6 +57,7 @@ def monitor(
     version: str | int = CHAMPION,
     *,
     window: int | None = None,
+    since: pd.Timestamp | None = None,
     settings: Settings | None = None,
 ) -> tuple[Assessment, VersionInfo, PipelineModel]:
     """Assess a registered version (the champion by default) on its logged predictions.
@@ -69,6 +70,8 @@ def monitor(
         An alias or a version number.
     window : int or None
         Recent bars to assess; the version's ``monitoring.window`` by default.
+    since : pandas.Timestamp or None
+        Only bars after it (the last retraining cycle): detectors restart on fresh evidence.
     settings : Settings or None
         The tracking backend, the store and the prediction log; the process settings by default.
 
@@ -87,6 +90,8 @@ def monitor(
     section = monitoring_section(info, settings)
     bars = window or section.window
     candles = store_candles(pipeline, settings)
+    if since is not None:
+        bars = min(bars, int((candles.index > since).sum()))
     start = candles.index[-(bars + pipeline.warmup_bars)] if len(candles) else None
     with opened(log_url(settings)) as log:
         rows = log.read(
