@@ -213,3 +213,22 @@ def test_cusum_refuses_non_finite_differentials() -> None:
 def test_coverage_monitor_refuses_bad_parameters(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         CoverageMonitor(**kwargs)
+
+
+def test_coverage_monitor_counts_overlapping_labels_as_fewer_independent_ones() -> None:
+    """Labels 24 bars ahead overlap: at nominal coverage their misses come in runs. Counted
+    as independent they alarm far more often than the level; deflated by the overlap they
+    do not."""
+    bars, n = 24, 60_000
+    rng = np.random.default_rng(3)
+    shocks = rng.standard_normal(n + bars)
+    y = np.convolve(shocks, np.ones(bars), mode="valid")[:n]  # N(0, bars), overlapping
+    covered = np.abs(y) <= 1.6448536 * np.sqrt(bars)  # exact 90 % intervals
+    naive = CoverageMonitor(0.1, window=500, level=0.001)
+    deflated = CoverageMonitor(0.1, window=500, level=0.001, overlap=bars)
+    naive_share = np.mean([naive.update(bool(c)) for c in covered])
+    deflated_share = np.mean([deflated.update(bool(c)) for c in covered])
+    print(f"alarmed checks: independent {naive_share:.4f}, deflated {deflated_share:.4f}")
+    assert naive_share > 0.02  # twenty times the level
+    assert deflated_share < 0.005
+    assert deflated.critical > naive.critical

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 from trademl.errors import ConfigError
 from trademl.validation.bootstrap import block_length
@@ -443,6 +443,12 @@ class CoverageMonitor:
         Labels in the rolling window, >= 10.
     level : float
         Per-check significance level, in (0, 1).
+    overlap : int
+        Bars each label spans (its horizon). Labels ``h`` bars ahead overlap, so misses come
+        in runs about ``h`` long; the test counts the window as ``window / overlap``
+        independent labels holding ``misses / overlap`` misses (the binomial tail continued to
+        fractional counts by the regularised incomplete beta function). Without it a
+        72-bar-horizon interval alarms on every run of bad bars.
 
     Attributes
     ----------
@@ -459,7 +465,9 @@ class CoverageMonitor:
     (True, 0.5)
     """
 
-    def __init__(self, alpha_nominal: float = 0.1, window: int = 250, level: float = 0.001):
+    def __init__(
+        self, alpha_nominal: float = 0.1, window: int = 250, level: float = 0.001, overlap: int = 1
+    ):
         self.alpha_nominal = _finite("alpha_nominal", alpha_nominal)
         self.level = _finite("level", level)
         if not 0 < self.alpha_nominal < 1:
@@ -468,19 +476,25 @@ class CoverageMonitor:
             raise ConfigError(f"level must be in (0, 1), got {level!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 10:
             raise ConfigError(f"window must be an integer >= 10 (labels), got {window!r}")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+            raise ConfigError(f"overlap must be an integer >= 1 (bars), got {overlap!r}")
         self.window = window
-        # Smallest c with P(X >= c) <= level; sf(c - 1) is P(X >= c).
-        counts = np.arange(window + 2)
-        tail = stats.binom.sf(counts - 1, window, self.alpha_nominal)
+        self.overlap = overlap
+        # Smallest c with P(X >= c) <= level, X ~ Binomial(n, p) on n = window / overlap
+        # labels: P(X >= c) = I_p(c, n - c + 1), which continues to fractional c and n.
+        counts = np.arange(1, window + 1, dtype=np.float64)
+        tail = special.betainc(
+            counts / overlap, (window - counts) / overlap + 1.0, self.alpha_nominal
+        )
         passing = np.flatnonzero(tail <= self.level)
-        self.critical = int(passing[0]) if passing.size else window + 1
+        self.critical = int(counts[passing[0]]) if passing.size else window + 1
         self._recent: deque[bool] = deque(maxlen=window)
         self._misses = 0
 
     def __repr__(self) -> str:
         return (
             f"CoverageMonitor(alpha_nominal={self.alpha_nominal!r}, window={self.window!r}, "
-            f"level={self.level!r})"
+            f"level={self.level!r}, overlap={self.overlap!r})"
         )
 
     @property
@@ -492,7 +506,11 @@ class CoverageMonitor:
         """One-sided binomial p-value of the current window's misses (``nan`` until full)."""
         if len(self._recent) < self.window:
             return math.nan
-        return float(stats.binom.sf(self._misses - 1, self.window, self.alpha_nominal))
+        if self._misses == 0:
+            return 1.0
+        o = self.overlap
+        a, b = self._misses / o, (self.window - self._misses) / o + 1.0
+        return float(special.betainc(a, b, self.alpha_nominal))
 
     def update(self, covered: bool) -> bool:
         """Feed one mature label; ``True`` when the full window has too many misses.

@@ -73,6 +73,10 @@ class TargetHealth:
         ``1 - alpha`` (NaN for direction).
     note : str
         What could not be measured, and why.
+    losses : pandas.DataFrame
+        Per mature bar, the realised loss of the served forecast (``served``) and of the
+        baseline (``baseline``), on the bars where both are known (their means are
+        ``model_loss`` and ``baseline_loss``).
     """
 
     name: str
@@ -92,6 +96,9 @@ class TargetHealth:
     coverage_alarm_at: pd.Timestamp | None
     nominal_coverage: float
     note: str = ""
+    losses: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"served": [], "baseline": []}, dtype=np.float64)
+    )
 
     @property
     def last_statistic(self) -> float:
@@ -289,11 +296,17 @@ def _target_health(
         names=(watch.served, watch.baseline),
         min_rows=max(min_rows, 2),
     )
-    both = pd.concat([realised, served, baseline], axis=1).dropna()
+    both = pd.concat([realised, served, baseline], axis=1).dropna().sort_index()
+    losses = pd.DataFrame(
+        {
+            "served": row_losses(both.iloc[:, 0], both.iloc[:, 1], watch.loss),
+            "baseline": row_losses(both.iloc[:, 0], both.iloc[:, 2], watch.loss),
+        },
+        index=both.index,
+    )
     if len(both):
-        loss = watch.loss
-        model_loss = float(np.mean(row_losses(both.iloc[:, 0], both.iloc[:, 1], loss)))
-        baseline_loss = float(np.mean(row_losses(both.iloc[:, 0], both.iloc[:, 2], loss)))
+        model_loss = float(losses["served"].mean())
+        baseline_loss = float(losses["baseline"].mean())
     if comparison.result is not None:
         r = comparison.result
         difference, low, high, p_value = r.mean_difference, r.low, r.high, r.p_value
@@ -313,7 +326,9 @@ def _target_health(
         y = realised.to_numpy(np.float64)
         valid = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
         covered = (lo[valid] <= y[valid]) & (y[valid] <= hi[valid])
-        monitor = CoverageMonitor(watch.alpha, window=coverage_window, level=coverage_level)
+        monitor = CoverageMonitor(
+            watch.alpha, window=coverage_window, level=coverage_level, overlap=watch.bars
+        )
         fired = [monitor.update(bool(c)) for c in covered]
         stamps = at[valid]
         window = min(coverage_window, max(len(covered), 1))
@@ -341,6 +356,7 @@ def _target_health(
         coverage_alarm_at=coverage_alarm_at,
         nominal_coverage=1.0 - watch.alpha if watch.kind in _BOUNDS else math.nan,
         note=note,
+        losses=losses,
     )
 
 

@@ -39,8 +39,10 @@ def last_cycle(name: str, settings: Settings) -> pd.Timestamp | None:
     return pd.Timestamp(stamp) if stamp else None
 
 
-def check(name: str, *, settings: Settings | None = None) -> dict[str, Any]:
-    """Monitor the champion once and act as its policy says.
+def check(
+    name: str, *, until: pd.Timestamp | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Monitor the champion once (as of ``until``, default now) and act as its policy says.
 
     Returns
     -------
@@ -51,18 +53,22 @@ def check(name: str, *, settings: Settings | None = None) -> dict[str, Any]:
     """
     settings = settings or get_settings()
     try:
-        report, info, _ = monitor(name, settings=settings, since=last_cycle(name, settings))
+        report, info, _ = monitor(
+            name, settings=settings, since=last_cycle(name, settings), until=until
+        )
     except MonitoringError as error:
-        return {"action": "waiting", "reason": str(error)}
+        return {"action": "waiting", "reason": str(error), "alarms": [], "drifted": []}
     policy = monitoring_section(info, settings).retraining
     cycle: Cycle | None = None
     if report.alarms:
         if policy.rollback_bars is not None:
             cycle = rollback_if_alarmed(name, report, policy.rollback_bars, settings)
         if cycle is None and policy.on_alarm:
-            cycle = retrain(name, trigger="performance", assessment=report, settings=settings)
+            cycle = retrain(
+                name, trigger="performance", assessment=report, until=until, settings=settings
+            )
     elif report.drifted and policy.on_drift:
-        cycle = retrain(name, trigger="drift", assessment=report, settings=settings)
+        cycle = retrain(name, trigger="drift", assessment=report, until=until, settings=settings)
     if cycle is None:
         return {
             "action": "none",
@@ -73,6 +79,7 @@ def check(name: str, *, settings: Settings | None = None) -> dict[str, Any]:
     logger.info("{}: {} cycle {}: {}", name, cycle.trigger, cycle.decision, cycle.reason)
     return {
         "action": cycle.decision,
+        "at": report.end.isoformat(),
         "trigger": cycle.trigger,
         "reason": cycle.reason,
         "cycle": cycle.as_dict(),

@@ -3,10 +3,11 @@ beside the champion on the same recent window of matured labels, promoted only t
 statistical gate; and the decision, its trigger and its numbers recorded as an MLflow run in the
 retraining experiment.
 
-The window is the last ``monitoring.window`` bars whose labels have matured. The challenger
-trains on the bars before it (the last ``retraining.train_bars`` of them, or all), so both
-models are out of sample on the window; the champion must have been trained before the window
-starts, or its numbers there would be in sample (the cycle refuses, saying when it can run).
+The window is the last ``monitoring.window`` bars whose labels have matured, cut to start after
+every bar the champion saw in training (its last rows' labels included), so that both models
+are out of sample on it; with fewer than ``monitoring.min_mature`` such bars the cycle refuses,
+saying so. The challenger trains on the bars before the window (the last
+``retraining.train_bars`` of them, or all).
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def retrain(
     trigger: str = "manual",
     window: int | None = None,
     assessment: Assessment | None = None,
+    until: pd.Timestamp | None = None,
     settings: Settings | None = None,
     **gate_overrides: Any,
 ) -> Cycle:
@@ -206,6 +208,9 @@ def retrain(
         Bars of the recent window; the champion's ``monitoring.window`` by default.
     assessment : Assessment or None
         The monitoring report that triggered the cycle (its alarms are recorded).
+    until : pandas.Timestamp or None
+        Run as of this bar (a replay of the policy over the past); the store's last bar by
+        default.
     settings : Settings or None
         Tracking backend, store and home; the process settings by default.
     **gate_overrides
@@ -227,15 +232,23 @@ def retrain(
     profile = require_profile(champion, f"model {name!r} version {champion_info.version}")
     cfg = version_config(champion_info, settings)
     section = monitoring_section(champion_info, settings)
-    candles = store_candles(champion, settings)
-    start, end = _window(candles, window or section.window, max(champion.horizons.values()))
-    if profile.trained_until >= start:
-        raise MonitoringError(
-            f"model {name!r} champion version {champion_info.version} was trained on bars until "
-            f"{profile.trained_until:%Y-%m-%d %H:%M}, inside the window starting "
-            f"{start:%Y-%m-%d %H:%M}: its numbers there would be in sample; shorten the window "
-            "or wait for more bars"
-        )
+    candles = store_candles(champion, settings, until=until)
+    horizon = max(champion.horizons.values())
+    start, end = _window(candles, window or section.window, horizon)
+    # The champion's last training rows had labels reaching ``horizon`` bars past them: a bar
+    # is out of sample for it only after those (overlapping labels leak otherwise).
+    step = pd.Timedelta(seconds=Timeframe.parse(champion.timeframe).seconds)
+    unseen = profile.trained_until + (horizon + 1) * step
+    if unseen > start:
+        scored = int(((candles.index >= unseen) & (candles.index <= end)).sum())
+        if scored < section.min_mature:
+            raise MonitoringError(
+                f"model {name!r} champion version {champion_info.version} saw bars until "
+                f"{unseen - step:%Y-%m-%d %H:%M} in training; since then {scored:,} bars have "
+                f"matured labels, and a cycle scores both models on at least "
+                f"{section.min_mature:,}: wait for more bars"
+            )
+        start = pd.Timestamp(candles.index[candles.index >= unseen][0])
     history = candles[candles.index < start]
     train_bars = section.retraining.train_bars
     if train_bars is not None:

@@ -37,11 +37,16 @@ def version_config(info: VersionInfo, settings: Settings | None = None) -> RunCo
 
 
 def store_candles(
-    pipeline: PipelineModel, settings: Settings, start: pd.Timestamp | None = None
+    pipeline: PipelineModel,
+    settings: Settings,
+    start: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """The store's candles of the pipeline's series (from ``start``)."""
+    """The store's candles of the pipeline's series (from ``start``, up to and including
+    ``until``: a replay of the policy as of a past bar sees nothing after it)."""
+    end = None if until is None else pd.Timestamp(until) + pd.Timedelta(microseconds=1)
     with open_default_store(settings) as store:
-        return store.read(pipeline.symbol, pipeline.timeframe, start)
+        return store.read(pipeline.symbol, pipeline.timeframe, start, end)
 
 
 def monitoring_section(info: VersionInfo, settings: Settings) -> MonitoringSection:
@@ -58,6 +63,7 @@ def monitor(
     *,
     window: int | None = None,
     since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
     settings: Settings | None = None,
 ) -> tuple[Assessment, VersionInfo, PipelineModel]:
     """Assess a registered version (the champion by default) on its logged predictions.
@@ -72,6 +78,8 @@ def monitor(
         Recent bars to assess; the version's ``monitoring.window`` by default.
     since : pandas.Timestamp or None
         Only bars after it (the last retraining cycle): detectors restart on fresh evidence.
+    until : pandas.Timestamp or None
+        Assess as of this bar (a replay of the past); the store's last bar by default.
     settings : Settings or None
         The tracking backend, the store and the prediction log; the process settings by default.
 
@@ -89,7 +97,7 @@ def monitor(
     pipeline, info = load_pipeline(name, version, settings)
     section = monitoring_section(info, settings)
     bars = window or section.window
-    candles = store_candles(pipeline, settings)
+    candles = store_candles(pipeline, settings, until=until)
     if since is not None:
         bars = min(bars, int((candles.index > since).sum()))
     start = candles.index[-(bars + pipeline.warmup_bars)] if len(candles) else None
@@ -100,6 +108,7 @@ def monitor(
             timeframe=pipeline.timeframe,
             version=info.version,
             start=start,
+            end=None if until is None else pd.Timestamp(until) + pd.Timedelta(microseconds=1),
         )
     report = assess(
         pipeline,
