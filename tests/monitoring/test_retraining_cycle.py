@@ -36,8 +36,8 @@ from trademl.serving import create_app
 from trademl.tracking.client import connect
 from trademl.tracking.pipeline import load_pipeline
 from trademl.tracking.policy import check
-from trademl.tracking.registry import history
-from trademl.tracking.retraining import retrain
+from trademl.tracking.registry import history, promote
+from trademl.tracking.retraining import PROMOTED_AT, retrain
 from trademl.tracking.watch import log_url, monitor
 
 MODEL = "BTCUSDT_1h_monitoring_test"
@@ -276,3 +276,57 @@ def test_the_cycle_runs_as_a_job_on_a_real_celery_worker(served: Cycle) -> None:
         assert run.data.tags["trigger"] == "scheduled"
     finally:
         worker.stop()
+
+
+def _log_broken(
+    settings: Settings,
+    pipeline: PipelineModel,
+    version: int,
+    bars: pd.DataFrame,
+    history: pd.DataFrame,
+) -> None:
+    """Predictions of ``version`` for ``bars`` as a broken server would log them: every
+    max-high forecast four times too wide."""
+    context = history[history.index <= bars.index[-1]].iloc[-(len(bars) + pipeline.warmup_bars) :]
+    out = pipeline.predict(context)
+    out[[c for c in out if c.endswith("__high_log")]] *= 4.0
+    rows = []
+    for stamp, values in out.iterrows():
+        rows += horizon_records(
+            values.to_dict(),
+            pipeline.horizons,
+            request_id="broken",
+            model_name=MODEL,
+            model_version=version,
+            symbol="BTCUSDT",
+            timeframe="1h",
+            bar_timestamp=stamp,
+            source="store",
+        )
+    with PredictionLog(log_url(settings)) as log:
+        log.append(rows)
+
+
+def test_an_alarm_soon_after_a_promotion_rolls_it_back(tmp_path: Path, served: Cycle) -> None:
+    settings = Settings(home=tmp_path, mlflow_timeout_s=5)
+    candles = served.candles
+    _write(settings, candles[(candles.index >= "2022-09-01") & (candles.index < FEED_START)])
+    monitoring = {**MONITORING, "retraining": {"rollback_bars": 200}}
+    for label in ("v1", "v2"):
+        config = tiny_run_config(
+            tmp_path / label, GOOD, name=MODEL, gate=GATE, monitoring=monitoring
+        )
+        train(config, settings=settings)
+    feed = candles[candles.index >= FEED_START].iloc[:300]
+    _write(settings, feed)
+    # Version 2 promoted by a cycle at the first served bar, then its forecasts break.
+    promote(MODEL, 2, force=True, settings=settings)
+    connect(settings).set_model_version_tag(MODEL, "2", PROMOTED_AT, FEED_START.isoformat())
+    pipeline, _ = load_pipeline(MODEL, 2, settings)
+    _log_broken(settings, pipeline, 2, feed, candles)
+    outcome = check(MODEL, settings=settings)
+    assert outcome["action"] == "rolled_back", outcome
+    assert int(connect(settings).get_model_version_by_alias(MODEL, "champion").version) == 1
+    run = connect(settings).get_run(outcome["cycle"]["run_id"])
+    assert run.data.tags["decision"] == "rolled_back" and run.data.tags["trigger"] == "performance"
+    assert "after the promotion" in outcome["reason"]
