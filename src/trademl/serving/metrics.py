@@ -1,5 +1,6 @@
 """Prometheus metrics of one app: request counts and latencies by route, predictions by model
-version, served models and jobs by state (read from the job store at scrape time).
+version, served models and jobs by state (read from the job store at scrape time), and the
+latest monitoring report of each model (set whenever one is computed).
 
 Each app has its own registry, so several apps in one process (tests) do not collide; with
 several uvicorn workers each worker reports its own counts.
@@ -7,12 +8,18 @@ several uvicorn workers each worker reports its own counts.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from trademl.monitoring.assess import Assessment
 
 # Label children are looked up once: ``labels()`` takes a lock and builds a key each call, a
 # visible share of a store-path request. The caches stop growing here (labels still work).
@@ -76,6 +83,7 @@ class Metrics:
         )
         self.registry.register(_StateCollector(served, jobs))
         self._children: dict[tuple[str, ...], Any] = {}
+        self.monitoring = _MonitoringGauges(self.registry)
 
     def _child(self, metric: Counter | Histogram, kind: str, labels: tuple[str, ...]) -> Any:
         key = (kind, *labels)
@@ -96,6 +104,106 @@ class Metrics:
         """Count one prediction answered for ``model`` ``version`` from ``source``."""
         self._child(self.predictions, "p", (model, str(version), source)).inc()
 
+    def observe_monitoring(self, report: Assessment) -> None:
+        """Set the ``trademl_monitor_*`` gauges of ``report``'s model from ``report``."""
+        self.monitoring.observe(report)
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _MonitoringGauges:
+    """The latest monitoring report per model, as gauges.
+
+    Per model and target: the CUSUM statistic now and its threshold, the realised loss of the
+    served forecast and of the baseline (``forecast`` label), the rolling interval coverage;
+    per model: the mature share, the number of drifted features and the version the gauges
+    describe. A value the report lacks (no threshold, no interval) has no sample, and targets
+    absent from a model's newest report are removed.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        target, model = ["model", "target"], ["model"]
+        self.cusum = Gauge(
+            "trademl_monitor_cusum",
+            "CUSUM statistic of the loss differential (served minus baseline) at the window's end",
+            target,
+            registry=registry,
+        )
+        self.threshold = Gauge(
+            "trademl_monitor_cusum_threshold",
+            "The CUSUM alarm threshold calibrated at training",
+            target,
+            registry=registry,
+        )
+        self.loss = Gauge(
+            "trademl_monitor_realised_loss",
+            "Mean realised loss over the window's mature bars, of the served forecast or baseline",
+            [*target, "forecast"],
+            registry=registry,
+        )
+        self.coverage = Gauge(
+            "trademl_monitor_coverage",
+            "Rolling interval coverage at the window's end",
+            target,
+            registry=registry,
+        )
+        self.mature_share = Gauge(
+            "trademl_monitor_mature_share",
+            "Share of the window's logged predictions whose labels have matured",
+            model,
+            registry=registry,
+        )
+        self.drifted = Gauge(
+            "trademl_monitor_drifted_features",
+            "Features flagged as drifted in the window (Benjamini-Hochberg across features)",
+            model,
+            registry=registry,
+        )
+        self.version = Gauge(
+            "trademl_monitor_version",
+            "The model version the trademl_monitor_* gauges describe",
+            model,
+            registry=registry,
+        )
+        self._targets: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        if value is None or not math.isfinite(value):
+            self._remove(gauge, labels)
+        else:
+            gauge.labels(*labels).set(value)
+
+    @staticmethod
+    def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:
+        with contextlib.suppress(KeyError):  # never set
+            gauge.remove(*labels)
+
+    def _drop_target(self, model: str, target: str) -> None:
+        for gauge in (self.cusum, self.threshold, self.coverage):
+            self._remove(gauge, (model, target))
+        for forecast in ("served", "baseline"):
+            self._remove(self.loss, (model, target, forecast))
+
+    def observe(self, report: Assessment) -> None:
+        model = report.model
+        # One report at a time, so gauges of one model never mix two reports' targets.
+        with self._lock:
+            for gone in self._targets.get(model, set()) - set(report.targets):
+                self._drop_target(model, gone)
+            self._targets[model] = set(report.targets)
+            for name, health in report.targets.items():
+                labels = (model, name)
+                self._set(self.cusum, labels, health.last_statistic)
+                self._set(self.threshold, labels, health.threshold)
+                self._set(self.loss, (*labels, "served"), health.model_loss)
+                self._set(self.loss, (*labels, "baseline"), health.baseline_loss)
+                coverage = health.coverage
+                last = float(coverage.iloc[-1]) if coverage is not None and len(coverage) else None
+                self._set(self.coverage, labels, last)
+            self._set(self.mature_share, (model,), report.mature_share)
+            drifted = None if report.feature_drift is None else len(report.drifted)
+            self._set(self.drifted, (model,), drifted)
+            self.version.labels(model).set(report.version)

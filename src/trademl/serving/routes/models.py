@@ -1,18 +1,36 @@
-"""The registry through the API: ``GET /api/v1/models``, and ``POST .../promote`` and
+"""The registry through the API: ``GET /api/v1/models``, ``GET .../{name}/monitoring`` (the
+monitoring report of a version on its logged predictions), and ``POST .../promote`` and
 ``POST .../rollback`` (API key), after which the server serves the new champion at once."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel
 
+from trademl.monitoring.assess import MonitoringError
 from trademl.serving.deps import ApiKey, ServingState, State
+from trademl.serving.errors import ApiError
 from trademl.serving.routes import errors
 from trademl.serving.schemas import DecisionResponse, ModelList, PromoteRequest, RollbackRequest
 from trademl.tracking.registry import Decision, list_models, promote, rollback
+from trademl.tracking.watch import monitor
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+# A registry name (as a run config's ``registry.name``) that cannot be ``.``/``..`` or an option.
+ModelName = Annotated[
+    str,
+    PathParam(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        description="A registered model name: letters, digits, `_`, `.` and `-`, not starting "
+        "with `.` or `-`, at most 128 characters.",
+        examples=["BTCUSDT_1h_lgbm"],
+    ),
+]
+MONITORING_WINDOW_MAX = 100_000
 
 
 @router.get("", response_model=ModelList, responses=errors(503))
@@ -79,3 +97,121 @@ def rollback_model(name: str, state: State, body: RollbackRequest | None = None)
     body = body or RollbackRequest()
     decision = rollback(name, settings=state.settings, reason=body.reason)
     return _after(state, decision)
+
+
+# -- monitoring ------------------------------------------------------------------------------
+
+
+class MonitoredWindow(BaseModel):
+    """The window's first and last bar (ISO 8601)."""
+
+    start: str | None
+    end: str | None
+
+
+class TargetMonitoring(BaseModel):
+    """One served target over the window (null: not measurable, ``note`` says why)."""
+
+    target: str
+    served: str
+    baseline: str
+    rows: int
+    model_loss: float | None
+    baseline_loss: float | None
+    difference: float | None
+    difference_interval: list[float | None]
+    p_value: float | None
+    cusum: float | None
+    cusum_max: float | None
+    threshold: float | None
+    alarm_at: str | None
+    coverage: float | None
+    nominal_coverage: float | None
+    coverage_alarm_at: str | None
+    note: str
+
+
+class DriftRow(BaseModel):
+    """One column's drift against its training reference."""
+
+    column: str
+    n: int
+    n_effective: float | None
+    psi: float | None
+    ks: float | None
+    wasserstein: float | None
+    qvalue: float | None
+    drifted: bool
+
+
+class DriftTable(BaseModel):
+    """Drift of the window's columns, most drifted first (the first 20)."""
+
+    alpha: float
+    columns: int
+    drifted: list[str]
+    drifted_share: float | None
+    table: list[DriftRow]
+
+
+class MonitoringReport(BaseModel):
+    """A model version's monitoring report (``Assessment.as_dict``)."""
+
+    model: str
+    version: int
+    symbol: str
+    timeframe: str
+    window: MonitoredWindow
+    logged: int
+    mature: int
+    mature_share: float | None
+    arl0: int
+    alarms: list[str]
+    targets: list[TargetMonitoring]
+    feature_drift: DriftTable | None
+    forecast_drift: DriftTable | None
+    notes: list[str]
+
+
+_MONITORING_ERRORS = errors(404, 409, 503)
+_MONITORING_ERRORS[409] = {
+    **_MONITORING_ERRORS[409],
+    "description": "The version cannot be monitored yet: no monitoring reference statistics, "
+    "or too few predictions with matured labels in the window (the message gives the counts)",
+}
+
+
+@router.get("/{name}/monitoring", response_model=MonitoringReport, responses=_MONITORING_ERRORS)
+def monitoring(
+    name: ModelName,
+    state: State,
+    window: Annotated[
+        int | None,
+        Query(
+            ge=20,
+            le=MONITORING_WINDOW_MAX,
+            description="Recent bars to assess (the version's `monitoring.window` by default).",
+        ),
+    ] = None,
+    version: Annotated[
+        str,
+        Query(
+            pattern=r"^(?:[0-9]{1,9}|[A-Za-z][A-Za-z0-9_-]{0,63})$",
+            description="An alias (`champion`, `challenger`) or a version number.",
+        ),
+    ] = "champion",
+) -> dict[str, Any]:
+    """The monitoring report of a version (the champion by default): its logged predictions
+    scored on matured labels beside the baseline, the CUSUM and coverage alarms, and the drift
+    of its features and forecasts over the last ``window`` bars.
+
+    A version that cannot be assessed yet (trained without monitoring reference statistics,
+    or with too few matured predictions in the window) is a 409 whose message says why. Each
+    report also sets the server's ``trademl_monitor_*`` gauges of the model.
+    """
+    try:
+        report, _, _ = monitor(name, version, window=window, settings=state.settings)
+    except MonitoringError as error:
+        raise ApiError(409, str(error), type(error).__name__) from None
+    state.metrics.observe_monitoring(report)
+    return report.as_dict()
