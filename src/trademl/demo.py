@@ -28,10 +28,18 @@ from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
 from trademl.features.indicators import INDICATORS
 from trademl.models.base import MODELS
+from trademl.monitoring.assess import MonitoringError
+from trademl.monitoring.html import write_report
+from trademl.monitoring.predictions import PredictionLog, horizon_records
+from trademl.monitoring.schedule import parse_cron
 from trademl.plugins import PluginTable
 from trademl.run_outputs import RunResult
 from trademl.serving.parity import ParityReport, replay_parity
 from trademl.tracking.pipeline import load_pipeline
+from trademl.tracking.policy import check
+from trademl.tracking.registry import promote
+from trademl.tracking.retraining import retrain
+from trademl.tracking.watch import log_url, monitor, summary_lines, window_features
 
 DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
@@ -90,6 +98,49 @@ def demo_run_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# The monitoring stage: a champion trained on the year before MONITOR_FEED, the bars after it
+# served, the retraining policy replayed over them.
+MONITOR_MODEL = "BTCUSDT_1h_monitoring_demo"
+MONITOR_FEED = pd.Timestamp("2024-02-01", tz="UTC")
+MONITOR_CHECKS = "5 0 * * mon"  # the policy's checks: weekly here, hourly in production
+MONITOR_SCHEDULE = "0 0 1 * *"  # a scheduled retrain on the first of each month
+
+
+def monitoring_run_config(settings: Settings) -> dict[str, Any]:
+    """The monitored model: the demo's LightGBM on the year before :data:`MONITOR_FEED`."""
+    config = demo_run_config(settings)
+    config["data"] = {**config["data"], "start": "2023-02-01", "end": MONITOR_FEED.isoformat()}
+    config["models"] = config["models"][:1]
+    config["registry"] = {**config["registry"], "name": MONITOR_MODEL}
+    config["output"] = str(settings.home / "runs" / "btc_1h_monitoring_demo")
+    config["monitoring"] = {
+        "window": 720,
+        "min_mature": 200,
+        "arl0": 2000,
+        "retraining": {
+            "schedule": MONITOR_SCHEDULE,
+            "on_alarm": True,
+            "train_bars": 8760,
+            "rollback_bars": 168,
+        },
+    }
+    return config
+
+
+@dataclass(frozen=True)
+class MonitoringDemo:
+    """What the monitoring stage did: the served span, the checks, the first cycle."""
+
+    version: int
+    forced: str | None
+    served_from: pd.Timestamp
+    served_bars: int
+    checks: list[dict[str, Any]]
+    cycle: dict[str, Any] | None
+    report_lines: list[str]
+    report_path: Path | None
+
+
 @dataclass(frozen=True)
 class DemoSummary:
     """What the demo ingested and built, and where it lives."""
@@ -110,6 +161,7 @@ class DemoSummary:
     folder_matches_registry: bool | None = None
     # Family → (names registered, of which from installed packages' entry points).
     plugins: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    monitoring: MonitoringDemo | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -185,6 +237,7 @@ def run_demo(
         parity = replay_parity(pipeline, candles, DEMO_REPLAY_BARS)
         folder = load_model(training.output)
         same = folder.predict_last(candles).values == pipeline.predict_last(candles).values
+    monitoring = run_monitoring_demo(settings, candles) if training is not None else None
     return DemoSummary(
         origin,
         store_url,
@@ -200,6 +253,94 @@ def run_demo(
         parity,
         same,
         plugin_families(),
+        monitoring,
+    )
+
+
+def _log_served(settings: Settings, pipeline: Any, version: int, candles: pd.DataFrame) -> int:
+    """The bars from MONITOR_FEED as the server logs them (one batch: served = validated)."""
+    first = int(candles.index.searchsorted(MONITOR_FEED))
+    out = pipeline.predict(candles.iloc[first - pipeline.warmup_bars :])
+    rows = []
+    for stamp, values in out.iterrows():
+        rows += horizon_records(
+            values.to_dict(),
+            pipeline.horizons,
+            request_id="demo-replay",
+            model_name=MONITOR_MODEL,
+            model_version=version,
+            symbol=pipeline.symbol,
+            timeframe=pipeline.timeframe,
+            bar_timestamp=stamp,
+            source="store",
+        )
+    with PredictionLog(log_url(settings)) as log:
+        log.append(rows)
+    return len(out)
+
+
+def run_monitoring_demo(settings: Settings, candles: pd.DataFrame) -> MonitoringDemo:
+    """Train on the year before MONITOR_FEED, serve the bars after it, and replay the
+    retraining policy over them: weekly checks (an alarm or drift starts a cycle) and the
+    monthly schedule, until the first cycle; then the current champion's report."""
+    result = run_training(monitoring_run_config(settings), settings=settings)
+    assert result.model_version is not None
+    forced = None
+    if result.alias != "champion":
+        # Monitoring watches a champion; the demo says when the gate would not have made one.
+        forced = result.registry_reason or "not promoted by the gate"
+        promote(
+            MONITOR_MODEL,
+            result.model_version,
+            force=True,
+            settings=settings,
+            reason="the demo's monitoring stage needs a champion",
+        )
+    pipeline, _ = load_pipeline(MONITOR_MODEL, result.model_version, settings)
+    served = _log_served(settings, pipeline, result.model_version, candles)
+    checks: list[dict[str, Any]] = []
+    cycle: dict[str, Any] | None = None
+    end = candles.index[-1]
+    every, schedule = parse_cron(MONITOR_CHECKS), parse_cron(MONITOR_SCHEDULE)
+    at_check = every.next_after(MONITOR_FEED.to_pydatetime())
+    at_schedule = schedule.next_after(MONITOR_FEED.to_pydatetime())
+    while min(at_check, at_schedule) <= end and cycle is None:
+        outcome: dict[str, Any]
+        if at_schedule <= at_check:
+            when = pd.Timestamp(at_schedule)
+            done = retrain(MONITOR_MODEL, trigger="scheduled", until=when, settings=settings)
+            outcome = {
+                "action": done.decision,
+                "at": when.isoformat(),
+                "trigger": "scheduled",
+                "reason": done.reason,
+                "cycle": done.as_dict(),
+            }
+            at_schedule = schedule.next_after(at_schedule)
+        else:
+            when = pd.Timestamp(at_check)
+            outcome = check(MONITOR_MODEL, until=when, settings=settings)
+            outcome["at"] = when.isoformat()
+            at_check = every.next_after(at_check)
+        checks.append(outcome)
+        if "cycle" in outcome:
+            cycle = outcome["cycle"]
+    lines: list[str] = []
+    path = None
+    try:
+        report, _, champion = monitor(MONITOR_MODEL, settings=settings)
+        lines = summary_lines(report)
+        if champion.monitoring is not None:
+            path = write_report(
+                report,
+                champion.monitoring,
+                window_features(report, champion, settings),
+                settings.home / "monitoring" / f"{MONITOR_MODEL}.html",
+            )
+    except MonitoringError as error:
+        lines = [f"no report: {error}"]
+    return MonitoringDemo(
+        result.model_version, forced, MONITOR_FEED, served, checks, cycle, lines, path
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import cli_runner
 from tests.support.jobs import REDIS_URL, Worker, job_settings, require_redis, wait_for
 from tests.support.training import tiny_run_config
 from tests.tracking.conftest import GATE, GOOD
@@ -330,3 +331,25 @@ def test_an_alarm_soon_after_a_promotion_rolls_it_back(tmp_path: Path, served: C
     run = connect(settings).get_run(outcome["cycle"]["run_id"])
     assert run.data.tags["decision"] == "rolled_back" and run.data.tags["trigger"] == "performance"
     assert "after the promotion" in outcome["reason"]
+
+
+def test_the_commands_print_the_report_write_the_html_and_name_bad_input(
+    served: Cycle, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = cli_runner(capsys)
+    home = str(served.settings.home)
+    html = tmp_path / "report.html"
+    outcome = run("--home", home, "monitor", MODEL, "--window", "300", "--html", html)
+    assert outcome.code == 0, outcome.stderr
+    assert f"{MODEL} version" in outcome.stdout and "matured" in outcome.stdout
+    assert html.exists() and "plotly" in html.read_text()[:2_000_000].lower()
+    as_json = run("--home", home, "monitor", MODEL, "--window", "300", "--json")
+    body = json.loads(as_json.stdout[: as_json.stdout.rindex("}") + 1])
+    assert body["model"] == MODEL and 0 < body["mature_share"] <= 1
+    unknown = run("--home", home, "monitor", "no_such_model")
+    assert unknown.code != 0 and "no_such_model" in unknown.stderr
+    bad = run("--home", home, "retrain", MODEL, "--trigger", "whenever")
+    assert bad.code != 0 and "whenever" in bad.stderr
+    watched = run("--home", home, "watch", MODEL, "--once")
+    assert watched.code == 0, watched.stderr
+    assert json.loads(watched.stdout)["action"] in ("none", "waiting", "promoted", "rejected")

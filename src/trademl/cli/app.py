@@ -22,6 +22,7 @@ from trademl.cli import jobs as jobs_commands
 from trademl.cli import labels as labels_commands
 from trademl.cli import mlflow_ui as mlflow_commands
 from trademl.cli import models as models_commands
+from trademl.cli import monitor as monitor_commands
 from trademl.cli import runs as runs_commands
 from trademl.cli import serve as serve_commands
 from trademl.cli import train as train_commands
@@ -51,6 +52,9 @@ app.command("tune")(tune_commands.tune)
 app.command("evaluate")(evaluate_commands.evaluate)
 app.command("worker")(worker_commands.worker)
 app.command("serve")(serve_commands.serve)
+app.command("monitor")(monitor_commands.monitor)
+app.command("retrain")(monitor_commands.retrain)
+app.command("watch")(monitor_commands.watch)
 app.add_typer(jobs_commands.app, name="jobs")
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)

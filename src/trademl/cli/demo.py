@@ -6,13 +6,21 @@ import sys
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from trademl.cli.backtest import print_metrics
 from trademl.cli.train import print_summary, print_tracking
 from trademl.config import get_settings
-from trademl.demo import DEMO_FEATURE_SET, DemoSummary, run_demo
+from trademl.demo import (
+    DEMO_FEATURE_SET,
+    MONITOR_CHECKS,
+    MONITOR_MODEL,
+    DemoSummary,
+    MonitoringDemo,
+    run_demo,
+)
 from trademl.errors import TradeMLError
 from trademl.features import HORIZON_NAMES, all_indicators, get_indicator, resolve_horizon
 
@@ -89,6 +97,8 @@ def demo() -> None:
             "-H 'Content-Type: application/json' "
             '-d \'{"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"}\''
         )
+    if summary.monitoring is not None:
+        _print_monitoring(summary.monitoring)
     families = ", ".join(
         f"{count} {name}" + (f" ({', '.join(extra)} from packages)" if extra else "")
         for name, (count, extra) in summary.plugins.items()
@@ -146,3 +156,48 @@ def _family(column: str) -> str:
     except TradeMLError:
         family = next((i.family for i in all_indicators() if name.startswith(i.name)), "other")
     return f"{family} ({timeframe})" if timeframe else family
+
+
+def _print_monitoring(m: MonitoringDemo) -> None:
+    """The monitoring stage: what was served, which trigger fired, when and why, the cycle."""
+    console.rule("[bold]trademl demo: monitoring and retraining (later span served)")
+    console.print(
+        f"champion: {MONITOR_MODEL} version {m.version}, trained on the year before "
+        f"{m.served_from:%Y-%m-%d}; {m.served_bars:,} later bars served and logged",
+        markup=False,
+    )
+    if m.forced:
+        console.print(
+            f"  (promoted by hand for this stage; the gate said: {m.forced[:300]})", markup=False
+        )
+    for outcome in m.checks:
+        at = pd.Timestamp(outcome["at"])
+        action, reason = outcome["action"], str(outcome.get("reason", ""))
+        if action in ("none", "waiting"):
+            continue
+        console.print(
+            f"{at:%Y-%m-%d %H:%M} {outcome.get('trigger', '')} trigger: {action.upper()}",
+            markup=False,
+        )
+        for alarm in (outcome.get("cycle") or {}).get("alarms", []):
+            console.print(f"  why: {alarm}", markup=False)
+        console.print(f"  gate: {reason[:400]}", markup=False)
+    quiet = sum(o["action"] in ("none", "waiting") for o in m.checks)
+    console.print(
+        f"checks without a trigger: {quiet} (weekly, cron '{MONITOR_CHECKS}')", markup=False
+    )
+    if m.cycle is not None:
+        console.print(
+            f"cycle recorded: MLflow run {m.cycle['run_id']} in experiment "
+            f"{get_settings().mlflow_experiment_retraining}",
+            markup=False,
+        )
+    for line in m.report_lines:
+        console.print(line, markup=False)
+    if m.report_path is not None:
+        console.print(f"monitoring report: {m.report_path}", markup=False)
+    console.print(
+        f"monitor: trademl monitor {MONITOR_MODEL}   retrain: trademl retrain {MONITOR_MODEL}   "
+        f"watch: trademl watch {MONITOR_MODEL}",
+        markup=False,
+    )

@@ -100,7 +100,11 @@ def monitor(
     candles = store_candles(pipeline, settings, until=until)
     if since is not None:
         bars = min(bars, int((candles.index > since).sum()))
-    start = candles.index[-(bars + pipeline.warmup_bars)] if len(candles) else None
+    start = (
+        candles.index[max(len(candles) - (bars + pipeline.warmup_bars), 0)]
+        if len(candles)
+        else None
+    )
     with opened(log_url(settings)) as log:
         rows = log.read(
             name,
@@ -123,6 +127,15 @@ def monitor(
         drift_alpha=section.drift_alpha,
     )
     return report, info, pipeline
+
+
+def window_features(
+    report: Assessment, pipeline: PipelineModel, settings: Settings | None = None
+) -> pd.DataFrame:
+    """The pipeline's features over the report's window (what the drift table compared)."""
+    candles = store_candles(pipeline, settings or get_settings(), until=report.end)
+    window = int((candles.index >= report.start).sum())
+    return pipeline.features(candles.iloc[-(window + pipeline.warmup_bars) :]).loc[report.start :]
 
 
 def summary_lines(report: Assessment) -> list[str]:
