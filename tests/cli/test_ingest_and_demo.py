@@ -88,3 +88,11 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
         "example_threshold",
     ):
         assert name in text
+    # The monitoring stage: the later span served, the policy replayed until its first cycle,
+    # the cycle gated and recorded, the champion's report written.
+    assert "4,368 later bars served and logged" in text
+    trigger = re.search(r"(scheduled|performance|drift) trigger: (PROMOTED|REJECTED)", text)
+    assert trigger is not None, result.stdout
+    assert re.search(r"cycle recorded: MLflow run [0-9a-f]{32} in experiment auto_retraining", text)
+    report = re.search(r"monitoring report: (\S+\.html)", text)
+    assert report is not None and Path(report[1]).exists()
