@@ -30,6 +30,7 @@ from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
 from trademl.errors import ConfigError
 from trademl.jobs import JobState, open_queue
+from trademl.jobs.celery_queue import CeleryQueue
 from trademl.monitoring.assess import MonitoringError, assess
 from trademl.monitoring.predictions import PredictionLog, horizon_records
 from trademl.pipeline import PipelineModel
@@ -275,6 +276,19 @@ def test_the_cycle_runs_as_a_job_on_a_real_celery_worker(served: Cycle) -> None:
         assert info.result["decision"] in ("promoted", "rejected")
         run = connect(served.settings).get_run(info.result["run_id"])
         assert run.data.tags["trigger"] == "scheduled"
+        # What Celery beat sends (trademl.tracking.policy.celery_beat): the task by name,
+        # which queues a watch job on the same store, run by the worker.
+        with open_queue(settings) as queue:
+            assert isinstance(queue, CeleryQueue)
+            before = {job.id for job in queue.list(limit=100)}
+            queue.app.send_task("trademl.watch", args=[MODEL], queue=settings.celery_queue)
+            deadline = time.monotonic() + 60
+            while not (new := [j for j in queue.list(limit=100) if j.id not in before]):
+                assert time.monotonic() < deadline, worker.tail()
+                time.sleep(0.1)
+            watched = wait_for(queue, new[0].id, lambda i: i.state.finished, timeout_s=180)
+        assert watched.kind == "watch" and watched.state is JobState.SUCCEEDED, worker.tail()
+        assert watched.result["action"] in ("none", "waiting", "promoted", "rejected")
     finally:
         worker.stop()
 

@@ -36,6 +36,14 @@ def worker(
             "the worker down with; solo: in the worker process (debugging).",
         ),
     ] = Pool.prefork,
+    beat: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--beat",
+            help="Also run Celery beat with this registered model's checks and scheduled "
+            "retrains (its monitoring.retraining.schedule); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs from the Celery broker at TRADEML_CELERY_BROKER_URL until stopped (Ctrl-C)."""
     settings = get_settings()
@@ -47,4 +55,11 @@ def worker(
     from trademl.jobs.celery_queue import run_worker
 
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
-    run_worker(settings, concurrency=concurrency, queues=names, pool=pool.value)
+    entries: dict[str, dict[str, object]] | None = None
+    if beat:
+        from trademl.tracking.policy import celery_beat
+
+        entries = {}
+        for model in beat:
+            entries.update(celery_beat(model, settings))
+    run_worker(settings, concurrency=concurrency, queues=names, pool=pool.value, beat=entries)

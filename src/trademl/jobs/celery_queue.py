@@ -40,6 +40,9 @@ from trademl.jobs.store import JobStore
 from trademl.redact import redact, redact_url
 
 TASK_NAME = "trademl.jobs.execute"
+# Tasks Celery beat sends (see trademl.tracking.policy.celery_beat): each queues the job kind of
+# the same name, so a scheduled cycle is a job like any other (progress, result, history).
+BEAT_TASKS = {"trademl.retrain": "retrain", "trademl.watch": "watch"}
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
 
@@ -89,7 +92,23 @@ def make_celery_app(settings: Settings) -> Celery:
         state = execute(worker_store(jobs_url), job_id, dispatch, policy)
         return state.value if state else None
 
+    for task, kind in BEAT_TASKS.items():
+        app.task(name=task)(_beat_task(app, settings, policy, kind))
     return app
+
+
+def _beat_task(app: Celery, settings: Settings, policy: RunPolicy, kind: str) -> Any:
+    """A beat task: queue a ``kind`` job for the registered model ``name`` (payload checked)."""
+
+    def queue_job(name: str) -> str:
+        payload: dict[str, Any] = {"name": name}
+        if kind == "retrain":
+            payload["trigger"] = "scheduled"
+        store = worker_store(settings.jobs_store_url)
+        return CeleryQueue(store, policy, app, settings.celery_queue).submit(kind, payload)
+
+    queue_job.__name__ = f"queue_{kind}"
+    return queue_job
 
 
 _stores: dict[tuple[int, str], JobStore] = {}
@@ -190,9 +209,13 @@ def run_worker(
     concurrency: int = 1,
     queues: list[str] | None = None,
     pool: str = "prefork",
+    beat: dict[str, dict[str, object]] | None = None,
 ) -> None:
-    """Run a Celery worker for trademl jobs in this process until it is stopped."""
+    """Run a Celery worker for trademl jobs in this process until it is stopped; with
+    ``beat`` entries (:func:`trademl.tracking.policy.celery_beat`), it also runs Celery beat."""
     app = make_celery_app(settings)
+    if beat:
+        app.conf.beat_schedule = beat
     store = worker_store(settings.jobs_store_url)
     policy = RunPolicy(settings.jobs_heartbeat_s, settings.jobs_max_attempts, settings.home)
     stop = threading.Event()
@@ -223,6 +246,8 @@ def run_worker(
         "--without-gossip",
         "--without-mingle",
     ]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.home / 'celerybeat-schedule'}"]
     try:
         app.worker_main(argv=argv)
     finally:
