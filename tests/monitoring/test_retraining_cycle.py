@@ -367,3 +367,50 @@ def test_the_commands_print_the_report_write_the_html_and_name_bad_input(
     watched = run("--home", home, "watch", MODEL, "--once")
     assert watched.code == 0, watched.stderr
     assert json.loads(watched.stdout)["action"] in ("none", "waiting", "promoted", "rejected")
+
+
+def test_drift_starts_a_cycle_when_configured_and_the_gate_still_decides(
+    tmp_path: Path, served: Cycle
+) -> None:
+    """Synthetic control: after the feed starts, every price's log distance from the first
+    served close is five times the real one (a monotone map, so the candles stay valid) —
+    volatility five times higher, which the volatility features must flag."""
+    settings = Settings(home=tmp_path, mlflow_timeout_s=5)
+    candles = served.candles
+    _write(settings, candles[(candles.index >= "2022-09-01") & (candles.index < FEED_START)])
+    monitoring = {**MONITORING, "retraining": {"on_alarm": False, "on_drift": True}}
+    config = tiny_run_config(tmp_path / "run", GOOD, name=MODEL, gate=GATE, monitoring=monitoring)
+    assert train(config, settings=settings).alias == "champion"
+    real = candles[candles.index >= FEED_START].iloc[:300]
+    anchor = float(real["close"].iloc[0])
+    wild = real.copy()
+    for column in ("open", "high", "low", "close"):
+        wild[column] = anchor * np.exp(5.0 * np.log(real[column] / anchor))
+    _write(settings, wild)
+    pipeline, info = load_pipeline(MODEL, "champion", settings)
+    history = pd.concat([candles[candles.index < FEED_START], wild])
+    out = pipeline.predict(history.iloc[-(len(wild) + pipeline.warmup_bars) :])
+    rows = []
+    for stamp, values in out.iterrows():
+        rows += horizon_records(
+            values.to_dict(),
+            pipeline.horizons,
+            request_id="wild",
+            model_name=MODEL,
+            model_version=info.version,
+            symbol="BTCUSDT",
+            timeframe="1h",
+            bar_timestamp=stamp,
+            source="store",
+        )
+    with PredictionLog(log_url(settings)) as log:
+        log.append(rows)
+    report, _, _ = monitor(MODEL, settings=settings)
+    assert report.drifted, report.feature_drift.to_frame() if report.feature_drift else None
+    outcome = check(MODEL, settings=settings)
+    assert outcome["trigger"] == "drift", outcome
+    assert outcome["action"] in ("promoted", "rejected")
+    cycle = outcome["cycle"]
+    # Drift started the cycle; the gate decided, with its numbers, on the recent window.
+    assert cycle["champion"] == info.version and cycle["challenger"] == info.version + 1
+    assert outcome["reason"]

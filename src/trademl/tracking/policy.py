@@ -60,14 +60,13 @@ def check(
         return {"action": "waiting", "reason": str(error), "alarms": [], "drifted": []}
     policy = monitoring_section(info, settings).retraining
     cycle: Cycle | None = None
-    if report.alarms:
-        if policy.rollback_bars is not None:
-            cycle = rollback_if_alarmed(name, report, policy.rollback_bars, settings)
-        if cycle is None and policy.on_alarm:
-            cycle = retrain(
-                name, trigger="performance", assessment=report, until=until, settings=settings
-            )
-    elif report.drifted and policy.on_drift:
+    if report.alarms and policy.rollback_bars is not None:
+        cycle = rollback_if_alarmed(name, report, policy.rollback_bars, settings)
+    if cycle is None and report.alarms and policy.on_alarm:
+        cycle = retrain(
+            name, trigger="performance", assessment=report, until=until, settings=settings
+        )
+    if cycle is None and report.drifted and policy.on_drift:
         cycle = retrain(name, trigger="drift", assessment=report, until=until, settings=settings)
     if cycle is None:
         return {
