@@ -13,7 +13,7 @@ import pandas as pd
 from trademl.config import MonitoringSection, RunConfig, Settings, get_settings, load_run_config
 from trademl.data.ingest import open_default_store
 from trademl.errors import ModelNotFoundError
-from trademl.monitoring.assess import Assessment, assess
+from trademl.monitoring.assess import Assessment, MonitoringError, assess
 from trademl.monitoring.predictions import opened
 from trademl.pipeline import PipelineModel
 from trademl.tracking.client import connect
@@ -100,6 +100,11 @@ def monitor(
     candles = store_candles(pipeline, settings, until=until)
     if since is not None:
         bars = min(bars, int((candles.index > since).sum()))
+        if bars == 0:
+            raise MonitoringError(
+                f"model {name!r} version {info.version}: no bar since the last retraining cycle "
+                f"at {pd.Timestamp(since):%Y-%m-%d %H:%M}; the detectors wait for new bars"
+            )
     start = (
         candles.index[max(len(candles) - (bars + pipeline.warmup_bars), 0)]
         if len(candles)
