@@ -28,9 +28,9 @@ from trademl.features import FeatureCache, build_features, build_labels
 from trademl.features.horizons import HORIZON_NAMES
 from trademl.features.indicators import INDICATORS
 from trademl.models.base import MODELS
-from trademl.monitoring.assess import MonitoringError
+from trademl.monitoring.assess import MonitoringError, served_records
 from trademl.monitoring.html import write_report
-from trademl.monitoring.predictions import PredictionLog, horizon_records
+from trademl.monitoring.predictions import PredictionLog
 from trademl.monitoring.schedule import parse_cron
 from trademl.plugins import PluginTable
 from trademl.run_outputs import RunResult
@@ -261,19 +261,9 @@ def _log_served(settings: Settings, pipeline: Any, version: int, candles: pd.Dat
     """The bars from MONITOR_FEED as the server logs them (one batch: served = validated)."""
     first = int(candles.index.searchsorted(MONITOR_FEED))
     out = pipeline.predict(candles.iloc[first - pipeline.warmup_bars :])
-    rows = []
-    for stamp, values in out.iterrows():
-        rows += horizon_records(
-            values.to_dict(),
-            pipeline.horizons,
-            request_id="demo-replay",
-            model_name=MONITOR_MODEL,
-            model_version=version,
-            symbol=pipeline.symbol,
-            timeframe=pipeline.timeframe,
-            bar_timestamp=stamp,
-            source="store",
-        )
+    rows = served_records(
+        out, pipeline, model_name=MONITOR_MODEL, model_version=version, request_id="demo-replay"
+    )
     with PredictionLog(log_url(settings)) as log:
         log.append(rows)
     return len(out)

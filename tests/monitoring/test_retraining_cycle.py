@@ -31,8 +31,8 @@ from trademl.data.sources.files import read_candle_file
 from trademl.errors import ConfigError
 from trademl.jobs import JobState, open_queue
 from trademl.jobs.celery_queue import CeleryQueue
-from trademl.monitoring.assess import MonitoringError, assess
-from trademl.monitoring.predictions import PredictionLog, horizon_records
+from trademl.monitoring.assess import MonitoringError, assess, served_records
+from trademl.monitoring.predictions import PredictionLog
 from trademl.pipeline import PipelineModel
 from trademl.serving import create_app
 from trademl.tracking.client import connect
@@ -169,19 +169,9 @@ def test_a_regime_shift_fires_the_alarm_within_a_bounded_delay(served: Cycle) ->
     shift_at = out.index[150]
     broken = out.copy()
     broken.loc[shift_at:, "intraday__high_log"] *= 3.0
-    rows = []
-    for stamp, values in broken.iterrows():
-        rows += horizon_records(
-            values.to_dict(),
-            pipeline.horizons,
-            request_id="replay",
-            model_name="synthetic",
-            model_version=1,
-            symbol="BTCUSDT",
-            timeframe="1h",
-            bar_timestamp=stamp,
-            source="store",
-        )
+    rows = served_records(
+        broken, pipeline, model_name="synthetic", model_version=1, request_id="replay"
+    )
     with PredictionLog("sqlite://") as log:
         log.append(rows)
         frame = log.read("synthetic")
@@ -216,19 +206,9 @@ def test_an_alarm_starts_a_cycle_through_the_policy(served: Cycle) -> None:
     ]
     out = champion.predict(context)
     out[[c for c in out if c.endswith("__high_log")]] *= 4.0  # a broken server's answers
-    rows = []
-    for stamp, values in out.iterrows():
-        rows += horizon_records(
-            values.to_dict(),
-            champion.horizons,
-            request_id="broken",
-            model_name=MODEL,
-            model_version=info.version,
-            symbol="BTCUSDT",
-            timeframe="1h",
-            bar_timestamp=stamp,
-            source="store",
-        )
+    rows = served_records(
+        out, champion, model_name=MODEL, model_version=info.version, request_id="broken"
+    )
     with PredictionLog(log_url(settings)) as log:
         log.append(rows)
     outcome = check(MODEL, settings=settings)
@@ -305,19 +285,9 @@ def _log_broken(
     context = history[history.index <= bars.index[-1]].iloc[-(len(bars) + pipeline.warmup_bars) :]
     out = pipeline.predict(context)
     out[[c for c in out if c.endswith("__high_log")]] *= 4.0
-    rows = []
-    for stamp, values in out.iterrows():
-        rows += horizon_records(
-            values.to_dict(),
-            pipeline.horizons,
-            request_id="broken",
-            model_name=MODEL,
-            model_version=version,
-            symbol="BTCUSDT",
-            timeframe="1h",
-            bar_timestamp=stamp,
-            source="store",
-        )
+    rows = served_records(
+        out, pipeline, model_name=MODEL, model_version=version, request_id="broken"
+    )
     with PredictionLog(log_url(settings)) as log:
         log.append(rows)
 
@@ -390,19 +360,9 @@ def test_drift_starts_a_cycle_when_configured_and_the_gate_still_decides(
     pipeline, info = load_pipeline(MODEL, "champion", settings)
     history = pd.concat([candles[candles.index < FEED_START], wild])
     out = pipeline.predict(history.iloc[-(len(wild) + pipeline.warmup_bars) :])
-    rows = []
-    for stamp, values in out.iterrows():
-        rows += horizon_records(
-            values.to_dict(),
-            pipeline.horizons,
-            request_id="wild",
-            model_name=MODEL,
-            model_version=info.version,
-            symbol="BTCUSDT",
-            timeframe="1h",
-            bar_timestamp=stamp,
-            source="store",
-        )
+    rows = served_records(
+        out, pipeline, model_name=MODEL, model_version=info.version, request_id="wild"
+    )
     with PredictionLog(log_url(settings)) as log:
         log.append(rows)
     report, _, _ = monitor(MODEL, settings=settings)

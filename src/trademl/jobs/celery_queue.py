@@ -98,12 +98,15 @@ def make_celery_app(settings: Settings) -> Celery:
 
 
 def _beat_task(app: Celery, settings: Settings, policy: RunPolicy, kind: str) -> Any:
-    """A beat task: queue a ``kind`` job for the registered model ``name`` (payload checked)."""
+    """A beat task: queue a ``kind`` job for the registered model ``name`` (and, for a
+    retrain, its window), the payload checked as any submit's."""
 
-    def queue_job(name: str) -> str:
+    def queue_job(name: str, window: int | None = None) -> str:
         payload: dict[str, Any] = {"name": name}
         if kind == "retrain":
             payload["trigger"] = "scheduled"
+            if window is not None:
+                payload["window"] = window
         store = worker_store(settings.jobs_store_url)
         return CeleryQueue(store, policy, app, settings.celery_queue).submit(kind, payload)
 

@@ -27,7 +27,7 @@ import pandas as pd
 from trademl.errors import TradeMLError
 from trademl.monitoring.alarms import CoverageMonitor
 from trademl.monitoring.drift import DriftReport, drift_report
-from trademl.monitoring.predictions import score
+from trademl.monitoring.predictions import LoggedPrediction, horizon_records, score
 from trademl.monitoring.profile import MonitoringProfile, TargetWatch, differentials
 from trademl.monitoring.reference import MIN_ROWS
 from trademl.pipeline import PipelineModel
@@ -35,9 +35,9 @@ from trademl.validation.selection import compare
 from trademl.validation.significance import row_losses
 
 # What each target's served forecast and interval bounds are called in a logged row.
-_OUTPUT = {"direction": "p_up", "max_high": "high_log", "min_low": "low_log"}
+OUTPUT_OF = {"direction": "p_up", "max_high": "high_log", "min_low": "low_log"}
 _DRIFT_COLUMNS = ("column", "n", "n_effective", "psi", "ks", "wasserstein", "qvalue", "drifted")
-_BOUNDS = {"max_high": ("high_lo", "high_hi"), "min_low": ("low_lo", "low_hi")}
+BOUNDS_OF = {"max_high": ("high_lo", "high_hi"), "min_low": ("low_lo", "low_hi")}
 
 
 class MonitoringError(TradeMLError):
@@ -241,6 +241,33 @@ def _stamp(value: pd.Timestamp | None) -> str | None:
     return None if value is None else pd.Timestamp(value).isoformat()
 
 
+def served_records(
+    predictions: pd.DataFrame,
+    pipeline: PipelineModel,
+    *,
+    model_name: str,
+    model_version: int,
+    request_id: str = "replay",
+    source: str = "store",
+) -> list[LoggedPrediction]:
+    """The prediction-log rows a server writes for each row of ``pipeline.predict(...)``: a
+    replay of served bars in one batch (served = validated, so the values are the same)."""
+    rows: list[LoggedPrediction] = []
+    for stamp, values in predictions.iterrows():
+        rows += horizon_records(
+            {str(k): float(v) for k, v in values.items()},
+            pipeline.horizons,
+            request_id=request_id,
+            model_name=model_name,
+            model_version=model_version,
+            symbol=pipeline.symbol,
+            timeframe=pipeline.timeframe,
+            bar_timestamp=stamp,
+            source=source,
+        )
+    return rows
+
+
 def require_profile(pipeline: PipelineModel, label: str) -> MonitoringProfile:
     """The pipeline's monitoring profile, or an error saying how to get one."""
     profile = pipeline.monitoring  # a pickle from before profiles reads the class default
@@ -275,16 +302,8 @@ def _target_health(
     if watch.kind == "direction":
         keep = realised != 0  # the dead zone is left out, as in training
         rows, realised, at = rows[keep], (realised[keep] > 0).astype(np.float64), at[keep]
-    served = rows[_OUTPUT[watch.kind]].astype(np.float64).rename(watch.name)
-    X = features.reindex(at)
-    known = X.notna().all(axis=1).to_numpy()
-    values = np.full(len(at), np.nan)
-    if known.any():
-        if watch.kind == "direction":
-            values[known] = watch.baseline_model.predict_proba(X[known])[:, 1]
-        else:
-            values[known] = watch.baseline_model.predict(X[known])
-    baseline = pd.Series(values, index=at, name="baseline")
+    served = rows[OUTPUT_OF[watch.kind]].astype(np.float64).rename(watch.name)
+    baseline = watch.baseline_forecast(features.reindex(at)).rename("baseline")
     d = differentials(realised, served, baseline, watch.kind)
     model_loss = baseline_loss = difference = low = high = p_value = math.nan
     comparison = compare(
@@ -318,8 +337,8 @@ def _target_health(
         crossed = statistic[statistic > threshold]
         alarm_at = pd.Timestamp(crossed.index[0]) if len(crossed) else None
     coverage, coverage_alarm_at = None, None
-    if watch.kind in _BOUNDS and all(b in rows for b in _BOUNDS[watch.kind]):
-        lo_name, hi_name = _BOUNDS[watch.kind]
+    if watch.kind in BOUNDS_OF and all(b in rows for b in BOUNDS_OF[watch.kind]):
+        lo_name, hi_name = BOUNDS_OF[watch.kind]
         reference = close.reindex(at).to_numpy()
         lo = np.log(rows[lo_name].to_numpy(np.float64) / reference)
         hi = np.log(rows[hi_name].to_numpy(np.float64) / reference)
@@ -354,7 +373,7 @@ def _target_health(
         alarm_at=alarm_at,
         coverage=coverage,
         coverage_alarm_at=coverage_alarm_at,
-        nominal_coverage=1.0 - watch.alpha if watch.kind in _BOUNDS else math.nan,
+        nominal_coverage=1.0 - watch.alpha if watch.kind in BOUNDS_OF else math.nan,
         note=note,
         losses=losses,
     )
@@ -452,7 +471,7 @@ def assess(
     notes = list(profile.notes)
     feature_drift = drift_report(profile.features, features, alpha=drift_alpha)
     served = {
-        name: _series_rows(scored.assign(mature=True), watch)[_OUTPUT[watch.kind]]
+        name: _series_rows(scored.assign(mature=True), watch)[OUTPUT_OF[watch.kind]]
         for name, watch in profile.targets.items()
     }
     forecasts = pd.DataFrame(served).astype(np.float64)

@@ -79,6 +79,19 @@ class TargetWatch:
         """The per-row loss: log loss for direction, squared error for ranges."""
         return loss_for(self.kind)
 
+    def baseline_forecast(self, features: pd.DataFrame) -> pd.Series:
+        """The baseline's forecast (P(up) for direction) on each row of ``features`` (the
+        pipeline's); NaN where a feature it reads is missing."""
+        known = features.notna().all(axis=1).to_numpy()
+        values = np.full(len(features), np.nan)
+        if known.any():
+            rows = features[known]
+            model = self.baseline_model
+            values[known] = (
+                model.predict_proba(rows)[:, 1] if self.kind == "direction" else model.predict(rows)
+            )
+        return pd.Series(values, index=features.index, name=self.baseline)
+
 
 @dataclass(frozen=True)
 class MonitoringProfile:

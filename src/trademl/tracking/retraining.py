@@ -27,7 +27,13 @@ from trademl.config import Settings, get_settings
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError, DataValidationError, PromotionRefusedError
 from trademl.features.labels import build_labels
-from trademl.monitoring.assess import Assessment, MonitoringError, require_profile
+from trademl.monitoring.assess import (
+    BOUNDS_OF,
+    OUTPUT_OF,
+    Assessment,
+    MonitoringError,
+    require_profile,
+)
 from trademl.pipeline import PipelineModel
 from trademl.tracking.client import connect
 from trademl.tracking.decisions import CHAMPION
@@ -44,8 +50,6 @@ from trademl.workflow import run
 MIN_TRAIN_BARS = 1000
 PROMOTED_AT = "promoted_at_bar"
 LAST_CYCLE = "last_cycle_bar"
-_OUTPUT = {"direction": "p_up", "max_high": "high_log", "min_low": "low_log"}
-_BOUNDS = {"max_high": ("high_lo", "high_hi"), "min_low": ("low_lo", "low_hi")}
 
 
 @dataclass(frozen=True)
@@ -128,21 +132,17 @@ def window_evidence(
                 raw = (raw > 0).astype(np.float64).where(raw.notna() & (raw != 0))
             frame[f"target__{target}"] = raw
             served = sources.get(target, primary)
-            frame[f"{served}__{target}"] = out[f"{horizon}__{_OUTPUT[kind]}"]
-            if kind in _BOUNDS and f"{horizon}__{_BOUNDS[kind][0]}" in out:
-                for bound, column in zip(("lo", "hi"), _BOUNDS[kind], strict=True):
+            frame[f"{served}__{target}"] = out[f"{horizon}__{OUTPUT_OF[kind]}"]
+            if kind in BOUNDS_OF and f"{horizon}__{BOUNDS_OF[kind][0]}" in out:
+                for bound, column in zip(("lo", "hi"), BOUNDS_OF[kind], strict=True):
                     frame[f"{served}__{target}__{bound}"] = np.log(
                         out[f"{horizon}__{column}"] / close
                     )
             watch = profile.targets.get(target)
             if watch is not None and watch.baseline != served:
-                known = features.notna().all(axis=1)
-                values = pd.Series(np.nan, index=out.index)
-                if kind == "direction":
-                    values[known] = watch.baseline_model.predict_proba(features[known])[:, 1]
-                else:
-                    values[known] = watch.baseline_model.predict(features[known])
-                frame[f"{watch.baseline}__{target}"] = values
+                frame[f"{watch.baseline}__{target}"] = watch.baseline_forecast(
+                    features.reindex(out.index)
+                )
     return Evidence(
         predictions=frame,
         model=primary,
