@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from trademl.atomic import atomic_path
+from trademl.html_page import write_page
 
 EXIT_COLOURS: dict[str, str] = {
     "target": "#2ca02c",
@@ -344,16 +344,7 @@ def write_report(
         _div(_r_figure(trades), "chart-r-multiples"),
         no_trades,
     ]
-    document = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
-        f"<body>{''.join(sections)}</body></html>\n"
-    )
-    final = Path(path)
-    with atomic_path(final) as temp:
-        Path(temp).write_text(document, encoding="utf-8")
-    return final
+    return write_page(path, title, _STYLE, sections)
 
 
 def write_metrics_json(

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from trademl.atomic import atomic_path
+from trademl.html_page import write_page
 from trademl.monitoring.assess import Assessment, TargetHealth
 from trademl.monitoring.drift import DriftReport
 from trademl.monitoring.profile import MonitoringProfile
@@ -483,13 +482,4 @@ def write_report(
         ]
     if report.forecast_drift is not None:
         sections += ["<h2>Forecast drift</h2>", _drift_table(report.forecast_drift)]
-    document = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
-        f"<body>{''.join(sections)}</body></html>\n"
-    )
-    final = Path(path)
-    with atomic_path(final) as temp:
-        Path(temp).write_text(document, encoding="utf-8")
-    return final
+    return write_page(path, title, _STYLE, sections)
