@@ -28,10 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from loguru import logger
 
 from trademl.databases import open_engine
 from trademl.errors import ConfigError, StoreError
 from trademl.features.labels import build_labels
+from trademl.monitoring.appender import Appender, reason
+from trademl.redact import redact_url
 
 _metadata = sa.MetaData()
 # Names are bounded like the API's request fields: the log never stores an unbounded string.
@@ -169,25 +172,41 @@ class PredictionLog:
     """The prediction log in a SQL database (``sqlite:///...``, ``postgresql://...``).
 
     Appends are one transaction each: a prediction is logged whole or not at all, and what was
-    committed survives a restart.
+    committed survives a restart. A database that cannot be reached when the log is opened is
+    tried again by every append, which fails with a StoreError meanwhile (a server starts, and
+    refuses to answer what it cannot log).
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = open_engine(url)
-        marks = ", ".join(["?" if self._engine.dialect.paramstyle == "qmark" else "%s"] * 11)
-        self._insert = f"INSERT INTO prediction_log ({', '.join(_COLUMNS)}) VALUES ({marks})"
+        self._appender = Appender(self._engine, prediction_log.name, _COLUMNS)
         sqlite = self._engine.dialect.name == "sqlite"
         # SQLite stores times as text in SQLAlchemy's layout (read back as naive UTC); a server
         # database takes aware datetimes.
         self._stamp: Any = _sqlite_stamp if sqlite else (lambda value: value)
+        self._created = False
+        try:
+            self._create()
+        except StoreError as error:
+            logger.warning("{}; appends fail until it can be written", error)
+
+    def _create(self) -> None:
+        if self._created:
+            return
         try:
             _metadata.create_all(self._engine, checkfirst=True)
         except sa.exc.DBAPIError as error:
             # Another process (a second server worker) may have created it meanwhile.
-            if not sa.inspect(self._engine).has_table(prediction_log.name):
-                self._engine.dispose()
-                raise StoreError(f"prediction log: the database is not usable: {error}") from None
+            try:
+                exists = sa.inspect(self._engine).has_table(prediction_log.name)
+            except sa.exc.DBAPIError:
+                exists = False
+            if not exists:
+                raise StoreError(
+                    f"prediction log: cannot write to {redact_url(self.url)}: {reason(error)}"
+                ) from None
+        self._created = True
 
     def append(self, predictions: Iterable[LoggedPrediction]) -> int:
         """Write ``predictions`` in one transaction; returns how many rows were written."""
@@ -205,17 +224,31 @@ class PredictionLog:
         return PreparedRows(tuple(prepared))
 
     def append_prepared(self, batch: Sequence[tuple[str, PreparedRows]]) -> int:
-        """Write every (request id, prepared rows) of ``batch`` in one transaction, through the
-        driver's own ``executemany`` (the hot path of a server logging every answer)."""
+        """Write every (request id, prepared rows) of ``batch`` in one transaction, as
+        multi-row INSERTs on a connection kept open (the hot path of a server logging every
+        answer; see :mod:`trademl.monitoring.appender`).
+
+        Raises
+        ------
+        ConfigError
+            A request id is not 1 to 64 characters, or the database refused a value.
+        StoreError
+            The database cannot be written; nothing of ``batch`` is.
+        """
         for request_id, _ in batch:
-            if not isinstance(request_id, str) or not 0 < len(request_id) <= _BOUNDS["request_id"]:
-                raise ConfigError("prediction log: request_id must be 1 to 64 characters")
+            check_request_id(request_id)
         now = self._stamp(datetime.now(UTC))
-        rows = [(now, request_id, *row) for request_id, prepared in batch for row in prepared.rows]
-        if rows:
-            with self._engine.begin() as connection:
-                connection.exec_driver_sql(self._insert, rows)
-        return len(rows)
+        values: list[Any] = []
+        for request_id, prepared in batch:
+            for row in prepared.rows:
+                values += (now, request_id, *row)
+        if not values:
+            return 0
+        self._create()
+        try:
+            return self._appender.write(values)
+        except (ConfigError, StoreError) as error:
+            raise type(error)(f"prediction log: {error}") from None
 
     def read(
         self,
@@ -243,12 +276,14 @@ class PredictionLog:
         if end is not None:
             query = query.where(table.c.bar_timestamp < pd.Timestamp(end).to_pydatetime())
         query = query.order_by(table.c.bar_timestamp, table.c.id)
+        self._create()
         with self._engine.connect() as connection:
             rows = [dict(r._mapping) for r in connection.execute(query)]
         return _frame(rows)
 
     def close(self) -> None:
         """Release the database connections."""
+        self._appender.close()
         self._engine.dispose()
 
     def __enter__(self) -> PredictionLog:
@@ -260,6 +295,12 @@ class PredictionLog:
 
 def _sqlite_stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def check_request_id(request_id: object) -> None:
+    """Raise a ConfigError unless ``request_id`` is a string of 1 to 64 characters."""
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= _BOUNDS["request_id"]:
+        raise ConfigError("prediction log: request_id must be 1 to 64 characters")
 
 
 @contextmanager
