@@ -1,15 +1,31 @@
-"""Every HTTP prediction is in the prediction log before its answer is sent: the polling path
-(answered from memory), request candles and batch items, each row naming the request, the model
-version and the horizon, and nothing lost when the server stops."""
+"""Every prediction is in the prediction log before its answer is sent: the polling path
+(answered from memory), request candles, batch items, the WebSocket stream (once per bar,
+however many sockets) and signals, each row naming the request, the model version and the
+horizon; nothing lost when the server stops; nothing logged with the log switched off; and a log
+that cannot be written refuses predictions with a 503 that names the problem, no secret shown."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
+from loguru import logger
+from starlette.testclient import WebSocketTestSession
 from tests.serving.conftest import MODEL, Served
 
+from trademl.config import Settings
 from trademl.monitoring.predictions import PredictionLog
 from trademl.serving.app import create_app
+
+POLL = {"symbol": "BTCUSDT", "timeframe": "1h"}
+SIGNAL = "/api/v1/signals/BTCUSDT?timeframe=1h"
+SIGNAL_PATH = "/api/v1/signals/BTCUSDT"
+SECRET = "s3cret-Pw-9f2c"
 
 
 def logged(served: Served, request_id: str) -> pd.DataFrame:
@@ -18,8 +34,38 @@ def logged(served: Served, request_id: str) -> pd.DataFrame:
     return rows[rows["request_id"].str.startswith(request_id)]
 
 
+def log_settings(served: Served, url: str, **changes: Any) -> Settings:
+    """The session's settings with the prediction log in its own database."""
+    return served.settings.model_copy(update={"prediction_log_url": url, **changes})
+
+
+def until(socket: WebSocketTestSession, kind: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The socket's messages up to the first of type ``kind``."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < limit:
+        messages.append(socket.receive_json())
+        if messages[-1]["type"] == kind:
+            return messages
+    raise AssertionError(f"no {kind} message in {limit}")
+
+
+def next_of(socket: WebSocketTestSession, kind: str) -> dict[str, Any]:
+    return until(socket, kind)[-1]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """What trademl logs (every level, unredacted by any sink) while the test runs."""
+    lines: list[str] = []
+    logger.enable("trademl")
+    handler = logger.add(lines.append, level="DEBUG", format="{level} {name} {message}")
+    yield lines
+    logger.remove(handler)
+    logger.disable("trademl")
+
+
 def test_each_answer_is_logged_before_it_is_sent(client: TestClient, served: Served) -> None:
-    polled = client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
+    polled = client.post("/api/v1/predict", json=POLL)
     assert polled.status_code == 200, polled.text
     body = polled.json()
     # Read at once through another connection: committed before the answer left.
@@ -31,7 +77,7 @@ def test_each_answer_is_logged_before_it_is_sent(client: TestClient, served: Ser
     horizon = body["horizons"][row["horizon"]]
     assert row["p_up"] == horizon["p_up"] and row["high"] == horizon["high"]
     # The same bar again, answered from memory: logged again, under its own request id.
-    again = client.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
+    again = client.post("/api/v1/predict", json=POLL)
     assert len(logged(served, again.headers["x-request-id"])) == len(body["horizons"])
 
     window = served.candles.iloc[-served.window_bars :].reset_index()
@@ -61,16 +107,117 @@ def test_each_answer_is_logged_before_it_is_sent(client: TestClient, served: Ser
     }  # the failed item logs nothing
 
 
-def test_a_restart_loses_no_logged_prediction(served: Served) -> None:
-    with TestClient(create_app(served.settings)) as first:
-        answered = [
-            first.post("/api/v1/predict", json={"symbol": "BTCUSDT", "timeframe": "1h"})
-            for _ in range(20)
-        ]
-    ids = {a.headers["x-request-id"] for a in answered}
-    # A new server on the same database.
+def test_a_signal_is_logged_under_its_request_id(client: TestClient, served: Served) -> None:
+    answer = client.get(
+        SIGNAL_PATH, params={"timeframe": "1h", "horizon": "intraday", "preset": "conservative"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    rows = logged(served, answer.headers["x-request-id"])
+    assert len(rows) == 1  # the signal's one horizon
+    row = rows.iloc[0]
+    assert row["request_id"] == answer.headers["x-request-id"]
+    assert (row["source"], row["horizon"]) == ("signal", "intraday")
+    assert row["model_version"] == body["model"]["version"]
+    assert row["bar_timestamp"] == pd.Timestamp(body["bar_timestamp"])
+    assert row["p_up"] == body["p_up"] and row["high"] == body["predicted_high"]
+
+
+def test_a_streamed_bar_is_logged_once_for_all_its_sockets(served: Served, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
     with (
-        TestClient(create_app(served.settings)),
-        PredictionLog(served.settings.jobs_store_url) as log,
+        TestClient(create_app(log_settings(served, url))) as client,
+        client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as first,
+        client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as second,
     ):
-        assert ids <= set(log.read(MODEL)["request_id"])
+        messages = [next_of(first, "prediction"), next_of(second, "prediction")]
+        # Sent only once committed: the rows are there as soon as a socket has its message.
+        with PredictionLog(url) as log:
+            rows = log.read(MODEL)
+    assert messages[0] == messages[1]
+    message = messages[0]
+    assert len(rows) == len(message["horizons"])  # once, not once per socket
+    assert set(rows["source"]) == {"stream"} and rows["request_id"].nunique() == 1
+    assert rows["request_id"].iloc[0].startswith("stream-")
+    assert set(rows["model_version"]) == {message["model"]["version"]}
+    assert set(rows["bar_timestamp"]) == {pd.Timestamp(message["bar_timestamp"])}
+    for row in rows.itertuples():
+        assert row.p_up == message["horizons"][row.horizon]["p_up"]
+
+
+def test_with_the_log_off_nothing_is_logged_and_all_is_served(
+    served: Served, tmp_path: Path
+) -> None:
+    database = tmp_path / "log.sqlite"
+    settings = log_settings(served, f"sqlite:///{database}", prediction_log=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/api/v1/predict", json=POLL).status_code == 200
+        assert client.get(SIGNAL).status_code == 200
+        with client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as socket:
+            assert next_of(socket, "prediction")["symbol"] == "BTCUSDT"
+    assert not database.exists()  # never even opened
+
+
+def test_a_dead_log_database_refuses_predictions_without_showing_secrets(
+    served: Served, log_lines: list[str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on port 1: every connection is refused.
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/trademl_log"
+    with TestClient(create_app(log_settings(served, url))) as client:
+        assert client.get("/health").status_code == 200  # the server is up
+        answers = [client.post("/api/v1/predict", json=POLL), client.get(SIGNAL)]
+        with client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as socket:
+            received = until(socket, "error")
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "StoreError"
+        assert (
+            "prediction log: cannot write to postgresql://postgres:***@127.0.0.1:1"
+            in (error["message"])
+        )
+        assert error["request_id"] == answer.headers["x-request-id"]
+    # The socket gets the error, not an unlogged prediction.
+    assert [m["type"] for m in received if m["type"] != "heartbeat"] == ["error"]
+    streamed = received[-1]
+    assert streamed["error"]["type"] == "StoreError"
+    assert "prediction log: cannot write" in streamed["error"]["message"]
+    assert any("prediction log" in line for line in log_lines)
+    printed = capfd.readouterr()
+    for text in [*(a.text for a in answers), str(streamed), *log_lines, printed.out, printed.err]:
+        assert SECRET not in text
+
+
+def test_a_log_file_removed_under_the_server_refuses_predictions(
+    served: Served, tmp_path: Path
+) -> None:
+    folder = tmp_path / "log"
+    with TestClient(create_app(log_settings(served, f"sqlite:///{folder / 'log.sqlite'}"))) as (
+        client
+    ):
+        assert client.post("/api/v1/predict", json=POLL).status_code == 200
+        shutil.rmtree(folder)
+        # The open connection would write on into the unlinked file: refused instead.
+        removed = client.post("/api/v1/predict", json=POLL)
+        assert removed.status_code == 503, removed.text
+        assert "removed or replaced" in removed.json()["error"]["message"]
+        # And so on while the database cannot be opened again.
+        later = client.post("/api/v1/predict", json=POLL)
+        assert later.status_code == 503 and "prediction log" in later.json()["error"]["message"]
+
+
+def test_a_restart_loses_no_logged_prediction(served: Served, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    with TestClient(create_app(log_settings(served, url))) as first:
+        answered = [first.post("/api/v1/predict", json=POLL) for _ in range(20)]
+        answered.append(first.get(SIGNAL))
+    # A new server on the same database, after the first one's shutdown.
+    with TestClient(create_app(log_settings(served, url))) as second:
+        answered.append(second.post("/api/v1/predict", json=POLL))
+    with PredictionLog(url) as log:
+        rows = log.read(MODEL)
+    horizons = len(answered[0].json()["horizons"])
+    expected = {a.headers["x-request-id"]: horizons for a in answered[:20] + answered[-1:]}
+    expected[answered[20].headers["x-request-id"]] = 1  # the signal's horizon
+    # Every answer's rows, each once: nothing lost, nothing written twice.
+    assert rows["request_id"].value_counts().to_dict() == expected

@@ -254,8 +254,11 @@ def model_ref(served: Served) -> dict[str, Any]:
     }
 
 
-def logged(prediction: Prediction, horizons: list[str], request_id: str) -> list[LoggedPrediction]:
-    """The prediction log's rows of an answer: one per horizon answered."""
+def logged(
+    prediction: Prediction, horizons: list[str], request_id: str, *, source: str | None = None
+) -> list[LoggedPrediction]:
+    """The prediction log's rows of an answer: one per horizon answered; ``source``, when
+    given, names the path that served it (``stream``, ``signal``) instead of the candles'."""
     served = prediction.served
     pipeline = served.pipeline
     return horizon_records(
@@ -267,5 +270,5 @@ def logged(prediction: Prediction, horizons: list[str], request_id: str) -> list
         symbol=pipeline.symbol,
         timeframe=pipeline.timeframe,
         bar_timestamp=prediction.timestamp,
-        source=prediction.source,
+        source=source or prediction.source,
     )

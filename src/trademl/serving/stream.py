@@ -11,12 +11,22 @@ browser, as the subprotocol token ``apikey.<KEY>`` beside ``trademl``; the serve
 the ``trademl`` subprotocol. A key in the query string is refused: URLs end up in access logs
 and proxies. Streams are bounded per process and per client (``ws_max_connections``, 1013;
 ``ws_max_per_client``, 1008), and all sockets of a series share one store poller.
+
+Every prediction message is in the prediction log (source ``stream``) before it is sent, and
+logged once however many sockets it goes to: one commit per model version, series, bar and
+horizons (request id ``stream-<uuid>``), which every socket sending it awaits. A prediction
+that cannot be logged is not sent: the socket gets an ``error`` message instead, and the next
+wake-up tries again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+import uuid
+import weakref
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +34,14 @@ import anyio
 from anyio.abc import TaskGroup
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from trademl.data.stores import SeriesInfo
 from trademl.errors import TradeMLError
+from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import API_KEY_HEADER, ServingState, check_api_key
 from trademl.serving.errors import ApiError, trademl_error_body
 from trademl.serving.feeds import SeriesFeed, TooManyStreamsError
+from trademl.serving.host import Served
+from trademl.serving.predict import logged
 
 router = APIRouter()
 
@@ -82,6 +96,51 @@ def _chosen_protocol(offered: list[str]) -> str | None:
 
 def _client(websocket: WebSocket) -> str:
     return websocket.client.host if websocket.client else "unknown"
+
+
+# The commits of streamed predictions, per log writer (one per app), by what was predicted.
+_COMMITS: weakref.WeakKeyDictionary[LogWriter, OrderedDict[tuple[Any, ...], asyncio.Task[int]]]
+_COMMITS = weakref.WeakKeyDictionary()
+_COMMITS_KEPT = 1024
+
+
+async def _log_once(state: ServingState, served: Served, info: SeriesInfo, horizon: str) -> None:
+    """Log the prediction of ``info``'s last bar unless a socket already did; wait for that
+    commit either way (raises its error)."""
+    log = state.log
+    if log is None:
+        return
+    horizons = state.predictions.horizons(served, horizon)
+    pipeline = served.pipeline
+    series = (pipeline.symbol, pipeline.timeframe, info.last, info.rows)
+    key: tuple[Any, ...] = (served.name, served.version, *series, *horizons)
+    commits = _COMMITS.setdefault(log, OrderedDict())
+    commit = commits.get(key)
+    if commit is None or _failed(commit):
+        commit = asyncio.ensure_future(_commit(state, log, served, info, horizons))
+        commits[key] = commit
+        while len(commits) > _COMMITS_KEPT:
+            commits.popitem(last=False)
+    try:
+        # Shielded: a socket closing while it waits must not cancel the others' commit.
+        await asyncio.shield(commit)
+    except TradeMLError:
+        if commits.get(key) is commit:
+            del commits[key]  # the next wake-up tries again
+        raise
+
+
+def _failed(commit: asyncio.Task[int]) -> bool:
+    return commit.done() and (commit.cancelled() or commit.exception() is not None)
+
+
+async def _commit(
+    state: ServingState, log: LogWriter, served: Served, info: SeriesInfo, horizons: list[str]
+) -> int:
+    # The prediction the message renders: computed for it, so cached.
+    prediction = await anyio.to_thread.run_sync(state.predictions.latest_at, served, info)
+    rows = logged(prediction, horizons, f"stream-{uuid.uuid4().hex}", source="stream")
+    return await log.append_async(rows)
 
 
 @router.websocket("/ws/{symbol}")
@@ -156,6 +215,7 @@ async def _publish(
             served = state.host.find(feed.symbol, feed.timeframe, model)
             if info is not None and (served.name, served.version, info.last) != sent:
                 text = await feed.message(state.predictions, served, horizon)
+                await _log_once(state, served, info, horizon)
                 sent = (served.name, served.version, info.last)
                 state.metrics.count_prediction(served.name, served.version, "stream")
                 await _send(websocket, text)

@@ -1,16 +1,19 @@
-"""``GET /api/v1/signals/{symbol}``: the max/min strategy's signal on the latest stored bar."""
+"""``GET /api/v1/signals/{symbol}``: the max/min strategy's signal on the latest stored bar,
+its prediction logged (source ``signal``) before it is answered."""
 
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from trademl.backtest.strategies import PRESETS, maxmin_signals
 from trademl.serving.deps import State
-from trademl.serving.predict import model_ref
+from trademl.serving.errors import request_id_of
+from trademl.serving.predict import logged, model_ref
 from trademl.serving.routes import errors
 from trademl.serving.schemas import SignalResponse
 
@@ -25,6 +28,7 @@ def _number(value: float) -> float | None:
 def signal(
     symbol: str,
     state: State,
+    request: Request,
     timeframe: Annotated[str, Query(min_length=1, max_length=16, examples=["1h"])],
     horizon: Annotated[str | None, Query(max_length=64)] = None,
     model: Annotated[str | None, Query(max_length=256)] = None,
@@ -37,7 +41,9 @@ def signal(
     close), stop and target (the predicted low and high), reward/risk and confidence.
 
     ``horizon`` defaults to the model's first; ``preset`` (``conservative``, ``aggressive``)
-    sets ``reward_risk`` and ``min_confidence``, which may also be given one by one.
+    sets ``reward_risk`` and ``min_confidence``, which may also be given one by one. The
+    horizon's prediction is in the prediction log before the answer is sent (a 503 when it
+    cannot be written).
     """
     served = state.host.find(symbol, timeframe, model)
     name = state.predictions.horizons(served, horizon or next(iter(served.pipeline.horizons)))[0]
@@ -66,6 +72,9 @@ def signal(
     reward_risk_value = None
     if stop is not None and target is not None and stop != entry:
         reward_risk_value = abs(target - entry) / abs(entry - stop)
+    if state.log is not None:  # a worker thread: wait for the commit holding its rows
+        request_id = request_id_of(request) or uuid.uuid4().hex
+        state.log.append(logged(prediction, [name], request_id, source="signal")).result()
     state.metrics.count_prediction(served.name, served.version, "signal")
     return {
         "symbol": served.pipeline.symbol,
