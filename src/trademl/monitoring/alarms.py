@@ -1,8 +1,9 @@
 """Performance alarms with a controlled false-alarm rate.
 
 A served model is watched through the per-prediction loss differential
-``d_t = loss_model_t - loss_baseline_t`` on the same bars (positive: the model did worse than
-its baseline). :class:`Cusum` is a one-sided CUSUM on the standardised differential: it
+``d_t`` comparing the model's loss with its baseline's on the same bars (positive: the model
+did worse; :func:`trademl.monitoring.profile.differentials` uses the scale-free
+``(L_m - L_b) / (L_m + L_b)``). :class:`Cusum` is a one-sided CUSUM on the standardised differential: it
 accumulates ``z_t - k`` (``z_t = (d_t - mean) / scale``), floors the sum at zero, and alarms when
 the sum exceeds ``h``. The same detector watches a signal's R multiples once negated (a falling
 R is a rising loss).

@@ -52,7 +52,8 @@ class TargetWatch:
     baseline_model : Any
         That baseline fitted on the training rows; it reads the pipeline's features.
     calibration : Calibration or None
-        The CUSUM on ``loss(served) - loss(baseline)``; None where the run had too few
+        The CUSUM on the relative loss differential (:func:`differentials`); None where the
+        run had too few
         out-of-sample rows (``note`` says).
     alpha : float
         Nominal miscoverage of the served intervals (ranges only; NaN for direction).
@@ -158,10 +159,24 @@ def _best_baseline(
 
 
 def differentials(y: pd.Series, served: pd.Series, baseline: pd.Series, kind: str) -> pd.Series:
-    """Per row, ``loss(served) - loss(baseline)`` on the rows where all three are known."""
+    """Per row, the served forecast's loss relative to the baseline's on the same bar,
+    ``(L_s - L_b) / (L_s + L_b)`` in [-1, 1] (0 where both are 0), on the rows where all three
+    are known: positive where the served forecast did worse.
+
+    Relative, not ``L_s - L_b``: squared errors scale with volatility, so a difference in
+    levels swings wider in every volatile spell and a one-sided CUSUM on it alarms on
+    volatility rather than on the model falling behind its baseline. The ratio is scale-free,
+    and bounded, which keeps the bootstrap calibration stable too.
+
+    >>> y = pd.Series([0.0, 0.0, 0.0])
+    >>> differentials(y, pd.Series([1.0, 10.0, 0.0]), pd.Series([1.0, 0.0, 0.0]), "max_high").tolist()
+    [0.0, 1.0, 0.0]
+    """
     rows = pd.concat({"y": y, "a": served, "b": baseline}, axis=1).dropna().sort_index()
     loss = loss_for(kind)
-    values = row_losses(rows["y"], rows["a"], loss) - row_losses(rows["y"], rows["b"], loss)
+    a, b = row_losses(rows["y"], rows["a"], loss), row_losses(rows["y"], rows["b"], loss)
+    total = a + b
+    values = np.divide(a - b, total, out=np.zeros_like(total), where=total > 0)
     return pd.Series(values, index=rows.index, name=f"{kind}_{served.name}")
 
 
