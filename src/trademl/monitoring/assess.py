@@ -181,8 +181,9 @@ class Assessment:
             if t.alarm_at is not None and t.threshold is not None:
                 found.append(
                     f"{t.name}: the loss of {t.served} rose against {t.baseline} (CUSUM "
-                    f"{float(t.statistic.max()):.2f} > threshold {t.threshold:.2f}, calibrated "
-                    f"to one false alarm per {self.arl0:,} bars) at {t.alarm_at:%Y-%m-%d %H:%M}"
+                    f"{float(t.statistic.max()):.2f} > threshold {t.threshold:.2f}; the model's "
+                    f"detectors together: one false alarm per {self.arl0:,} bars) at "
+                    f"{t.alarm_at:%Y-%m-%d %H:%M}"
                 )
             if t.coverage_alarm_at is not None:
                 found.append(

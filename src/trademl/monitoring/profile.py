@@ -108,7 +108,8 @@ class MonitoringProfile:
     targets : dict of str to TargetWatch
         Per served target (``{kind}_{bars}``).
     arl0 : int
-        Bars between false alarms the thresholds were calibrated to.
+        Bars between false alarms of the model as a whole: each of its ``n`` watched targets
+        is calibrated to ``n * arl0`` (a union bound).
     trained_until : pandas.Timestamp
         The last training row's bar: a window must start after it to be out of sample.
     version : int
@@ -218,7 +219,7 @@ def build_profile(
     choices : mapping of str to TargetChoice
         What serves each target; absent targets are served by the primary model.
     arl0 : int
-        Bars between false alarms to calibrate the CUSUM thresholds to.
+        Bars between false alarms of the model (all its watched targets together).
     alpha : float
         Nominal interval miscoverage.
     seed : int
@@ -234,6 +235,7 @@ def build_profile(
     watches: dict[str, TargetWatch] = {}
     forecasts: dict[str, pd.Series] = {}
     notes: list[str] = []
+    found: list[tuple[str, int, str, str, str]] = []  # kind, bars, name, served, baseline
     for kind, bars in targets_in(wide):
         if kind not in SERVED_KINDS:
             continue
@@ -242,20 +244,27 @@ def build_profile(
         served = choice.source if choice is not None else primary
         if f"{served}__{name}" not in wide:
             continue
-        y = wide[f"target__{name}"]
         forecasts[name] = wide[f"{served}__{name}"]
-        baseline = _best_baseline(wide, kind, bars, columns, y, served)
+        baseline = _best_baseline(wide, kind, bars, columns, wide[f"target__{name}"], served)
         if baseline is None:
             notes.append(
                 f"{name}: served by {served}, and no other baseline the pipeline computes to "
                 "compare it with; its loss is not watched"
             )
             continue
+        found.append((kind, bars, name, served, baseline))
+    # arl0 is the model's: n detectors each calibrated to n * arl0 bars alarm together no more
+    # often than once per arl0 bars in control (a union bound).
+    per_target = arl0 * max(len(found), 1)
+    for kind, bars, name, served, baseline in found:
         calibration: Calibration | None = None
         note = ""
+        y = wide[f"target__{name}"]
         d = differentials(y, wide[f"{served}__{name}"], wide[f"{baseline}__{name}"], kind)
         try:
-            calibration = calibrate_threshold(d.to_numpy(), arl0=arl0, horizon=bars, seed=seed)
+            calibration = calibrate_threshold(
+                d.to_numpy(), arl0=per_target, horizon=bars, seed=seed
+            )
         except ConfigError as error:
             note = f"no alarm threshold: {error}"
             logger.info("monitoring profile, {}: {}", name, note)
