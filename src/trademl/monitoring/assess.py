@@ -73,6 +73,10 @@ class TargetHealth:
         ``1 - alpha`` (NaN for direction).
     note : str
         What could not be measured, and why.
+    in_control_arl : float
+        The bootstrap's estimate of the bars between false alarms at ``threshold`` (NaN when
+        not watched): longer than asked when the training run's reference is short, since a
+        threshold can only be placed between the simulated paths' peaks.
     losses : pandas.DataFrame
         Per mature bar, the realised loss of the served forecast (``served``) and of the
         baseline (``baseline``), on the bars where both are known (their means are
@@ -96,6 +100,7 @@ class TargetHealth:
     coverage_alarm_at: pd.Timestamp | None
     nominal_coverage: float
     note: str = ""
+    in_control_arl: float = math.nan
     losses: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame({"served": [], "baseline": []}, dtype=np.float64)
     )
@@ -120,6 +125,7 @@ class TargetHealth:
             "cusum": _num(self.last_statistic),
             "cusum_max": _num(float(self.statistic.max())) if len(self.statistic) else 0.0,
             "threshold": self.threshold,
+            "in_control_arl": _num(self.in_control_arl),
             "alarm_at": _stamp(self.alarm_at),
             "coverage": (
                 _num(float(self.coverage.iloc[-1]))
@@ -376,6 +382,7 @@ def _target_health(
         coverage_alarm_at=coverage_alarm_at,
         nominal_coverage=1.0 - watch.alpha if watch.kind in BOUNDS_OF else math.nan,
         note=note,
+        in_control_arl=(math.nan if watch.calibration is None else watch.calibration.arl0_estimate),
         losses=losses,
     )
 

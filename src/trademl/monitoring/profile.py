@@ -131,6 +131,9 @@ class MonitoringProfile:
                 "served": watch.served,
                 "baseline": watch.baseline,
                 "threshold": None if watch.calibration is None else watch.calibration.h,
+                "in_control_arl": (
+                    None if watch.calibration is None else watch.calibration.arl0_estimate
+                ),
                 "reference_rows": (
                     None if watch.calibration is None else watch.calibration.n_reference
                 ),

@@ -124,6 +124,7 @@ class TargetMonitoring(BaseModel):
     cusum: float | None
     cusum_max: float | None
     threshold: float | None
+    in_control_arl: float | None
     alarm_at: str | None
     coverage: float | None
     nominal_coverage: float | None
