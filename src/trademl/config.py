@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         default=None,
         description="Prediction log database (a SQLAlchemy URL); default the job store's.",
     )
+    prediction_log_mode: Literal["journal", "commit"] = Field(
+        default="journal",
+        description="journal: each answer is appended to a local file before it is sent and "
+        "moved into the table within a fraction of a second (a few microseconds a request); "
+        "commit: each answer waits for the database commit holding it (group commits).",
+    )
     jobs_heartbeat_s: float = Field(
         default=10.0,
         gt=0,

@@ -6,19 +6,27 @@ that cannot be written refuses predictions with a 503 that names the problem, no
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from loguru import logger
 from starlette.testclient import WebSocketTestSession
 from tests.serving.conftest import MODEL, Served
+from tests.support.api import free_port, wait_until_answering
 
 from trademl.config import Settings
+from trademl.monitoring.journal import journal_folder
 from trademl.monitoring.predictions import PredictionLog
 from trademl.serving.app import create_app
 
@@ -28,10 +36,21 @@ SIGNAL_PATH = "/api/v1/signals/BTCUSDT"
 SECRET = "s3cret-Pw-9f2c"
 
 
+def read_log(url: str, request_id: str = "", timeout_s: float = 5.0) -> pd.DataFrame:
+    """The log's rows of ``request_id``; with the journal (the default) they reach the table
+    within a fraction of a second of the answer, so wait for them that long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with PredictionLog(url) as log:
+            rows = log.read(MODEL)
+        rows = rows[rows["request_id"].str.startswith(request_id)]
+        if len(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def logged(served: Served, request_id: str) -> pd.DataFrame:
-    with PredictionLog(served.settings.jobs_store_url) as log:
-        rows = log.read(MODEL)
-    return rows[rows["request_id"].str.startswith(request_id)]
+    return read_log(served.settings.jobs_store_url, request_id)
 
 
 def log_settings(served: Served, url: str, **changes: Any) -> Settings:
@@ -123,17 +142,19 @@ def test_a_signal_is_logged_under_its_request_id(client: TestClient, served: Ser
     assert row["p_up"] == body["p_up"] and row["high"] == body["predicted_high"]
 
 
-def test_a_streamed_bar_is_logged_once_for_all_its_sockets(served: Served, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["journal", "commit"])
+def test_a_streamed_bar_is_logged_once_for_all_its_sockets(
+    served: Served, tmp_path: Path, mode: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'log.sqlite'}"
     with (
-        TestClient(create_app(log_settings(served, url))) as client,
+        TestClient(create_app(log_settings(served, url, prediction_log_mode=mode))) as client,
         client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as first,
         client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as second,
     ):
         messages = [next_of(first, "prediction"), next_of(second, "prediction")]
-        # Sent only once committed: the rows are there as soon as a socket has its message.
-        with PredictionLog(url) as log:
-            rows = log.read(MODEL)
+        # Sent only once logged (committed, or in the journal and moved within moments).
+        rows = read_log(url)
     assert messages[0] == messages[1]
     message = messages[0]
     assert len(rows) == len(message["horizons"])  # once, not once per socket
@@ -163,7 +184,7 @@ def test_a_dead_log_database_refuses_predictions_without_showing_secrets(
 ) -> None:
     # Nothing listens on port 1: every connection is refused.
     url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/trademl_log"
-    with TestClient(create_app(log_settings(served, url))) as client:
+    with TestClient(create_app(log_settings(served, url, prediction_log_mode="commit"))) as client:
         assert client.get("/health").status_code == 200  # the server is up
         answers = [client.post("/api/v1/predict", json=POLL), client.get(SIGNAL)]
         with client.websocket_connect("/ws/BTCUSDT?timeframe=1h") as socket:
@@ -192,9 +213,10 @@ def test_a_log_file_removed_under_the_server_refuses_predictions(
     served: Served, tmp_path: Path
 ) -> None:
     folder = tmp_path / "log"
-    with TestClient(create_app(log_settings(served, f"sqlite:///{folder / 'log.sqlite'}"))) as (
-        client
-    ):
+    settings = log_settings(
+        served, f"sqlite:///{folder / 'log.sqlite'}", prediction_log_mode="commit"
+    )
+    with TestClient(create_app(settings)) as (client):
         assert client.post("/api/v1/predict", json=POLL).status_code == 200
         shutil.rmtree(folder)
         # The open connection would write on into the unlinked file: refused instead.
@@ -221,3 +243,93 @@ def test_a_restart_loses_no_logged_prediction(served: Served, tmp_path: Path) ->
     expected[answered[20].headers["x-request-id"]] = 1  # the signal's horizon
     # Every answer's rows, each once: nothing lost, nothing written twice.
     assert rows["request_id"].value_counts().to_dict() == expected
+
+
+def journal_files(settings: Settings) -> list[Path]:
+    return sorted(journal_folder(settings).glob("*.jsonl"))
+
+
+def test_the_journal_holds_an_answer_when_it_is_sent_and_the_table_soon_after(
+    served: Served, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    settings = log_settings(served, url)  # the default: the journal
+    assert settings.prediction_log_mode == "journal"
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/api/v1/predict", json=POLL)
+        assert answer.status_code == 200, answer.text
+        request_id = answer.headers["x-request-id"]
+        # In the journal when the answer arrives ...
+        (journal,) = journal_files(settings)
+        assert request_id in journal.read_text()
+        # ... and in the table within moments, once.
+        rows = read_log(url, request_id)
+        assert len(rows) == len(answer.json()["horizons"])
+    # A clean shutdown moved everything and removed its file.
+    assert journal_files(settings) == []
+    assert read_log(url, request_id, timeout_s=0)["request_id"].tolist() == [request_id] * len(rows)
+
+
+def test_a_removed_journal_refuses_predictions(served: Served, tmp_path: Path) -> None:
+    settings = log_settings(served, f"sqlite:///{tmp_path / 'log.sqlite'}")
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/api/v1/predict", json=POLL).status_code == 200
+        for journal in journal_files(settings):
+            journal.unlink()
+        refused = client.post("/api/v1/predict", json=POLL)
+        assert refused.status_code == 503, refused.text
+        assert "journal" in refused.json()["error"]["message"]
+
+
+def test_a_dead_log_database_delays_the_move_and_loses_nothing(
+    served: Served, tmp_path: Path
+) -> None:
+    """The journal keeps answering while the database is down; the next server moves it."""
+    dead = log_settings(served, f"postgresql://postgres:{SECRET}@127.0.0.1:1/trademl_log")
+    with TestClient(create_app(dead)) as client:
+        answers = [client.post("/api/v1/predict", json=POLL) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    (left,) = journal_files(dead)  # the shutdown could not move it: kept
+    assert all(a.headers["x-request-id"] in left.read_text() for a in answers)
+
+
+def test_a_killed_server_loses_and_doubles_nothing(served: Served, tmp_path: Path) -> None:
+    """SIGKILL a real ``trademl serve`` mid-stream of answers; the next one moves the rest."""
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRADEML_")},
+        "TRADEML_HOME": str(served.home),
+        "TRADEML_API_KEY": "serving-test-key",
+        "TRADEML_MODEL_RELOAD_S": "0",
+        "TRADEML_SERVE_LATEST_UNPROMOTED": "true",
+        "TRADEML_PREDICTION_LOG_URL": url,
+    }
+    command = [sys.executable, "-c", "from trademl.cli.app import main; main()", "serve"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(server, f"{base}/ready", lambda: "")
+        with httpx.Client(base_url=base, timeout=10) as http:
+            answers = [http.post("/api/v1/predict", json=POLL) for _ in range(200)]
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # no shutdown: the journal is all there is
+        server.wait(10)
+    assert all(a.status_code == 200 for a in answers)
+    settings = log_settings(served, url)
+    assert journal_files(settings)  # left behind by the killed server
+    # The next server (same home and log) moves what the dead one left, then its own.
+    with TestClient(create_app(settings)) as client:
+        last = client.post("/api/v1/predict", json=POLL)
+    with PredictionLog(url) as log:
+        rows = log.read(MODEL)
+    horizons = len(last.json()["horizons"])
+    expected = {a.headers["x-request-id"]: horizons for a in [*answers, last]}
+    assert rows["request_id"].value_counts().to_dict() == expected
+    assert journal_files(settings) == []

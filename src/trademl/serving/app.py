@@ -23,6 +23,7 @@ from loguru import logger
 from trademl import __version__
 from trademl.config import Settings, get_settings
 from trademl.jobs import JobQueue, open_queue
+from trademl.monitoring.journal import Journal, journal_folder
 from trademl.monitoring.predictions import PredictionLog
 from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import ServingState, require_api_key
@@ -140,7 +141,12 @@ def create_app(
 def _start(state: ServingState) -> None:
     settings = state.settings
     if settings.prediction_log and state.log is None:
-        state.log = LogWriter(PredictionLog(settings.prediction_log_url or settings.jobs_store_url))
+        table = PredictionLog(settings.prediction_log_url or settings.jobs_store_url)
+        state.log = (
+            Journal(table, journal_folder(settings), process=True)
+            if settings.prediction_log_mode == "journal"
+            else LogWriter(table)
+        )
     try:
         state.host.refresh()
     except Exception as error:

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader
 
 from trademl.config import Settings
 from trademl.jobs import JobQueue
+from trademl.monitoring.journal import Journal
 from trademl.monitoring.writer import LogWriter
 from trademl.serving.errors import ApiError
 from trademl.serving.feeds import StreamHub
@@ -35,7 +36,7 @@ class ServingState:
     queue: JobQueue | None = None
     owns_queue: bool = False
     # Every answered prediction is committed here before the answer leaves (None: not logged).
-    log: LogWriter | None = None
+    log: LogWriter | Journal | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     def job_queue(self) -> JobQueue:

@@ -36,6 +36,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from trademl.data.stores import SeriesInfo
 from trademl.errors import TradeMLError
+from trademl.monitoring.journal import Journal
 from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import API_KEY_HEADER, ServingState, check_api_key
 from trademl.serving.errors import ApiError, trademl_error_body
@@ -99,7 +100,9 @@ def _client(websocket: WebSocket) -> str:
 
 
 # The commits of streamed predictions, per log writer (one per app), by what was predicted.
-_COMMITS: weakref.WeakKeyDictionary[LogWriter, OrderedDict[tuple[Any, ...], asyncio.Task[int]]]
+_COMMITS: weakref.WeakKeyDictionary[
+    LogWriter | Journal, OrderedDict[tuple[Any, ...], asyncio.Task[int]]
+]
 _COMMITS = weakref.WeakKeyDictionary()
 _COMMITS_KEPT = 1024
 
@@ -135,7 +138,11 @@ def _failed(commit: asyncio.Task[int]) -> bool:
 
 
 async def _commit(
-    state: ServingState, log: LogWriter, served: Served, info: SeriesInfo, horizons: list[str]
+    state: ServingState,
+    log: LogWriter | Journal,
+    served: Served,
+    info: SeriesInfo,
+    horizons: list[str],
 ) -> int:
     # The prediction the message renders: computed for it, so cached.
     prediction = await anyio.to_thread.run_sync(state.predictions.latest_at, served, info)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from trademl.errors import TradeMLError
+from trademl.monitoring.journal import Journal
 from trademl.monitoring.predictions import PreparedRows
 from trademl.monitoring.writer import LogWriter
 from trademl.serving.deps import ServingState, State
@@ -48,7 +49,7 @@ _PREPARED_SIZE = 256
 
 
 def _prepared(
-    state: ServingState, log: LogWriter, prediction: Prediction, horizon: str
+    state: ServingState, log: LogWriter | Journal, prediction: Prediction, horizon: str
 ) -> PreparedRows:
     key = (id(prediction), horizon)
     hit = _PREPARED.get(key)
