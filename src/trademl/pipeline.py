@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,8 +288,40 @@ class PipelineModel:
         return frame
 
 
+def _intern_names(root: object) -> None:
+    """Make every attribute name and string dict key in ``root``'s graph the interned string.
+
+    Pickle writes a string object once and refers back to it; two equal strings that are
+    different objects are written twice. Whether a fitted estimator's attribute names share
+    one object depends on what ran before in the process, so without this two identical runs
+    in one process could write different bytes for the same model.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, str | bytes | int | float | type | None):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            if any(isinstance(k, str) for k in obj):
+                items = [(sys.intern(k) if isinstance(k, str) else k, v) for k, v in obj.items()]
+                obj.clear()
+                obj.update(items)
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif type(obj).__module__.startswith(("numpy", "pandas")):
+            continue  # arrays and frames pickle their data, not attribute dicts
+        else:
+            attributes = getattr(obj, "__dict__", None)
+            if isinstance(attributes, dict):
+                stack.append(attributes)
+
+
 def save_pipeline(pipeline: PipelineModel, folder: Path) -> str:
     """Write ``pipeline`` to ``folder/pipeline.pkl`` atomically; returns its SHA-256."""
+    _intern_names(pipeline)
     payload = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
     with atomic_path(folder / PIPELINE_FILE) as temp:
         Path(temp).write_bytes(payload)

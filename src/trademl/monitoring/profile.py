@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -287,6 +288,8 @@ def build_profile(
         forecasts=reference_stats(pd.DataFrame(forecasts)),
         targets=watches,
         arl0=arl0,
-        trained_until=pd.Timestamp(X.index.max()),
+        # One time-zone object whatever the index carried (a cached frame's differs), so that
+        # reruns pickle the same bytes.
+        trained_until=pd.Timestamp(X.index.max()).tz_convert(UTC),
         notes=tuple(notes),
     )
