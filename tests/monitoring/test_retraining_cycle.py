@@ -21,8 +21,9 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import cli_runner
 from tests.support.jobs import REDIS_URL, Worker, job_settings, require_redis, wait_for
+from tests.support.training import SHORT_RUN_GATE as GATE
+from tests.support.training import SMALL_LGBM as GOOD
 from tests.support.training import tiny_run_config
-from tests.tracking.conftest import GATE, GOOD
 
 from trademl.api import train
 from trademl.config import Settings, load_run_config

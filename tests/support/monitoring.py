@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tests.support.training import tiny_run_config
+from tests.support.training import SHORT_RUN_GATE, SMALL_LGBM, tiny_run_config
 
 from trademl.api import train
 from trademl.config import Settings
@@ -19,18 +19,8 @@ from trademl.tracking.watch import log_url
 
 # Seeded and byte-reproducible: on this span the max-high forecast passes GATE (the version
 # becomes champion) and, over the logged weeks, the min-low target's CUSUM alarm fires.
-MODEL_SECTION = {
-    "kind": "lgbm",
-    "params": {"n_estimators": 10, "min_child_samples": 300},
-    "residual": False,
-}
-GATE = {
-    "metric": "r2",
-    "target": "max_high",
-    "coverage_tolerance": 0.2,
-    "min_rows": 50,
-    "level": 0.5,
-}
+MODEL_SECTION = SMALL_LGBM
+GATE = SHORT_RUN_GATE
 MONITORING = {"window": 400, "min_mature": 100, "arl0": 500}
 TRAINED_UNTIL = "2023-04-30 23:00"
 LOGGED_FROM, LOGGED_UNTIL = "2023-05-01", "2023-06-30 23:00"

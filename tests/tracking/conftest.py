@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import POSTGRES_ADMIN_URL, _scratch_database
-from tests.support.training import tiny_run_config
+from tests.support.training import SHORT_RUN_GATE, SMALL_LGBM, tiny_run_config
 
 from trademl.api import train as run
 from trademl.config import Settings
@@ -24,20 +24,14 @@ MODEL = "BTCUSDT_1h_tracking_test"
 # point estimate favours the challenger: 800 test rows cannot show significance at 0.05
 # (test_tracking checks that they do not), and these tests exercise the registry's mechanics;
 # tests/tracking/test_gate.py tests the statistics on records whose answer is known.
-GATE = {
-    "metric": "r2",
-    "target": "max_high",
-    "coverage_tolerance": 0.2,
-    "min_rows": 50,
-    "level": 0.5,
-}
+GATE = SHORT_RUN_GATE
 
 
 WEAK = {"kind": "naive", "params": {"strategy": "mean"}}
 # On this span (seeded, byte-reproducible) GOOD's max-high forecast has a lower squared loss
 # than both baselines (one-sided p about 0.2) and BETTER's is lower than GOOD's. Learned from
 # scratch: over the HAR baseline no short run of either beats it on this span.
-GOOD = {"kind": "lgbm", "params": {"n_estimators": 10, "min_child_samples": 300}, "residual": False}
+GOOD = SMALL_LGBM
 BETTER = {
     "kind": "lgbm",
     "params": {"n_estimators": 40, "min_child_samples": 300},
