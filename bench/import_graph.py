@@ -16,6 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = (
     # The shells: command line, HTTP server, background jobs, the demo and the Python API.
     ("shells", ("trademl.cli", "trademl.serving", "trademl.jobs", "trademl.demo", "trademl.api")),
+    # Trading: the live loop and its brokers, above the registry it takes the champion from.
+    ("trading", ("trademl.trading",)),
     # Records what the core produced: the MLflow runs, the registry, the gate.
     ("tracking", ("trademl.tracking",)),
     # A run end to end: training, tuning, backtesting a run, evaluating, the pipeline model.

@@ -137,3 +137,21 @@ class PromotionRefusedError(TradeMLError):
     """A model version failed the promotion gate; the message carries the failing numbers."""
 
     exit_code = 8
+
+
+class TradingError(TradeMLError):
+    """A venue or the live loop could not do what was asked."""
+
+
+class OrderRejectedError(TradingError):
+    """The venue refused an order (insufficient balance, a filter, a reverted transaction);
+    nothing was placed."""
+
+
+class VenueUnavailableError(TradingError):
+    """The venue could not be reached or did not answer in time: an order sent may or may not
+    exist, so look it up by client id before sending it again."""
+
+
+class RiskLimitError(TradingError):
+    """A risk limit (position, daily loss, order rate, the kill switch) stopped an order."""
