@@ -7,15 +7,14 @@ import math
 import uuid
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request
 
-from trademl.backtest.strategies import PRESETS, maxmin_signals
 from trademl.serving.deps import State
 from trademl.serving.errors import request_id_of
 from trademl.serving.predict import logged, model_ref
 from trademl.serving.routes import errors
 from trademl.serving.schemas import SignalResponse
+from trademl.trading.signal import bar_signal, signal_params
 
 router = APIRouter(prefix="/api/v1", tags=["signals"])
 
@@ -48,30 +47,14 @@ def signal(
     served = state.host.find(symbol, timeframe, model)
     name = state.predictions.horizons(served, horizon or next(iter(served.pipeline.horizons)))[0]
     prediction = state.predictions.latest(served)
-    params: dict[str, Any] = {"reward_risk": 1.5, "min_confidence": 0.0}
-    if preset is not None:
-        params.update(PRESETS[preset]["maxmin"])
-    if reward_risk is not None:
-        params["reward_risk"] = reward_risk
-    if min_confidence is not None:
-        params["min_confidence"] = min_confidence
-    params["allow_short"] = allow_short
-    values = prediction.values
-    index = pd.DatetimeIndex([prediction.timestamp], name="timestamp")
-    bar = pd.DataFrame({"close": [prediction.close]}, index=index)
-    signals = maxmin_signals(
-        bar,
-        [values[f"{name}__high_log"]],
-        [values[f"{name}__low_log"]],
-        [values[f"{name}__p_up"]],
-        **params,
+    params = signal_params(
+        preset, reward_risk=reward_risk, min_confidence=min_confidence, allow_short=allow_short
     )
-    side = {1: "long", -1: "short"}.get(int(signals.side[0]), "flat")
+    values = prediction.values
+    traded = bar_signal(values, name, prediction.timestamp, prediction.close, params)
     entry = prediction.close
-    stop, target = _number(signals.stop[0]), _number(signals.target[0])
-    reward_risk_value = None
-    if stop is not None and target is not None and stop != entry:
-        reward_risk_value = abs(target - entry) / abs(entry - stop)
+    stop, target = _number(traded.stop), _number(traded.target)
+    reward_risk_value = traded.reward_risk if stop is not None and target is not None else None
     if state.log is not None:  # a worker thread: wait for the commit holding its rows
         request_id = request_id_of(request) or uuid.uuid4().hex
         state.log.append(logged(prediction, [name], request_id, source="signal")).result()
@@ -84,7 +67,7 @@ def signal(
         "missing_bars": prediction.missing_bars,
         "model": model_ref(served),
         "horizon": name,
-        "side": side,
+        "side": traded.side_name,
         "entry": entry,
         "stop": stop,
         "target": target,
