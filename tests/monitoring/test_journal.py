@@ -3,17 +3,20 @@ table once, a dead server's file is moved by the next one, and a second move mov
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from trademl.errors import StoreError
 from trademl.monitoring.journal import Journal, Mover, host_name
-from trademl.monitoring.predictions import LoggedPrediction, PredictionLog
+from trademl.monitoring.predictions import LoggedPrediction, PredictionLog, prediction_answers
 
 
 def prediction(request_id: str, hour: int, model: str = "btc") -> LoggedPrediction:
@@ -87,3 +90,71 @@ def test_a_removed_journal_refuses_the_write(tmp_path: Path) -> None:
         journal.path.unlink()
         with pytest.raises(StoreError, match=r"journal .* cannot write"):
             journal.append([prediction("x", 0)]).result()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'log.sqlite'}"
+    else:
+        yield request.getfixturevalue(
+            {"postgresql": "postgres_url"}.get(request.param, "mariadb_url")
+        )
+
+
+def test_a_polled_answer_is_stored_once_and_read_once_per_request(
+    any_url: str, tmp_path: Path
+) -> None:
+    """Two servers answer the same bar many times (journal and direct appends alike): its rows
+    are stored once, and the log reads back one row per request and horizon."""
+    model = f"polled_{uuid.uuid4().hex[:8]}"
+    two = [prediction("x", 7, model), dataclasses.replace(prediction("x", 7, model), horizon="b")]
+    log = PredictionLog(any_url)
+    answer = log.prepare(two)
+    with (
+        Journal(log, tmp_path / "a") as first,
+        Journal(PredictionLog(any_url), tmp_path / "b") as second,
+    ):
+        for n in range(30):
+            (first if n % 2 else second).write(f"q{n}", answer)
+    with PredictionLog(any_url) as direct:
+        direct.append_prepared([(f"d{n}", answer) for n in range(3)])
+        direct.append_prepared([("d3", answer)])
+        rows = direct.read(model)
+        with direct._engine.connect() as connection:
+            stored = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(prediction_answers)
+                .where(prediction_answers.c.answer == answer.key)
+            ).scalar()
+    assert stored == 2  # one row per horizon, however many requests and writers
+    assert len(rows) == 2 * 34
+    expected = sorted([f"q{n}" for n in range(30)] + [f"d{n}" for n in range(4)])
+    assert sorted(rows["request_id"].unique()) == expected
+    assert all(h == ["intraday", "b"] for h in rows.groupby("request_id")["horizon"].apply(list))
+    assert set(rows["p_up"]) == {0.5 + 7 / 100}
+
+
+def test_equal_answers_share_a_key_and_different_ones_do_not(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.sqlite'}")
+    a, b = log.prepare([prediction("x", 1)]), log.prepare([prediction("y", 1)])
+    other = log.prepare([prediction("x", 2)])
+    assert a.key == b.key  # the request id is not part of the answer
+    assert a.key != other.key
+
+
+def test_a_log_of_the_earlier_layout_is_refused_by_name(tmp_path: Path) -> None:
+    database = tmp_path / "old.sqlite"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE prediction_log (id INTEGER PRIMARY KEY, request_id TEXT, outputs TEXT)"
+        )
+        connection.exec_driver_sql("INSERT INTO prediction_log VALUES (1, 'kept', '{}')")
+    engine.dispose()
+    log = PredictionLog(f"sqlite:///{database}")
+    with pytest.raises(StoreError, match="earlier layout"):
+        log.append([prediction("r", 1)])
+    log.close()
+    with sqlite3.connect(database) as connection:  # what was there is untouched
+        assert connection.execute("SELECT request_id FROM prediction_log").fetchall() == [("kept",)]

@@ -51,13 +51,24 @@ class Appender:
         The table appended to.
     columns : sequence of str
         Its columns, in the order of each row's values.
+    skip_duplicates : bool
+        A row whose primary key is stored already is skipped rather than refused (rows stored
+        once under a content key; other constraint violations are still refused).
     """
 
-    def __init__(self, engine: Engine, table: str, columns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table: str,
+        columns: Sequence[str],
+        *,
+        skip_duplicates: bool = False,
+    ) -> None:
         self.engine = engine
         self.width = len(columns)
         self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        self._tail = skip_clause(engine.dialect.name, columns[0]) if skip_duplicates else ""
         self._statements: dict[int, str] = {}
         self._sqlite = engine.dialect.name == "sqlite"
         database = engine.url.database
@@ -119,7 +130,8 @@ class Appender:
         statement = self._statements.get(rows)
         if statement is None:
             row = "(" + ", ".join([self._mark] * self.width) + ")"
-            statement = self._statements[rows] = self._head + ", ".join([row] * rows)
+            statement = self._head + ", ".join([row] * rows) + self._tail
+            self._statements[rows] = statement
         return statement
 
     def _checked_out(self) -> Any:
@@ -182,3 +194,14 @@ def reason(error: BaseException) -> str:
     on one line."""
     orig = getattr(error, "orig", None) or error
     return " ".join(redact(str(orig) or type(orig).__name__).split())
+
+
+def skip_clause(dialect: str, column: str) -> str:
+    """The clause that makes an ``INSERT ... VALUES`` skip rows whose key is stored already,
+    and only those (SQLite's ``OR IGNORE`` and MySQL's ``IGNORE`` would also swallow a NULL in
+    a NOT NULL column)."""
+    if dialect in ("sqlite", "postgresql"):
+        return " ON CONFLICT DO NOTHING"
+    if dialect in ("mysql", "mariadb"):
+        return f" ON DUPLICATE KEY UPDATE {column} = {column}"
+    raise StoreError(f"the prediction log cannot skip duplicate rows on {dialect}")

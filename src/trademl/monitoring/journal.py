@@ -8,10 +8,13 @@ wait is on the order of one). One ``write`` to a file opened for appending costs
 microseconds on the event loop, and once it returns the entry is the kernel's: a server killed
 at any point loses nothing of what it answered.
 
-- One file per server process under ``folder`` (``{host}-{pid}-{random}.jsonl``), one JSON line
-  per answer: the request id, the time it was logged, the answer's prepared rows.
-- Every ``flush_s`` a thread moves the complete lines written since its last move into
-  ``prediction_log`` and records how far it has read in ``prediction_log_journal``, in the same
+- One file per server process under ``folder`` (``{host}-{pid}-{random}.jsonl``) of JSON lines:
+  an answer's rows once under their key (``{"a": key, "p": rows}``, written before the first
+  request that names it), then one short line per request (``{"r": id, "t": time, "a": key}``).
+  A polled bar answered thousands of times is written, moved and stored once.
+- Every ``flush_s`` a mover takes the complete lines written since its last move into
+  ``prediction_answers`` (an answer stored already is skipped) and ``prediction_log``, and
+  records how far it has read in ``prediction_log_journal``, in the same
   transaction: a crash between the two cannot move a line twice or skip one.
 - A server that starts moves what dead servers of the same host left (their process is gone),
   from where they stopped, then deletes their files; a clean shutdown moves everything and
@@ -48,19 +51,23 @@ from loguru import logger
 
 from trademl.config import Settings
 from trademl.errors import StoreError
+from trademl.monitoring.appender import skip_clause
 from trademl.monitoring.predictions import (
+    ANSWER_COLUMNS,
+    REQUEST_COLUMNS,
     LoggedPrediction,
     PredictionLog,
     PreparedRows,
     check_request_id,
+    prediction_answers,
     prediction_log,
 )
 from trademl.redact import redact
 
 FLUSH_S = 0.2
 SUFFIX = ".jsonl"
-# Prepared answers whose encoded rows are kept: a polled bar is encoded once.
-_ENCODED_SIZE = 256
+# Answer keys remembered as written to this process's file (one evicted is written again).
+_DEFINED = 4096
 # Lines moved per transaction at most (a backlog after an outage moves in steps).
 _MAX_LINES = 5000
 
@@ -72,6 +79,7 @@ journal_offsets = sa.Table(
     sa.Column("offset", sa.BigInteger, nullable=False),
 )
 _BAR = 4  # bar_timestamp's place in a prepared row (model_name, version, symbol, timeframe, bar)
+_ANSWER, _REQUEST = b'{"a":', b'{"r":'
 
 
 def journal_folder(settings: Settings) -> Path:
@@ -80,12 +88,6 @@ def journal_folder(settings: Settings) -> Path:
     url = settings.prediction_log_url or settings.jobs_store_url
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return Path(settings.home) / "prediction-journal" / key
-
-
-def _encode(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__} in the journal")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -111,11 +113,16 @@ class Mover:
         self._lock = threading.Lock()
         dialect = log._engine.dialect
         self._sqlite = dialect.name == "sqlite"
+        self._second, self._second_text = -1, ""
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        columns = [c.name for c in prediction_log.columns if c.name != "id"]
-        self._insert = (
-            f"INSERT INTO {prediction_log.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join([mark] * len(columns))})"
+
+        def insert(table: str, columns: list[str]) -> str:
+            marks = ", ".join([mark] * len(columns))
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+        self._insert_requests = insert(prediction_log.name, REQUEST_COLUMNS)
+        self._insert_answers = insert(prediction_answers.name, ANSWER_COLUMNS) + skip_clause(
+            dialect.name, ANSWER_COLUMNS[0]
         )
 
     def _ensure_offsets(self) -> None:
@@ -163,38 +170,55 @@ class Mover:
                 return 0
             lines = data[: end + 1].splitlines()[:_MAX_LINES]
             consumed = sum(len(line) + 1 for line in lines)
-            values = self._rows(lines)
-            if values:  # the driver's executemany: a backlog of many rows moves quickly
-                connection.exec_driver_sql(self._insert, values)
+            answers, requests = self._rows(lines)
+            # The driver's executemany: a backlog of many rows moves quickly.
+            if answers:
+                connection.exec_driver_sql(self._insert_answers, answers)
+            if requests:
+                connection.exec_driver_sql(self._insert_requests, requests)
             connection.execute(
                 sa.delete(journal_offsets).where(journal_offsets.c.name == path.name)
             )
             connection.execute(
                 sa.insert(journal_offsets).values(name=path.name, offset=start + consumed)
             )
-            return max(len(values), 1)
+            return max(len(requests), 1)
 
-    def _rows(self, lines: list[bytes]) -> list[tuple[Any, ...]]:
-        stamp = self.log._stamp
-        values: list[tuple[Any, ...]] = []
-        bodies: dict[bytes, list[list[Any]]] = {}  # a polled bar's rows repeat: parse once
+    def _rows(self, lines: list[bytes]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The answer rows and request rows of complete journal lines."""
         for line in lines:
-            head, separator, body = line.rpartition(b',"p":')
-            if not separator:
+            if not line.startswith((_REQUEST, _ANSWER)):
                 raise StoreError(
                     f"prediction log journal: a line that is not an entry: {line[:80]!r}"
                 )
-            rows = bodies.get(body)
-            if rows is None:
-                rows = json.loads(body[:-1])  # without the entry's closing brace
+        try:  # one decode for the batch: per-line calls would cost more than the rows' inserts
+            entries = json.loads(b"[" + b",".join(lines) + b"]")
+        except ValueError as error:
+            raise StoreError(
+                f"prediction log journal: an entry that is not JSON: {error}"
+            ) from None
+        answers: list[tuple[Any, ...]] = []
+        requests: list[tuple[Any, ...]] = []
+        for entry in entries:
+            if "r" in entry:
+                requests.append((self._logged_at(entry["t"]), entry["r"], entry["a"]))
+                continue
+            for position, row in enumerate(entry["p"]):
                 if not self._sqlite:  # SQLite's stamps are text already; a server takes times
-                    for row in rows:
-                        row[_BAR] = datetime.fromisoformat(row[_BAR])
-                bodies[body] = rows
-            entry = json.loads(head + b"}")
-            logged = stamp(datetime.fromtimestamp(float(entry["t"]), UTC))
-            values += [(logged, entry["r"], *row) for row in rows]
-        return values
+                    row[_BAR] = datetime.fromisoformat(row[_BAR])
+                answers.append((entry["a"], position, *row))
+        return answers, requests
+
+    def _logged_at(self, seconds: float) -> Any:
+        """A request's time as the log stores it; SQLite's text formatted once per second."""
+        if not self._sqlite:
+            return datetime.fromtimestamp(seconds, UTC)
+        whole = int(seconds)
+        if whole != self._second:
+            self._second = whole
+            self._second_text = self.log._stamp(datetime.fromtimestamp(whole, UTC))[:19]
+        micros = min(round((seconds - whole) * 1e6), 999_999)
+        return f"{self._second_text}.{micros:06d}"
 
     def forget(self, path: Path) -> None:
         """Delete a fully moved file, then its offset (a crash between leaves a harmless row)."""
@@ -298,7 +322,7 @@ class Journal:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{host_name()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._encoded: OrderedDict[int, tuple[PreparedRows, bytes]] = OrderedDict()
+        self._defined: OrderedDict[str, None] = OrderedDict()
         self._closed = False
         self._mover: Mover | None = None
         self._child: Any = None
@@ -326,15 +350,15 @@ class Journal:
         while not self._stop.wait(flush_s):
             self._mover.move_quietly(self.path)
 
-    def _body(self, rows: PreparedRows) -> bytes:
-        hit = self._encoded.get(id(rows))
-        if hit is not None and hit[0] is rows:
-            return hit[1]
-        body = json.dumps(rows.rows, default=_encode, separators=(",", ":")).encode()
-        self._encoded[id(rows)] = (rows, body)
-        while len(self._encoded) > _ENCODED_SIZE:
-            self._encoded.popitem(last=False)
-        return body
+    def _answer(self, rows: PreparedRows) -> bytes:
+        """The line that defines ``rows`` under its key, or nothing when this file has it."""
+        key = rows.key
+        if key in self._defined:
+            return b""
+        self._defined[key] = None
+        while len(self._defined) > _DEFINED:
+            self._defined.popitem(last=False)
+        return b'{"a":"%s","p":%s}\n' % (key.encode(), rows.encoded)
 
     def write(self, request_id: str, rows: PreparedRows) -> int:
         """Append one answer's rows; returns how many. Raises StoreError when the journal
@@ -342,16 +366,21 @@ class Journal:
         check_request_id(request_id)
         if not rows.rows:
             return 0
-        line = b'{"r":%s,"t":%r,"p":%s}\n' % (
+        definition = self._answer(rows)
+        # One write: the answer's definition and the request that names it land together.
+        line = b'%s{"r":%s,"t":%r,"a":"%s"}\n' % (
+            definition,
             json.dumps(request_id).encode(),
             time.time(),
-            self._body(rows),
+            rows.key.encode(),
         )
         try:
             if os.fstat(self._fd).st_nlink == 0:  # removed under the server: writes would vanish
                 raise OSError("the journal file was removed")
             os.write(self._fd, line)
         except OSError as error:
+            if definition:  # not written: write it with the next request
+                self._defined.pop(rows.key, None)
             raise StoreError(f"prediction log journal {self.path}: cannot write: {error}") from None
         return len(rows.rows)
 

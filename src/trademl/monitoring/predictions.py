@@ -1,9 +1,12 @@
 """The prediction log: every served prediction as rows of a metadata database, scored once its
 labels mature.
 
-One row per prediction and horizon: the model name and version, the symbol and timeframe, the
-bar predicted from, the horizon, every output of that horizon (P(up), high, low, intervals...),
-the request id and where the candles came from. A row's label is *mature* when the bars of its
+Every answer is logged: the model name and version, the symbol and timeframe, the bar
+predicted from, each horizon with every output of it (P(up), high, low, intervals...), the
+request id and where the candles came from. An answer's rows are stored once
+(``prediction_answers``, keyed by a digest of them) and every request that got it adds one row
+(``prediction_log``: when, which request, which answer); :meth:`PredictionLog.read` joins them
+back into one row per request and horizon. A row's label is *mature* when the bars of its
 horizon are in the store; realised metrics read mature rows only, and say what share that is.
 
 >>> log = PredictionLog("sqlite://")
@@ -17,12 +20,15 @@ horizon are in the store; realised metrics read mature rows only, and say what s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,14 +42,17 @@ from trademl.features.labels import build_labels
 from trademl.monitoring.appender import Appender, reason
 from trademl.redact import redact_url
 
+# Hex digits of an answer's key (96 bits of SHA-256: no collision in any log's lifetime).
+ANSWER_KEY_LENGTH = 24
 _metadata = sa.MetaData()
-# Names are bounded like the API's request fields: the log never stores an unbounded string.
-prediction_log = sa.Table(
-    "prediction_log",
+# Two tables: an answer's rows once (a polled bar is answered thousands of times with the same
+# numbers), and one small row per request naming the answer it got. Names are bounded like the
+# API's request fields: the log never stores an unbounded string.
+prediction_answers = sa.Table(
+    "prediction_answers",
     _metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("answer", sa.String(ANSWER_KEY_LENGTH), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("model_name", sa.String(256), nullable=False),
     sa.Column("model_version", sa.Integer, nullable=False),
     sa.Column("symbol", sa.String(64), nullable=False),
@@ -53,7 +62,16 @@ prediction_log = sa.Table(
     sa.Column("horizon_bars", sa.Integer, nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("outputs", sa.Text, nullable=False),
-    sa.Index("ix_prediction_log_series", "model_name", "symbol", "timeframe", "bar_timestamp"),
+    sa.Index("ix_prediction_answers_series", "model_name", "symbol", "timeframe", "bar_timestamp"),
+)
+prediction_log = sa.Table(
+    "prediction_log",
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("answer", sa.String(ANSWER_KEY_LENGTH), nullable=False),
+    sa.Index("ix_prediction_log_answer", "answer"),
 )
 _BOUNDS = {"request_id": 64, "model_name": 256, "symbol": 64, "timeframe": 16, "horizon": 64}
 SOURCES = ("request", "store", "stream", "signal", "batch")
@@ -157,15 +175,49 @@ def horizon_records(
 @dataclass(frozen=True)
 class PreparedRows:
     """An answer's rows, checked and serialised once, minus what each request adds (its id and
-    the time it was logged): a server answering the same bar many times prepares it once."""
+    the time it was logged): a server answering the same bar many times prepares it once, and
+    the log stores the rows once under :attr:`key`."""
 
     rows: tuple[tuple[Any, ...], ...]
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """The rows as compact JSON (times as ISO 8601)."""
+        return json.dumps(self.rows, default=_iso, separators=(",", ":")).encode()
 
-_COLUMNS = [c.name for c in prediction_log.columns if c.name != "id"]
+    @cached_property
+    def key(self) -> str:
+        """The answer's key: a digest of its rows, so equal answers share one stored copy."""
+        return hashlib.sha256(self.encoded).hexdigest()[:ANSWER_KEY_LENGTH]
+
+    def answer_values(self) -> list[Any]:
+        """The flat values of its ``prediction_answers`` rows (key, position, row...)."""
+        values: list[Any] = []
+        for position, row in enumerate(self.rows):
+            values += (self.key, position, *row)
+        return values
+
+
+def _iso(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__} in the prediction log")
+
+
+ANSWER_COLUMNS = [c.name for c in prediction_answers.columns]
+REQUEST_COLUMNS = [c.name for c in prediction_log.columns if c.name != "id"]
+# What :meth:`PredictionLog.read` returns besides one column per output.
+READ_COLUMNS = [
+    "id",
+    "logged_at",
+    "request_id",
+    *(c for c in ANSWER_COLUMNS if c not in ("answer", "position", "outputs")),
+]
+# Answers known to be stored, per process: a polled bar's rows are inserted once.
+_KNOWN_ANSWERS = 4096
 
 
 class PredictionLog:
@@ -180,7 +232,11 @@ class PredictionLog:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = open_engine(url)
-        self._appender = Appender(self._engine, prediction_log.name, _COLUMNS)
+        self._appender = Appender(self._engine, prediction_log.name, REQUEST_COLUMNS)
+        self._answers = Appender(
+            self._engine, prediction_answers.name, ANSWER_COLUMNS, skip_duplicates=True
+        )
+        self._known: OrderedDict[str, None] = OrderedDict()
         sqlite = self._engine.dialect.name == "sqlite"
         # SQLite stores times as text in SQLAlchemy's layout (read back as naive UTC); a server
         # database takes aware datetimes.
@@ -206,7 +262,22 @@ class PredictionLog:
                 raise StoreError(
                     f"prediction log: cannot write to {redact_url(self.url)}: {reason(error)}"
                 ) from None
+        self._check_layout()
         self._created = True
+
+    def _check_layout(self) -> None:
+        try:
+            columns = {c["name"] for c in sa.inspect(self._engine).get_columns(prediction_log.name)}
+        except sa.exc.DBAPIError as error:
+            raise StoreError(
+                f"prediction log: cannot read {redact_url(self.url)}: {reason(error)}"
+            ) from None
+        if "answer" not in columns:
+            raise StoreError(
+                f"prediction log: the table {prediction_log.name} in {redact_url(self.url)} has "
+                "an earlier layout (one row per prediction, without answers); rename or drop it "
+                "to start a new log"
+            )
 
     def append(self, predictions: Iterable[LoggedPrediction]) -> int:
         """Write ``predictions`` in one transaction; returns how many rows were written."""
@@ -220,13 +291,17 @@ class PredictionLog:
         for prediction in predictions:
             row = prediction.row()
             row["bar_timestamp"] = self._stamp(row["bar_timestamp"])
-            prepared.append(tuple(row[c] for c in _COLUMNS[2:]))
+            prepared.append(tuple(row[c] for c in ANSWER_COLUMNS[2:]))
         return PreparedRows(tuple(prepared))
 
     def append_prepared(self, batch: Sequence[tuple[str, PreparedRows]]) -> int:
-        """Write every (request id, prepared rows) of ``batch`` in one transaction, as
-        multi-row INSERTs on a connection kept open (the hot path of a server logging every
-        answer; see :mod:`trademl.monitoring.appender`).
+        """Write every (request id, prepared rows) of ``batch``: the answers not yet stored,
+        then one row per request in one transaction (multi-row INSERTs on a connection kept
+        open: the hot path of a server logging every answer; see
+        :mod:`trademl.monitoring.appender`). Returns the predictions logged.
+
+        An answer stored without the requests that name it (a failure between the two) is
+        never read: the log reads requests and joins their answers.
 
         Raises
         ------
@@ -238,17 +313,34 @@ class PredictionLog:
         for request_id, _ in batch:
             check_request_id(request_id)
         now = self._stamp(datetime.now(UTC))
-        values: list[Any] = []
+        requests: list[Any] = []
+        answers: dict[str, PreparedRows] = {}
+        count = 0
         for request_id, prepared in batch:
-            for row in prepared.rows:
-                values += (now, request_id, *row)
-        if not values:
+            if prepared.rows:
+                requests += (now, request_id, prepared.key)
+                answers.setdefault(prepared.key, prepared)
+                count += len(prepared.rows)
+        if not requests:
             return 0
         self._create()
         try:
-            return self._appender.write(values)
+            new = [a for key, a in answers.items() if key not in self._known]
+            if new:
+                self._answers.write([v for a in new for v in a.answer_values()])
+            self._appender.write(requests)
         except (ConfigError, StoreError) as error:
             raise type(error)(f"prediction log: {error}") from None
+        for prepared in new:
+            self.remember(prepared.key)
+        return count
+
+    def remember(self, key: str) -> None:
+        """Note that the answer ``key`` is stored (its rows are not inserted again)."""
+        self._known[key] = None
+        self._known.move_to_end(key)
+        while len(self._known) > _KNOWN_ANSWERS:
+            self._known.popitem(last=False)
 
     def read(
         self,
@@ -260,22 +352,32 @@ class PredictionLog:
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        """The logged predictions of a model (``start <= bar_timestamp < end``), oldest bar
-        first, one column per output."""
-        table = prediction_log
-        query = sa.select(table).where(table.c.model_name == model_name)
+        """The logged predictions of a model (``start <= bar_timestamp < end``), one row per
+        request and horizon, oldest bar first, one column per output."""
+        log, answers = prediction_log, prediction_answers
+        query = (
+            sa.select(
+                log.c.id,
+                log.c.logged_at,
+                log.c.request_id,
+                *(answers.c[c] for c in READ_COLUMNS[3:]),
+                answers.c.outputs,
+            )
+            .join(answers, answers.c.answer == log.c.answer)
+            .where(answers.c.model_name == model_name)
+        )
         for column, value in (
-            (table.c.symbol, symbol),
-            (table.c.timeframe, timeframe),
-            (table.c.model_version, version),
+            (answers.c.symbol, symbol),
+            (answers.c.timeframe, timeframe),
+            (answers.c.model_version, version),
         ):
             if value is not None:
                 query = query.where(column == value)
         if start is not None:
-            query = query.where(table.c.bar_timestamp >= pd.Timestamp(start).to_pydatetime())
+            query = query.where(answers.c.bar_timestamp >= pd.Timestamp(start).to_pydatetime())
         if end is not None:
-            query = query.where(table.c.bar_timestamp < pd.Timestamp(end).to_pydatetime())
-        query = query.order_by(table.c.bar_timestamp, table.c.id)
+            query = query.where(answers.c.bar_timestamp < pd.Timestamp(end).to_pydatetime())
+        query = query.order_by(answers.c.bar_timestamp, log.c.id, answers.c.position)
         self._create()
         with self._engine.connect() as connection:
             rows = [dict(r._mapping) for r in connection.execute(query)]
@@ -284,6 +386,7 @@ class PredictionLog:
     def close(self) -> None:
         """Release the database connections."""
         self._appender.close()
+        self._answers.close()
         self._engine.dispose()
 
     def __enter__(self) -> PredictionLog:
@@ -314,7 +417,7 @@ def opened(url: str) -> Iterator[PredictionLog]:
 
 
 def _frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    columns = [c.name for c in prediction_log.columns if c.name != "outputs"]
+    columns = READ_COLUMNS
     if not rows:
         return pd.DataFrame(columns=columns)
     outputs = pd.DataFrame([json.loads(r.pop("outputs")) for r in rows], dtype=np.float64)
