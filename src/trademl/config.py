@@ -201,6 +201,44 @@ class Settings(BaseSettings):
         description="Open WebSocket streams per client address; beyond it a new one is closed "
         "with code 1008 (policy violation).",
     )
+    dex_rpc_url: str | None = Field(
+        default=None, description="The DEX broker's EVM JSON-RPC endpoint (http(s)://)."
+    )
+    dex_private_key: SecretStr | None = Field(
+        default=None,
+        description="The DEX broker's account key (hex); never logged or returned.",
+    )
+    dex_router: str | None = Field(
+        default=None, description="Address of the Uniswap-v2-style router the DEX broker uses."
+    )
+    dex_markets: dict[str, tuple[str, str]] = Field(
+        default_factory=dict,
+        description='Symbol to (base token, quote token) addresses, as JSON: {"BTCUSDT": '
+        '["0x...", "0x..."]}.',
+    )
+    dex_slippage_bps: float = Field(
+        default=50.0,
+        ge=0,
+        lt=10_000,
+        description="Worst fill a DEX swap accepts, in bps off its quote (else it reverts).",
+    )
+    dex_deadline_s: int = Field(
+        default=120, gt=0, description="A DEX swap not mined this long after its quote reverts."
+    )
+    dex_receipt_timeout_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long a DEX submit waits for its receipt before answering 'new'.",
+    )
+    dex_orders_path: Path | None = Field(
+        default=None,
+        description="SQLite file of the DEX broker's client id -> transaction map; default "
+        "home/trading/dex_orders.sqlite.",
+    )
+    dex_allow_mainnet: bool = Field(
+        default=False,
+        description="Let the DEX broker trade on a known mainnet chain id (refused otherwise).",
+    )
 
     @field_validator("home", "test_data", mode="after")
     @classmethod

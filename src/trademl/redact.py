@@ -112,10 +112,12 @@ def register_settings(settings: Any) -> None:
     """Register every secret a :class:`~trademl.config.Settings` holds: the API key, source
     keys, and the passwords of the store, job store, broker, MLflow and Optuna URLs."""
     keys: list[str | None] = []
-    for name in ("api_key", "polygon_api_key"):
+    for name in ("api_key", "polygon_api_key", "dex_private_key"):
         secret = getattr(settings, name, None)
         if secret is not None:
-            keys.append(secret.get_secret_value())
+            value = secret.get_secret_value()
+            # A hex key is masked with and without its 0x prefix.
+            keys.extend((value, value.removeprefix("0x"), "0x" + value.removeprefix("0x")))
     urls = [
         getattr(settings, name, None)
         for name in (
@@ -125,6 +127,7 @@ def register_settings(settings: Any) -> None:
             "mlflow_tracking_uri",
             "mlflow_artifact_root",
             "optuna_storage",
+            "dex_rpc_url",
         )
     ]
     register_secrets(keys, urls)
