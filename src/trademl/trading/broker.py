@@ -232,3 +232,14 @@ class Broker(Protocol):
     def fills(self, symbol: str, since: pd.Timestamp | None = None) -> list[Fill]:
         """Executions of ``symbol`` at or after ``since``, oldest first."""
         ...
+
+
+@runtime_checkable
+class OcoBroker(Broker, Protocol):
+    """A broker that places a position's stop and target as one-cancels-the-other (the venue
+    says so with :attr:`Capabilities.oco`); the live loop uses it when both hold."""
+
+    def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> tuple[Order, Order]:
+        """Place ``stop`` (a ``stop`` order) and ``target`` (a ``limit`` order) so that the
+        fill of either cancels the other; client ids already known return those orders."""
+        ...
