@@ -201,6 +201,48 @@ class Settings(BaseSettings):
         description="Open WebSocket streams per client address; beyond it a new one is closed "
         "with code 1008 (policy violation).",
     )
+    trade_journal_url: str | None = Field(
+        default=None,
+        description="Trade journal database (a SQLAlchemy URL, postgresql://... at scale); "
+        "default SQLite under home/trading/journal.sqlite.",
+    )
+    trade_fee_bps: float = Field(
+        default=10.0, ge=0, lt=10_000, description="Fee per fill (paper fills, loop sizing)."
+    )
+    trade_slippage_bps: float = Field(
+        default=5.0,
+        ge=0,
+        lt=10_000,
+        description="Adverse slippage of every fill (paper fills, the loop's expected entry).",
+    )
+    trade_risk_per_trade: float = Field(
+        default=0.01, gt=0, le=1, description="Equity fraction lost at a trade's stop."
+    )
+    trade_target_first: bool = Field(
+        default=False, description="A bar touching stop and target fills the target first."
+    )
+    trade_max_position: float | None = Field(
+        default=None, gt=0, description="Largest entry notional (quote asset); none by default."
+    )
+    trade_max_daily_loss: float | None = Field(
+        default=None,
+        gt=0,
+        description="Realised loss (quote asset) in one UTC day beyond which no entry is made.",
+    )
+    trade_max_orders_per_minute: int | None = Field(
+        default=30, ge=1, description="Orders one loop may send in a minute (entries refused)."
+    )
+    trade_poll_s: float = Field(
+        default=5.0, gt=0, description="How often the live loop looks for a new closed bar."
+    )
+    paper_url: str | None = Field(
+        default=None,
+        description="The paper broker's database; default SQLite under home/trading/paper.sqlite.",
+    )
+    paper_initial_cash: float = Field(
+        default=100_000.0, gt=0, description="Quote-asset cash of a new paper account."
+    )
+    paper_quote_asset: str = Field(default="USDT", description="The paper account's cash asset.")
     dex_rpc_url: str | None = Field(
         default=None, description="The DEX broker's EVM JSON-RPC endpoint (http(s)://)."
     )
