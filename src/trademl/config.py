@@ -281,6 +281,37 @@ class Settings(BaseSettings):
         default=False,
         description="Let the DEX broker trade on a known mainnet chain id (refused otherwise).",
     )
+    exchange_api_key: SecretStr | None = Field(
+        default=None, description="API key of the ccxt:<exchange> broker; never logged or returned."
+    )
+    exchange_api_secret: SecretStr | None = Field(
+        default=None, description="API secret of the ccxt:<exchange> broker (signs requests)."
+    )
+    exchange_api_password: SecretStr | None = Field(
+        default=None, description="API passphrase, for exchanges that have one (OKX, KuCoin)."
+    )
+    exchange_api_url: str | None = Field(
+        default=None,
+        description="Point the ccxt:<exchange> broker at another API root (a local server, a "
+        "testnet proxy), keeping ccxt's paths; live hosts still need exchange_allow_live.",
+    )
+    exchange_sandbox: bool = Field(
+        default=True,
+        description="Trade on the exchange's sandbox/testnet (ccxt's sandbox URLs); an exchange "
+        "without one is refused unless exchange_api_url names an endpoint.",
+    )
+    exchange_allow_live: bool = Field(
+        default=False,
+        description="Let the ccxt:<exchange> broker send orders to live endpoints (real money).",
+    )
+    exchange_recv_window_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Oldest a signed order request the exchange still executes (Binance's "
+        "recvWindow); after a timeout the broker waits this long before it treats an order it "
+        "cannot find as never received and sends it again.",
+    )
 
     @field_validator("home", "test_data", mode="after")
     @classmethod

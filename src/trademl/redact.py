@@ -112,7 +112,14 @@ def register_settings(settings: Any) -> None:
     """Register every secret a :class:`~trademl.config.Settings` holds: the API key, source
     keys, and the passwords of the store, job store, broker, MLflow and Optuna URLs."""
     keys: list[str | None] = []
-    for name in ("api_key", "polygon_api_key", "dex_private_key"):
+    for name in (
+        "api_key",
+        "polygon_api_key",
+        "dex_private_key",
+        "exchange_api_key",
+        "exchange_api_secret",
+        "exchange_api_password",
+    ):
         secret = getattr(settings, name, None)
         if secret is not None:
             value = secret.get_secret_value()
@@ -128,6 +135,7 @@ def register_settings(settings: Any) -> None:
             "mlflow_artifact_root",
             "optuna_storage",
             "dex_rpc_url",
+            "exchange_api_url",
         )
     ]
     register_secrets(keys, urls)
