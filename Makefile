@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml tests/example_plugin/pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel; a looser spec would pull a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,test,exchanges,bench,deep,dex]'
+	$(BIN)/pip install --quiet -e '.[all,docs,dev,test,bench]'
 	# A third-party plug-in package (entry points of every family) that tests/plugins names.
 	$(BIN)/pip install --quiet --no-deps -e tests/example_plugin
 	touch $(STAMP)
