@@ -200,6 +200,10 @@ def _backtest(
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "trades.csv") as temp:
         result.trades.to_csv(temp, index=False)
+    # The curves themselves, for the dashboard (the report holds them only as a chart).
+    curves = pd.DataFrame({"strategy": result.equity, "buy_and_hold": baseline})
+    with atomic_path(output / "equity.csv") as temp:
+        curves.rename_axis("timestamp").to_csv(temp)
     meta = {
         "symbol": inputs.run_config.data.symbol,
         "timeframe": inputs.run_config.data.timeframe,

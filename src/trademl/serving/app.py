@@ -38,6 +38,7 @@ from trademl.serving.routes import indicators, jobs, predict, signals, system
 from trademl.serving.routes import models as model_routes
 from trademl.serving.store import StoreReader
 from trademl.serving.stream import router as stream_router
+from trademl.serving.ui import router as ui_router
 
 DESCRIPTION = """Predictions, signals, indicators, backtests and training of trademl.
 
@@ -125,6 +126,8 @@ def create_app(
         stream_router,
     ):
         app.include_router(router, dependencies=guard if router is not stream_router else [])
+    # The dashboard checks the key itself (a signed-in session), pages being browser requests.
+    app.include_router(ui_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     # Type only: importing tuning loads Optuna, which recording a training run never needs.
     from trademl.tuning import TuneResult
 
-BACKTEST_ARTIFACTS = ["report.html", "metrics.json", "trades.csv", "sweep.csv", "sweep.json"]
+BACKTEST_ARTIFACTS = [
+    "report.html",
+    "metrics.json",
+    "trades.csv",
+    "equity.csv",
+    "sweep.csv",
+    "sweep.json",
+]
 TUNING_ARTIFACTS = ["trials.csv", "best.yaml", "summary.json"]
 
 
