@@ -1,0 +1,691 @@
+"""The ``dex`` broker: market orders as swaps through a Uniswap-v2-style router on any EVM chain.
+
+A buy of ``q`` base swaps the quote token for exactly ``q`` base (``swapTokensForExactTokens``,
+paying at most the quote plus the slippage limit); a sell swaps exactly ``q`` base for at least
+the quote less the limit (``swapExactTokensForTokens``). Every swap carries a deadline, so one
+mined late reverts rather than filling at a stale price. Limit and stop orders do not exist on
+such a venue: the live loop emulates stops and targets on closed bars, and holding the base
+token is the only position (long only).
+
+Each order is written to the order map (:mod:`trademl.trading.dex_orders`) with its signed
+transaction before that is broadcast: the same client id submitted twice swaps once, and a
+restarted broker finds its orders, and broadcasts what the chain never saw.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pandas as pd
+import requests
+from eth_account import Account
+from eth_typing import ChecksumAddress, HexStr
+from loguru import logger
+from web3 import HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    RequestTimedOut,
+    TimeExhausted,
+    TooManyRequests,
+    TransactionNotFound,
+)
+
+from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
+from trademl.redact import redact
+from trademl.trading.broker import (
+    Balance,
+    Capabilities,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Position,
+)
+from trademl.trading.dex_abi import ERC20_ABI, MAINNET_CHAIN_IDS, ROUTER_ABI, TRANSFER_TOPIC
+from trademl.trading.dex_orders import DexOrderRow, DexOrderStore
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3.contract.contract import ContractFunction
+    from web3.types import TxReceipt
+
+    from trademl.config import Settings
+
+T = TypeVar("T")
+
+# Errors that leave the outcome unknown: the node could not be reached or did not answer.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    requests.RequestException,
+    ProviderConnectionError,
+    RequestTimedOut,
+    TooManyRequests,
+)
+_UNANSWERED: tuple[type[BaseException], ...] = (TimeExhausted, *_UNREACHABLE)
+# Gas limit over the node's estimate: state may move a little before the swap is mined.
+_GAS_MARGIN = 1.25
+# A replacement transaction must outbid the one it replaces (geth asks for +10%).
+_REPLACEMENT_BUMP = 1.25
+
+
+@dataclass(frozen=True)
+class _Token:
+    address: ChecksumAddress
+    symbol: str
+    decimals: int
+
+    def units(self, amount: float) -> int:
+        return int((Decimal(repr(amount)) * 10**self.decimals).to_integral_value(ROUND_DOWN))
+
+    def amount(self, units: int) -> float:
+        return float(units) / float(10**self.decimals)
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """A planned swap: what goes in, what comes out, the limits the router enforces."""
+
+    token_in: _Token
+    token_out: _Token
+    max_in: int
+    call: ContractFunction
+
+
+def _checksum(value: str, what: str) -> ChecksumAddress:
+    if not Web3.is_address(value):
+        raise ConfigError(f"{what} {value!r}: expected a 20-byte hex address")
+    return Web3.to_checksum_address(value)
+
+
+def _revert_reason(error: BaseException) -> str | None:
+    """The revert message when ``error`` says the EVM reverted, else None (a client error or
+    an unreachable node)."""
+    text = str(getattr(error, "message", None) or error)
+    if isinstance(error, ContractLogicError) or "revert" in text.lower():
+        return text.removeprefix("execution reverted: ").strip() or "reverted"
+    return None
+
+
+def check_chain_id(chain_id: int, *, allow_mainnet: bool) -> None:
+    """Refuse a known mainnet unless trading there was explicitly allowed.
+
+    >>> check_chain_id(31337, allow_mainnet=False)
+    >>> check_chain_id(1, allow_mainnet=False)
+    Traceback (most recent call last):
+    ...
+    trademl.errors.ConfigError: dex chain id 1 is a mainnet: set dex_allow_mainnet to trade there
+    """
+    if chain_id in MAINNET_CHAIN_IDS and not allow_mainnet:
+        raise ConfigError(
+            f"dex chain id {chain_id} is a mainnet: set dex_allow_mainnet to trade there"
+        )
+
+
+class DexBroker:
+    """Swaps on a constant-product router, through web3.py.
+
+    Parameters
+    ----------
+    web3 : web3.Web3
+        A client of the chain (an ``HTTPProvider`` in production, ``EthereumTesterProvider`` in
+        tests).
+    router : str
+        The router's address.
+    markets : mapping of str to (str, str)
+        Symbol (``BTCUSDT``) to the addresses of its base and quote tokens.
+    account : eth_account.signers.local.LocalAccount
+        The account that signs; its key never leaves it.
+    orders_path : pathlib.Path
+        SQLite file of the client id -> transaction map.
+    slippage_bps : float
+        Worst fill accepted, in bps off the quote: a swap that would fill worse reverts.
+    deadline_s : int
+        A swap mined later than this after its quote (chain time) reverts.
+    receipt_timeout_s : float
+        How long :meth:`submit` waits for the receipt; after it the order is ``new`` and
+        :meth:`order` follows it.
+    fee_bps : float
+        The pool fee, to report each fill's fee in the quote asset (30 on Uniswap v2).
+    allow_mainnet : bool
+        Trade on a known mainnet chain id (refused otherwise).
+    """
+
+    name = "dex"
+    capabilities = Capabilities(stop_orders=False, oco=False, shorting=False)
+
+    def __init__(
+        self,
+        web3: Web3,
+        router: str,
+        markets: Mapping[str, tuple[str, str]],
+        account: LocalAccount,
+        *,
+        orders_path: Path,
+        slippage_bps: float = 50.0,
+        deadline_s: int = 120,
+        receipt_timeout_s: float = 120.0,
+        fee_bps: float = 30.0,
+        allow_mainnet: bool = False,
+    ) -> None:
+        if not 0 <= slippage_bps < 10_000:
+            raise ConfigError(f"dex slippage_bps {slippage_bps!r}: expected 0 <= bps < 10000")
+        if not markets:
+            raise ConfigError("dex markets: expected at least one symbol -> (base, quote) pair")
+        self._web3 = web3
+        self._account = account
+        self.address = str(account.address)
+        self._router = web3.eth.contract(address=_checksum(router, "dex router"), abi=ROUTER_ABI)
+        self._markets = {
+            symbol: (
+                _checksum(base, f"dex market {symbol} base token"),
+                _checksum(quote, f"dex market {symbol} quote token"),
+            )
+            for symbol, (base, quote) in markets.items()
+        }
+        self._slippage_bps = slippage_bps
+        self._deadline_s = deadline_s
+        self._receipt_timeout_s = receipt_timeout_s
+        self._fee_bps = fee_bps
+        self._store = DexOrderStore(orders_path)
+        self._tokens: dict[str, _Token] = {}
+        self._next_nonce: int | None = None
+        self._lock = threading.RLock()
+        self.chain_id = self._chain(lambda: int(web3.eth.chain_id), "read the chain id")
+        check_chain_id(self.chain_id, allow_mainnet=allow_mainnet)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DexBroker:
+        """The broker the ``dex_*`` settings describe (an HTTP JSON-RPC endpoint)."""
+        missing = [
+            name
+            for name in ("dex_rpc_url", "dex_private_key", "dex_router")
+            if getattr(settings, name) is None
+        ]
+        if not settings.dex_markets:
+            missing.append("dex_markets")
+        if missing:
+            raise ConfigError(f"the dex broker needs the settings {', '.join(missing)}")
+        assert settings.dex_rpc_url and settings.dex_private_key and settings.dex_router
+        if not settings.dex_rpc_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"dex_rpc_url {redact(settings.dex_rpc_url)!r}: expected an http(s):// URL"
+            )
+        try:
+            account = Account.from_key(settings.dex_private_key.get_secret_value())
+        except Exception:  # the library's message may quote the key: never chain it
+            raise ConfigError(
+                "dex_private_key: expected a 32-byte hex private key (the value is not shown)"
+            ) from None
+        provider = HTTPProvider(
+            settings.dex_rpc_url, request_kwargs={"timeout": settings.http_timeout_s}
+        )
+        return cls(
+            Web3(provider),
+            settings.dex_router,
+            settings.dex_markets,
+            account,
+            orders_path=settings.dex_orders_path or settings.home / "trading" / "dex_orders.sqlite",
+            slippage_bps=settings.dex_slippage_bps,
+            deadline_s=settings.dex_deadline_s,
+            receipt_timeout_s=settings.dex_receipt_timeout_s,
+            allow_mainnet=settings.dex_allow_mainnet,
+        )
+
+    def __repr__(self) -> str:
+        return f"DexBroker(chain_id={self.chain_id}, account={self.address})"
+
+    # -- the Broker protocol -------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest) -> Order:
+        """Swap for ``request`` (market orders only); a known client id returns its order.
+
+        Raises
+        ------
+        OrderRejectedError
+            Not a market order, an unknown symbol, a quantity below one token unit, or a swap
+            the chain refused (slippage limit, deadline, balance): no tokens moved.
+        VenueUnavailableError
+            The node did not answer; the order may exist: ask :meth:`order` by client id.
+        """
+        with self._lock:
+            known = self._store.get(request.client_id)
+            if known is not None:
+                return self._to_order(self._refresh(known))
+            if request.kind != "market":
+                raise OrderRejectedError(
+                    f"dex order {request.client_id}: kind {request.kind!r} is not supported; a "
+                    "DEX swaps at market (the live loop emulates stops and targets)"
+                )
+            self._resume_open()
+            swap = self._plan(request)
+            row = DexOrderRow(
+                client_id=request.client_id,
+                account=self.address,
+                symbol=request.symbol,
+                side=request.side,
+                quantity=request.quantity,
+                status="new",
+                created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+            )
+            try:
+                held = self._balance_units(swap.token_in)
+                if held < swap.max_in:
+                    raise OrderRejectedError(
+                        f"insufficient {swap.token_in.symbol}: holds "
+                        f"{swap.token_in.amount(held)}, the swap may take "
+                        f"{swap.token_in.amount(swap.max_in)}"
+                    )
+                self._ensure_allowance(swap.token_in, swap.max_in)
+                signed, nonce = self._sign(swap.call)
+            except OrderRejectedError as error:
+                # Recorded, so that this client id keeps its answer: nothing was sent.
+                self._store.insert(row.updated(status="rejected", reason=str(error)))
+                raise OrderRejectedError(f"dex order {request.client_id}: {error}") from None
+            row = row.updated(
+                tx_hash=signed.hash.to_0x_hex(), raw_tx=signed.raw_transaction.to_0x_hex()
+            )
+            self._store.insert(row.updated(nonce=nonce))
+            self._next_nonce = nonce + 1
+            row = self._broadcast(row.updated(nonce=nonce))
+            logger.info(
+                "dex {} {} {} {}: sent {}",
+                request.client_id,
+                request.side,
+                request.quantity,
+                request.symbol,
+                row.tx_hash,
+            )
+            row = self._await(row, self._receipt_timeout_s)
+            if row.status == "rejected":
+                raise OrderRejectedError(f"dex order {request.client_id}: {row.reason}")
+            return self._to_order(row)
+
+    def cancel(self, symbol: str, client_id: str) -> Order:
+        """Replace a swap still in flight by a zero-value transfer to self at its nonce (the
+        chain mines one of the two); a closed order is returned as it is."""
+        with self._lock:
+            row = self._store.get(client_id)
+            if row is None or row.symbol != symbol or row.account != self.address:
+                raise OrderRejectedError(f"dex cancel: no order {client_id!r} for {symbol}")
+            row = self._refresh(row)
+            if row.status != "new" or row.tx_hash is None or row.nonce is None:
+                return self._to_order(row)
+            swap_hash = HexStr(row.tx_hash)
+            sent = self._chain(lambda: self._web3.eth.get_transaction(swap_hash), "read a tx")
+            tip = int(sent.get("maxPriorityFeePerGas", sent.get("gasPrice", 0)))
+            cap = int(sent.get("maxFeePerGas", sent.get("gasPrice", 0)))
+            replacement: dict[str, Any] = {
+                "to": self.address,
+                "value": 0,
+                "gas": 21_000,
+                "nonce": row.nonce,
+                "chainId": self.chain_id,
+                "maxPriorityFeePerGas": int(tip * _REPLACEMENT_BUMP) + 1,
+                "maxFeePerGas": int(cap * _REPLACEMENT_BUMP) + 1,
+            }
+            signed = self._account.sign_transaction(replacement)
+            row = row.updated(cancel_hash=signed.hash.to_0x_hex())
+            self._store.update(row)
+            self._chain(
+                lambda: self._web3.eth.send_raw_transaction(signed.raw_transaction),
+                "send a cancel",
+            )
+            return self._to_order(self._await(row, self._receipt_timeout_s))
+
+    def order(self, symbol: str, client_id: str) -> Order | None:
+        """The order with this client id (followed on chain while in flight), or None."""
+        with self._lock:
+            row = self._store.get(client_id)
+            if row is None or row.symbol != symbol or row.account != self.address:
+                return None
+            return self._to_order(self._refresh(row))
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Swaps sent and not yet mined."""
+        with self._lock:
+            rows = [self._refresh(row) for row in self._open_rows(symbol)]
+        return [self._to_order(row) for row in rows if row.status == "new"]
+
+    def positions(self) -> list[Position]:
+        """The base token held in each market, at its average cost from this broker's fills
+        (at the price selling it all would fetch when no fill explains it)."""
+        found = []
+        for symbol, (base_address, quote_address) in self._markets.items():
+            base, quote = self._token(base_address), self._token(quote_address)
+            held = self._balance_units(base)
+            if held == 0:
+                continue
+            average = self._average_cost(symbol)
+            if average is None:
+                out = self._router_call("getAmountsOut", held, [base.address, quote.address])
+                average = quote.amount(out[-1]) / base.amount(held)
+            found.append(Position(symbol, base.amount(held), average))
+        return found
+
+    def balances(self) -> list[Balance]:
+        """Non-zero balances of the markets' tokens (gas money is not counted)."""
+        addresses = dict.fromkeys(a for pair in self._markets.values() for a in pair)
+        found = []
+        for address in addresses:
+            token = self._token(address)
+            held = self._balance_units(token)
+            if held:
+                found.append(Balance(token.symbol, token.amount(held)))
+        return found
+
+    def fills(self, symbol: str, since: pd.Timestamp | None = None) -> list[Fill]:
+        """Mined swaps of ``symbol`` (one fill each), oldest first."""
+        with self._lock:
+            rows = self._store.rows(self.address, symbol=symbol, status="filled")
+        found = []
+        for row in rows:
+            assert row.block_time is not None and row.average_price is not None
+            time = pd.Timestamp(row.block_time)
+            if since is not None and time < since:
+                continue
+            found.append(
+                Fill(
+                    client_id=row.client_id,
+                    symbol=row.symbol,
+                    side="buy" if row.side == "buy" else "sell",
+                    quantity=row.filled,
+                    price=row.average_price,
+                    fee=row.fee,
+                    time=time,
+                    fill_id=str(row.tx_hash),
+                )
+            )
+        return sorted(found, key=lambda fill: fill.time)
+
+    # -- chain access ----------------------------------------------------------------------------
+
+    def _chain(self, action: Callable[[], T], what: str) -> T:
+        try:
+            return action()
+        except _UNREACHABLE as error:
+            raise VenueUnavailableError(f"dex: cannot {what}: {redact(error)}") from None
+
+    def _router_call(self, name: str, amount: int, path: Sequence[str]) -> list[int]:
+        function = self._router.functions[name](amount, path)
+        try:
+            return [int(v) for v in self._chain(function.call, f"quote {name}")]
+        except VenueUnavailableError:
+            raise
+        except Exception as error:
+            reason = _revert_reason(error) or redact(error)
+            raise OrderRejectedError(f"dex quote refused: {reason}") from None
+
+    def _token(self, address: ChecksumAddress) -> _Token:
+        token = self._tokens.get(address)
+        if token is None:
+            contract = self._web3.eth.contract(address=address, abi=ERC20_ABI)
+            symbol = self._chain(contract.functions.symbol().call, "read a token symbol")
+            decimals = self._chain(contract.functions.decimals().call, "read token decimals")
+            token = self._tokens[address] = _Token(address, str(symbol), int(decimals))
+        return token
+
+    def _erc20(self, token: _Token) -> Any:
+        return self._web3.eth.contract(address=token.address, abi=ERC20_ABI)
+
+    def _balance_units(self, token: _Token) -> int:
+        call = self._erc20(token).functions.balanceOf(self.address).call
+        return int(self._chain(call, f"read the {token.symbol} balance"))
+
+    def _plan(self, request: OrderRequest) -> _Swap:
+        """Quote ``request`` and build its router call with the slippage limit and deadline."""
+        pair = self._markets.get(request.symbol)
+        if pair is None:
+            raise OrderRejectedError(
+                f"dex order {request.client_id}: symbol {request.symbol!r} is not a dex market "
+                f"(known: {', '.join(sorted(self._markets))})"
+            )
+        base, quote = self._token(pair[0]), self._token(pair[1])
+        units = base.units(request.quantity)
+        if units <= 0:
+            raise OrderRejectedError(
+                f"dex order {request.client_id}: quantity {request.quantity!r} is below one "
+                f"unit of {base.symbol} ({base.decimals} decimals)"
+            )
+        latest = self._chain(lambda: self._web3.eth.get_block("latest"), "read the latest block")
+        deadline = int(latest["timestamp"]) + self._deadline_s
+        slip = Decimal(repr(self._slippage_bps)) / 10_000
+        functions = self._router.functions
+        if request.side == "buy":
+            path = [quote.address, base.address]
+            quoted = self._router_call("getAmountsIn", units, path)[0]
+            max_in = int((quoted * (1 + slip)).to_integral_value(ROUND_DOWN))
+            call = functions.swapTokensForExactTokens(units, max_in, path, self.address, deadline)
+            return _Swap(quote, base, max_in, call)
+        path = [base.address, quote.address]
+        quoted = self._router_call("getAmountsOut", units, path)[-1]
+        min_out = int((quoted * (1 - slip)).to_integral_value(ROUND_DOWN))
+        call = functions.swapExactTokensForTokens(units, min_out, path, self.address, deadline)
+        return _Swap(base, quote, units, call)
+
+    def _ensure_allowance(self, token: _Token, needed: int) -> None:
+        """Approve the router for ``needed`` units of ``token`` when its allowance is short."""
+        functions = self._erc20(token).functions
+        router = self._router.address
+        allowed = int(self._chain(functions.allowance(self.address, router).call, "read allowance"))
+        if allowed >= needed:
+            return
+        signed, nonce = self._sign(functions.approve(router, needed))
+        self._chain(lambda: self._web3.eth.send_raw_transaction(signed.raw_transaction), "approve")
+        self._next_nonce = nonce + 1
+        logger.info("dex: approving the router for {} {}", token.amount(needed), token.symbol)
+        try:
+            receipt = self._web3.eth.wait_for_transaction_receipt(
+                signed.hash, timeout=max(self._receipt_timeout_s, 1.0), poll_latency=0.05
+            )
+        except _UNANSWERED:
+            raise VenueUnavailableError(
+                f"dex: the approval of {token.symbol} is not mined yet; submit again later"
+            ) from None
+        if receipt["status"] != 1:
+            raise OrderRejectedError(f"dex: the approval of {token.symbol} reverted")
+
+    def _sign(self, call: ContractFunction) -> tuple[Any, int]:
+        """Estimate gas (a revert here is a rejection: nothing is sent), take the next nonce,
+        sign. The nonce is the larger of the chain's pending count and the local counter: a
+        node may not count transactions it has not seen propagate yet."""
+        try:
+            gas = self._chain(lambda: call.estimate_gas({"from": self.address}), "estimate gas")
+        except VenueUnavailableError:
+            raise
+        except Exception as error:
+            reason = _revert_reason(error) or redact(error)
+            raise OrderRejectedError(f"the swap would revert: {reason}") from None
+        pending = self._chain(
+            lambda: self._web3.eth.get_transaction_count(self.address, "pending"),  # type: ignore[arg-type]
+            "read the nonce",
+        )
+        nonce = max(int(pending), self._next_nonce or 0)
+        params = {
+            "from": self.address,
+            "nonce": nonce,
+            "gas": int(gas * _GAS_MARGIN),
+            "chainId": self.chain_id,
+        }
+        tx = self._chain(lambda: call.build_transaction(params), "price gas")  # type: ignore[arg-type]
+        return self._account.sign_transaction(tx), nonce  # type: ignore[arg-type]
+
+    def _broadcast(self, row: DexOrderRow) -> DexOrderRow:
+        """Send the row's signed bytes; a node that refuses them rejects the order."""
+        assert row.raw_tx is not None
+        raw = bytes.fromhex(row.raw_tx.removeprefix("0x"))
+        try:
+            self._chain(lambda: self._web3.eth.send_raw_transaction(raw), "send the swap")
+        except VenueUnavailableError:
+            raise
+        except Exception as error:
+            if "known" in str(error).lower():  # sent before (a restart): the same bytes
+                return row
+            self._next_nonce = None  # the nonce stays free: read it from the chain again
+            row = row.updated(status="rejected", reason=f"the node refused it: {redact(error)}")
+            self._store.update(row)
+            raise OrderRejectedError(f"dex order {row.client_id}: {row.reason}") from None
+        return row
+
+    def _await(self, row: DexOrderRow, timeout_s: float) -> DexOrderRow:
+        """The row settled by its receipt (or its cancel's), or unchanged while in flight."""
+        for tx_hash, cancel in ((row.tx_hash, False), (row.cancel_hash, True)):
+            if tx_hash is None:
+                continue
+            try:
+                if timeout_s > 0 and not cancel:
+                    receipt = self._web3.eth.wait_for_transaction_receipt(
+                        tx_hash,  # type: ignore[arg-type]
+                        timeout=timeout_s,
+                        poll_latency=0.05,
+                    )
+                else:
+                    receipt = self._web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except (TimeExhausted, TransactionNotFound):
+                continue
+            except _UNREACHABLE as error:
+                raise VenueUnavailableError(
+                    f"dex: cannot read a receipt: {redact(error)}"
+                ) from None
+            if cancel:
+                row = row.updated(status="canceled", reason="replaced by a cancel transaction")
+            else:
+                row = self._settle(row, receipt)
+            self._store.update(row)
+            return row
+        return row
+
+    def _settle(self, row: DexOrderRow, receipt: TxReceipt) -> DexOrderRow:
+        block = self._chain(
+            lambda: self._web3.eth.get_block(receipt["blockNumber"]), "read a block"
+        )
+        time = pd.Timestamp(int(block["timestamp"]), unit="s", tz="UTC").isoformat()
+        if receipt["status"] != 1:
+            reason = self._replay_reason(row, receipt["blockNumber"])
+            logger.warning("dex {}: {} reverted: {}", row.client_id, row.tx_hash, reason)
+            return row.updated(
+                status="rejected", reason=f"reverted on chain: {reason}", block_time=time
+            )
+        base_address, quote_address = self._markets[row.symbol]
+        base, quote = self._token(base_address), self._token(quote_address)
+        moved = self._transfers(receipt)
+        if row.side == "buy":
+            base_units = moved.get((base.address, False), 0)
+            quote_units = moved.get((quote.address, True), 0)
+            fee_units = quote_units * self._fee_bps / 10_000
+        else:
+            base_units = moved.get((base.address, True), 0)
+            quote_units = moved.get((quote.address, False), 0)
+            fee_units = quote_units * self._fee_bps / (10_000 - self._fee_bps)
+        filled = base.amount(base_units)
+        logger.info(
+            "dex {}: filled {} at block {}", row.client_id, row.tx_hash, receipt["blockNumber"]
+        )
+        return row.updated(
+            status="filled",
+            amount_in=str(quote_units if row.side == "buy" else base_units),
+            amount_out=str(base_units if row.side == "buy" else quote_units),
+            filled=filled,
+            average_price=quote.amount(quote_units) / filled if filled else None,
+            fee=quote.amount(int(fee_units)),
+            block_time=time,
+        )
+
+    def _transfers(self, receipt: TxReceipt) -> dict[tuple[str, bool], int]:
+        """Units of each token sent by (True) and to (False) this account in ``receipt``."""
+        mine = bytes(12) + bytes.fromhex(self.address.removeprefix("0x"))
+        moved: dict[tuple[str, bool], int] = {}
+        for log in receipt["logs"]:
+            topics = log["topics"]
+            if len(topics) != 3 or bytes(topics[0]) != TRANSFER_TOPIC:
+                continue
+            token = str(Web3.to_checksum_address(log["address"]))
+            value = int.from_bytes(bytes(log["data"]), "big")
+            for outgoing, topic in ((True, topics[1]), (False, topics[2])):
+                if bytes(topic) == mine:
+                    moved[(token, outgoing)] = moved.get((token, outgoing), 0) + value
+        return moved
+
+    def _replay_reason(self, row: DexOrderRow, block_number: int) -> str:
+        """Why a mined swap reverted: the EVM's message, replayed on the state it met."""
+        try:
+            sent = self._web3.eth.get_transaction(row.tx_hash)  # type: ignore[arg-type]
+            self._web3.eth.call(
+                {"from": self.address, "to": sent["to"], "data": sent["input"]},
+                block_identifier=block_number,
+            )
+        except Exception as error:
+            return _revert_reason(error) or "the transaction reverted"
+        return "the transaction reverted"
+
+    def _refresh(self, row: DexOrderRow) -> DexOrderRow:
+        """Follow an order in flight: settle it from its receipt, or broadcast again the bytes
+        the chain never saw, or mark it expired when its nonce went to another transaction."""
+        if row.status != "new" or row.tx_hash is None or row.nonce is None:
+            return row
+        settled = self._await(row, 0)
+        if settled.status != "new":
+            return settled
+        try:
+            self._web3.eth.get_transaction(row.tx_hash)  # type: ignore[arg-type]
+            return row
+        except TransactionNotFound:
+            pass
+        except _UNREACHABLE as error:
+            raise VenueUnavailableError(
+                f"dex: cannot read a transaction: {redact(error)}"
+            ) from None
+        used = self._chain(
+            lambda: self._web3.eth.get_transaction_count(self.address, "latest"),  # type: ignore[arg-type]
+            "read the nonce",
+        )
+        if int(used) > row.nonce:
+            row = row.updated(
+                status="expired", reason=f"dropped: nonce {row.nonce} went to another transaction"
+            )
+            self._store.update(row)
+            return row
+        return self._await(self._broadcast(row), 0)
+
+    def _resume_open(self) -> None:
+        # Orders in flight first: a signed transaction never broadcast would leave a nonce gap.
+        for row in self._open_rows(None):
+            self._refresh(row)
+
+    def _open_rows(self, symbol: str | None) -> list[DexOrderRow]:
+        return self._store.rows(self.address, symbol=symbol, status="new")
+
+    def _average_cost(self, symbol: str) -> float | None:
+        """Average entry price of the base held, from this broker's fills (moving average)."""
+        quantity = cost = 0.0
+        for fill in self.fills(symbol):
+            if fill.side == "buy":
+                quantity, cost = quantity + fill.quantity, cost + fill.quantity * fill.price
+            elif quantity > 0:
+                sold = min(fill.quantity, quantity)
+                cost -= cost / quantity * sold
+                quantity -= sold
+        return cost / quantity if quantity > 1e-12 else None
+
+    def _to_order(self, row: DexOrderRow) -> Order:
+        request = OrderRequest(
+            row.client_id,
+            row.symbol,
+            "buy" if row.side == "buy" else "sell",
+            "market",
+            row.quantity,
+        )
+        status: OrderStatus = row.status  # type: ignore[assignment]
+        return Order(
+            request,
+            venue_id=row.tx_hash or row.client_id,
+            status=status,
+            filled=row.filled,
+            average_price=row.average_price,
+            reason=row.reason,
+        )
