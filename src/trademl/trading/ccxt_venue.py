@@ -107,7 +107,7 @@ def connect(exchange_id: str, settings: Settings) -> Any:
         exchange.urls["api"] = rehost(exchange.urls["api"], override)
         where = f"{redact(override)} (exchange_api_url)"
     elif settings.exchange_sandbox:
-        if "test" not in exchange.urls:
+        if not exchange.urls.get("test"):
             raise ConfigError(
                 f"ccxt:{exchange_id} has no sandbox in ccxt: set exchange_api_url to a test "
                 "endpoint, or exchange_sandbox=false and exchange_allow_live=true to trade live"
