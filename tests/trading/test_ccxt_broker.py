@@ -96,6 +96,25 @@ def test_market_order_fills_at_the_venue_price_and_is_idempotent(
     assert (fill.client_id, fill.side, fill.quantity, fill.price) == ("entry-1", "buy", 0.01, price)
     assert fill.fee == pytest.approx(0.01 * 0.001 * price)
     assert broker.fills("BTCUSDT", since=fill.time + pd.Timedelta("1ms")) == []
+    # Trades are final: the second look asks only for those after the last one seen.
+    assert [h.params["fromId"] for h in venue.calls("GET", "/api/v3/myTrades")] == ["0", "2"]
+
+
+def test_fills_page_through_a_long_history(
+    venue: BinanceSpotServer, connect: Callable[..., CcxtBroker]
+) -> None:
+    broker = connect()
+    broker.submit(_market("entry-p"))
+    (first,) = venue.exchange.trades
+    venue.exchange.trades += [{**first, "id": i} for i in range(2, 2502)]
+    fills = broker.fills("BTCUSDT")
+    assert len(fills) == 2501 and {f.client_id for f in fills} == {"entry-p"}
+    assert len({f.fill_id for f in fills}) == 2501
+    assert [h.params["fromId"] for h in venue.calls("GET", "/api/v3/myTrades")] == [
+        "0",
+        "1001",
+        "2001",
+    ]
 
 
 def test_limit_order_fills_partially_as_the_price_moves(

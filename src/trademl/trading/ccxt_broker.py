@@ -142,6 +142,7 @@ class CcxtBroker:
         )
         self._symbols: set[str] = {self._check_symbol(s) for s in symbols}
         self._client_ids: dict[str, str] = {}  # venue order id -> client id, for fills
+        self._seen_trades: dict[str, list[dict[str, Any]]] = {}  # market id -> its trades
 
     @classmethod
     def from_settings(
@@ -554,17 +555,17 @@ class CcxtBroker:
         fetch = self.exchange.fetch_my_trades
         if not self._binance:
             return list(self._call(what, fetch, market["symbol"], since_ms))
-        # Binance bounds a time query to 24 hours; trade ids page through all of history.
-        trades: list[dict[str, Any]] = []
-        next_id = 0
+        # Binance bounds a time query to 24 hours; trade ids page through all of history,
+        # and trades are final, so each is fetched once per broker.
+        trades = self._seen_trades.setdefault(market["id"], [])
         while True:
+            next_id = max((int(trade["id"]) for trade in trades), default=-1) + 1
             page = self._call(
                 what, fetch, market["symbol"], None, _TRADES_PAGE, {"fromId": next_id}
             )
             trades.extend(page)
             if len(page) < _TRADES_PAGE:
-                return trades
-            next_id = max(int(trade["id"]) for trade in page) + 1
+                return list(trades)
 
     def _fill(self, symbol: str, market: dict[str, Any], trade: dict[str, Any]) -> Fill:
         venue_id = str(trade.get("order"))
