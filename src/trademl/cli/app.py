@@ -25,6 +25,7 @@ from trademl.cli import models as models_commands
 from trademl.cli import monitor as monitor_commands
 from trademl.cli import runs as runs_commands
 from trademl.cli import serve as serve_commands
+from trademl.cli import trade as trade_commands
 from trademl.cli import train as train_commands
 from trademl.cli import tune as tune_commands
 from trademl.cli import worker as worker_commands
@@ -55,6 +56,8 @@ app.command("serve")(serve_commands.serve)
 app.command("monitor")(monitor_commands.monitor)
 app.command("retrain")(monitor_commands.retrain)
 app.command("watch")(monitor_commands.watch)
+app.command("trade")(trade_commands.trade)
+app.command("trade-stop")(trade_commands.trade_stop)
 app.add_typer(jobs_commands.app, name="jobs")
 
 _errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -87,7 +90,7 @@ def main_options(
     if log_level is not None:
         overrides["log_level"] = log_level
     settings = reload_settings(**overrides) if overrides else get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def main(argv: list[str] | None = None) -> None:
