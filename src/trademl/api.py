@@ -29,6 +29,7 @@ from trademl.data.sources.base import clip_range, parse_time
 from trademl.data.sources.files import infer_name, read_candle_file
 from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
+from trademl.extras import require
 from trademl.features.engine import build_features as _build_features
 from trademl.features.sets import FeatureSet
 from trademl.pipeline import PipelineModel, load_run_pipeline
@@ -119,6 +120,7 @@ def _recorder(settings: Settings, track: bool | None, trigger: str) -> MLflowRec
     if track is False or (track is None and not settings.tracking):
         return None
     # The tracking layer wraps the core; it is imported only when something is recorded.
+    require("mlflow", "tracking", "recording runs (TRADEML_TRACKING=true; false turns it off)")
     from trademl.tracking.recorders import MLflowRecorder
 
     return MLflowRecorder(settings, trigger)

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=Path("../shared/data"), description="Real market data for tests and demos."
     )
     log_level: str = Field(default="INFO", description="loguru level for stderr logs.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="stderr logs as text lines, or one JSON object a line (time, level, "
+        "message, logger, function, line, exception) for log collectors.",
+    )
     binance_data_url: str = Field(
         default="https://data.binance.vision",
         description="Root of the Binance public data archive.",

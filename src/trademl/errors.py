@@ -127,6 +127,10 @@ class ModelFormatError(ConfigError):
     recorded."""
 
 
+class MissingExtraError(ConfigError):
+    """A feature needs an optional dependency (an extra of the package) that is not installed."""
+
+
 class TrackingError(TradeMLError):
     """The MLflow tracking backend cannot be reached or refused a request."""
 

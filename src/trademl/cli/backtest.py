@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trademl.cli.output import JsonOpt, emit_json, recorder
+from trademl.json_values import backtest_payload
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 _SHOWN = (
@@ -30,26 +33,35 @@ def backtest(
     second: Annotated[
         str | None, typer.Argument(metavar="", help="The config after 'sweep'.")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Backtest a training run's out-of-sample predictions (or sweep a parameter grid)."""
     from trademl.api import backtest as run_backtest
     from trademl.backtest.runner import sweep
-    from trademl.config import get_settings
-    from trademl.tracking.recorders import recorder_for
 
     if first == "sweep":
         if second is None:
             raise typer.BadParameter("usage: trademl backtest sweep CONFIG.yaml")
-        table = sweep(second, recorder=recorder_for(get_settings()))
+        table = sweep(second, recorder=recorder())
+        if as_json:
+            emit_json({key: table.attrs.get(key) for key in _SWEEP_KEYS} | {"grid": table})
+            return
         print_sweep(table)
         return
     result = run_backtest(first)
+    if as_json:
+        emit_json(backtest_payload(result))
+        return
     print_metrics(result.metrics, result.baseline_metrics)
     out = result.output
     console.print(
         f"report: {out / 'report.html'}  metrics: {out / 'metrics.json'}  "
         f"trades: {out / 'trades.csv'}"
     )
+
+
+# `backtest sweep --json`: the sweep's attributes beside its grid.
+_SWEEP_KEYS = ("n_trials", "best", "deflated_sharpe", "pbo")
 
 
 def _fmt(value: Any, pattern: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,22 +14,20 @@ from rich.table import Table
 from trademl.cli.backtest import print_metrics
 from trademl.cli.train import print_summary, print_tracking
 from trademl.config import get_settings
-from trademl.demo import (
-    DEMO_FEATURE_SET,
-    MONITOR_CHECKS,
-    MONITOR_MODEL,
-    DemoSummary,
-    MonitoringDemo,
-    run_demo,
-)
 from trademl.errors import TradeMLError
 from trademl.features import HORIZON_NAMES, all_indicators, get_indicator, resolve_horizon
+
+if TYPE_CHECKING:
+    from trademl.demo import DemoSummary, MonitoringDemo
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def demo() -> None:
     """Ingest real candles and print their summary (later stages extend this)."""
+    # The demo runs every layer (tracking, serving, monitoring): imported when it runs.
+    from trademl.demo import run_demo
+
     settings = get_settings()
     summary = run_demo(settings)
     candles, report = summary.candles, summary.gaps
@@ -111,6 +110,8 @@ def demo() -> None:
 
 
 def _print_features(summary: DemoSummary) -> None:
+    from trademl.demo import DEMO_FEATURE_SET
+
     features, labels = summary.features, summary.labels
     console.rule("[bold]trademl demo: features and labels")
     families = Counter(_family(column) for column in features.columns)
@@ -160,6 +161,8 @@ def _family(column: str) -> str:
 
 def _print_monitoring(m: MonitoringDemo) -> None:
     """The monitoring stage: what was served, which trigger fired, when and why, the cycle."""
+    from trademl.demo import MONITOR_CHECKS, MONITOR_MODEL
+
     console.rule("[bold]trademl demo: monitoring and retraining (later span served)")
     console.print(
         f"champion: {MONITOR_MODEL} version {m.version}, trained on the year before "

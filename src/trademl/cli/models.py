@@ -10,16 +10,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trademl.cli.output import JsonOpt, emit_json
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(help="Registered pipeline models: list, show, promote, rollback, export, card.")
 app.info.no_args_is_help = True
 
 
 @app.command("list")
-def list_models() -> None:
+def list_models(as_json: JsonOpt = False) -> None:
     """Every registered model with its champion and challenger versions."""
     from trademl.tracking.registry import list_models as registered
 
+    if as_json:
+        emit_json({"models": list(registered())})
+        return
     table = Table(title="registered models")
     for column in ("name", "versions", "latest", "champion", "challenger"):
         table.add_column(column, justify="left" if column == "name" else "right")
@@ -35,11 +40,31 @@ def list_models() -> None:
 
 
 @app.command("show")
-def show(name: Annotated[str, typer.Argument(help="The registered model.")]) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="The registered model.")], as_json: JsonOpt = False
+) -> None:
     """A model's versions (aliases, run, gate verdict) and its decision history."""
     from trademl.tracking.registry import history, list_versions
 
     versions = list_versions(name)
+    if as_json:
+        emit_json(
+            {
+                "name": name,
+                "versions": [
+                    {
+                        "version": info.version,
+                        "aliases": list(info.aliases),
+                        "created": info.created,
+                        "run_id": info.run_id,
+                        "tags": info.tags,
+                    }
+                    for info in versions
+                ],
+                "history": history(name),
+            }
+        )
+        return
     table = Table(title=name)
     for column in ("version", "aliases", "created", "run id", "data hash", "decision"):
         table.add_column(column)

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trademl.cli.output import JsonOpt, emit_json
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 app = typer.Typer(help="MLflow runs: list, show, compare.", no_args_is_help=True)
 
@@ -42,11 +44,15 @@ def list_runs(
         list[str] | None, typer.Option("--experiment", help="Experiment name (repeatable).")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    as_json: JsonOpt = False,
 ) -> None:
     """The newest runs, with their kind, symbol, timeframe and registered version."""
     from trademl.tracking.runs import search_runs
 
     runs = search_runs(filter_string, experiments=experiment or None, max_results=limit)
+    if as_json:
+        emit_json({"runs": [_listed(row) for _, row in runs.iterrows()]})
+        return
     table = Table(title=f"{len(runs)} run(s)")
     for column in (*_LIST_COLUMNS, "started"):
         table.add_column(column)
@@ -56,15 +62,29 @@ def list_runs(
     console.print(table)
 
 
+def _listed(row: Any) -> dict[str, Any]:
+    # `runs list --json`: the table's columns under stable snake_case keys.
+    keys = {"kind": "tags.run_kind", "symbol": "tags.symbol", "timeframe": "tags.timeframe"}
+    keys |= {name: name for name in ("run_id", "experiment", "run_name", "status")}
+    out = {key: row.get(column) for key, column in keys.items()}
+    out["start_time"] = row["start_time"].isoformat()
+    return out
+
+
 @app.command("show")
 def show(
     run_id: Annotated[str, typer.Argument(help="The MLflow run id.")],
     match: MatchOpt = "",
+    as_json: JsonOpt = False,
 ) -> None:
     """A run's tags, params, metrics and artifacts."""
     from trademl.tracking.runs import get_run
 
     run = get_run(run_id)
+    if as_json:
+        shown = {key: value for key, value in run["metrics"].items() if match in key}
+        emit_json(run | {"metrics": shown})
+        return
     console.print(f"[bold]{run['run_name']}[/]  {run_id}  ({run['experiment']}, {run['status']})")
     for title, values in (("tags", run["tags"]), ("params", run["params"])):
         table = Table(title=title)

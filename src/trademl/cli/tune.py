@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from trademl.config import get_settings, load_run_config
-from trademl.tracking.recorders import recorder_for
+from trademl.cli.output import JsonOpt, emit_json, recorder
+from trademl.config import load_run_config
 from trademl.tuning import TuneResult
 from trademl.tuning import tune as run_tuning
 
@@ -61,6 +61,7 @@ def tune(
     jobs: Annotated[
         int | None, typer.Option("--jobs", min=1, help="Trials at once (threads).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tune hyperparameters on the config's purged walk-forward; write tuning/ under output."""
     cfg = load_run_config(config)
@@ -73,9 +74,35 @@ def tune(
         time_limit=time_limit,
         automl=automl,
         n_jobs=jobs,
-        recorder=recorder_for(get_settings()),
+        recorder=recorder(),
     )
+    if as_json:
+        emit_json(tune_json(result))
+        return
     print_result(result)
+
+
+def tune_json(result: TuneResult) -> dict[str, Any]:
+    """The ``--json`` document of ``trademl tune`` (keys documented in the README)."""
+    return {
+        "target": result.target,
+        "metric": result.metric,
+        "direction": result.direction,
+        "best_value": result.best_value,
+        "best_kind": result.best_kind,
+        "best_params": result.best_params,
+        "n_trials": result.n_trials,
+        "n_complete": result.n_complete,
+        "n_pruned": result.n_pruned,
+        "best_residual": result.best_residual,
+        "stacked_score": result.stacked_score,
+        "stack_chosen": result.stack_chosen,
+        "stack_note": result.stack_note,
+        "time_limit": result.time_limit,
+        "output": result.output,
+        "seconds": result.seconds,
+        "trials": result.trials,
+    }
 
 
 def print_result(result: TuneResult) -> None:

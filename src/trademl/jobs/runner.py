@@ -23,7 +23,8 @@ from loguru import logger
 from trademl.errors import ConfigError, JobNotFoundError, TradeMLError
 from trademl.jobs.info import JobCancelled, JobError, JobState
 from trademl.jobs.store import JobStore, StoredJob, utc_now
-from trademl.jobs.tasks import JOB_KINDS, JobContext, job_context, jsonable
+from trademl.jobs.tasks import JOB_KINDS, JobContext, job_context
+from trademl.json_values import jsonable
 from trademl.redact import redact
 
 LOST_AFTER_HEARTBEATS = 6

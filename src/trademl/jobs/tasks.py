@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from trademl.config import get_settings
 from trademl.errors import ConfigError
+from trademl.json_values import backtest_payload, jsonable
 from trademl.paths import PathPolicy, resolve_backtest_paths, resolve_run_paths
 from trademl.plugins import PluginTable
 
@@ -63,25 +63,6 @@ def task(kind: str, *, check: PayloadCheck | None = None) -> Callable[[TaskFunct
         return function
 
     return decorate
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with JSON types only: paths and timestamps as strings, NaN and ±inf as None,
-    numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path | datetime):
-        return str(value)
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        return jsonable(item())
-    return str(value)
 
 
 # -- diagnostic tasks ---------------------------------------------------------------------------
@@ -233,20 +214,7 @@ def backtest(payload: dict[str, Any], report: Report) -> dict[str, Any]:
     result = run_backtest(
         _config(payload), paths=service_paths(), recorder=recorder_for(get_settings())
     )
-
-    def scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-        return {key: jsonable(value) for key, value in metrics.items() if _is_scalar(value)}
-
-    return {
-        "output": str(result.output),
-        "n_trades": len(result.trades),
-        "metrics": scalars(result.metrics),
-        "baseline_metrics": scalars(result.baseline_metrics),
-    }
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, bool | int | float | str) or hasattr(value, "item")
+    return backtest_payload(result)
 
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
