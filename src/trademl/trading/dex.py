@@ -15,26 +15,17 @@ restarted broker finds its orders, and broadcasts what the chain never saw.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import requests
 from eth_account import Account
-from eth_typing import ChecksumAddress, HexStr
 from loguru import logger
 from web3 import HTTPProvider, Web3
-from web3.exceptions import (
-    ContractLogicError,
-    ProviderConnectionError,
-    RequestTimedOut,
-    TimeExhausted,
-    TooManyRequests,
-    TransactionNotFound,
-)
+from web3.exceptions import TimeExhausted, TransactionNotFound
 
 from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
 from trademl.redact import redact
@@ -47,7 +38,15 @@ from trademl.trading.broker import (
     OrderStatus,
     Position,
 )
-from trademl.trading.dex_abi import ERC20_ABI, MAINNET_CHAIN_IDS, ROUTER_ABI, TRANSFER_TOPIC
+from trademl.trading.dex_abi import ROUTER_ABI
+from trademl.trading.dex_chain import (
+    UNREACHABLE,
+    EvmAccount,
+    Token,
+    check_chain_id,
+    checksum,
+    revert_reason,
+)
 from trademl.trading.dex_orders import DexOrderRow, DexOrderStore
 
 if TYPE_CHECKING:
@@ -57,74 +56,15 @@ if TYPE_CHECKING:
 
     from trademl.config import Settings
 
-T = TypeVar("T")
-
-# Errors that leave the outcome unknown: the node could not be reached or did not answer.
-_UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    requests.RequestException,
-    ProviderConnectionError,
-    RequestTimedOut,
-    TooManyRequests,
-)
-_UNANSWERED: tuple[type[BaseException], ...] = (TimeExhausted, *_UNREACHABLE)
-# Gas limit over the node's estimate: state may move a little before the swap is mined.
-_GAS_MARGIN = 1.25
-# A replacement transaction must outbid the one it replaces (geth asks for +10%).
-_REPLACEMENT_BUMP = 1.25
-
-
-@dataclass(frozen=True)
-class _Token:
-    address: ChecksumAddress
-    symbol: str
-    decimals: int
-
-    def units(self, amount: float) -> int:
-        return int((Decimal(repr(amount)) * 10**self.decimals).to_integral_value(ROUND_DOWN))
-
-    def amount(self, units: int) -> float:
-        return float(units) / float(10**self.decimals)
-
 
 @dataclass(frozen=True)
 class _Swap:
     """A planned swap: what goes in, what comes out, the limits the router enforces."""
 
-    token_in: _Token
-    token_out: _Token
+    token_in: Token
+    token_out: Token
     max_in: int
     call: ContractFunction
-
-
-def _checksum(value: str, what: str) -> ChecksumAddress:
-    if not Web3.is_address(value):
-        raise ConfigError(f"{what} {value!r}: expected a 20-byte hex address")
-    return Web3.to_checksum_address(value)
-
-
-def _revert_reason(error: BaseException) -> str | None:
-    """The revert message when ``error`` says the EVM reverted, else None (a client error or
-    an unreachable node)."""
-    text = str(getattr(error, "message", None) or error)
-    if isinstance(error, ContractLogicError) or "revert" in text.lower():
-        return text.removeprefix("execution reverted: ").strip() or "reverted"
-    return None
-
-
-def check_chain_id(chain_id: int, *, allow_mainnet: bool) -> None:
-    """Refuse a known mainnet unless trading there was explicitly allowed.
-
-    >>> check_chain_id(31337, allow_mainnet=False)
-    >>> check_chain_id(1, allow_mainnet=False)
-    Traceback (most recent call last):
-    ...
-    trademl.errors.ConfigError: dex chain id 1 is a mainnet: set dex_allow_mainnet to trade there
-    """
-    if chain_id in MAINNET_CHAIN_IDS and not allow_mainnet:
-        raise ConfigError(
-            f"dex chain id {chain_id} is a mainnet: set dex_allow_mainnet to trade there"
-        )
 
 
 class DexBroker:
@@ -178,13 +118,12 @@ class DexBroker:
         if not markets:
             raise ConfigError("dex markets: expected at least one symbol -> (base, quote) pair")
         self._web3 = web3
-        self._account = account
         self.address = str(account.address)
-        self._router = web3.eth.contract(address=_checksum(router, "dex router"), abi=ROUTER_ABI)
+        self._router = web3.eth.contract(address=checksum(router, "dex router"), abi=ROUTER_ABI)
         self._markets = {
             symbol: (
-                _checksum(base, f"dex market {symbol} base token"),
-                _checksum(quote, f"dex market {symbol} quote token"),
+                checksum(base, f"dex market {symbol} base token"),
+                checksum(quote, f"dex market {symbol} quote token"),
             )
             for symbol, (base, quote) in markets.items()
         }
@@ -193,10 +132,10 @@ class DexBroker:
         self._receipt_timeout_s = receipt_timeout_s
         self._fee_bps = fee_bps
         self._store = DexOrderStore(orders_path)
-        self._tokens: dict[str, _Token] = {}
-        self._next_nonce: int | None = None
         self._lock = threading.RLock()
-        self.chain_id = self._chain(lambda: int(web3.eth.chain_id), "read the chain id")
+        # The first call to the node: the settings above are checked without one.
+        self._evm = EvmAccount(web3, account)
+        self.chain_id = self._evm.chain_id
         check_chain_id(self.chain_id, allow_mainnet=allow_mainnet)
 
     @classmethod
@@ -274,15 +213,17 @@ class DexBroker:
                 created_at=pd.Timestamp.now(tz="UTC").isoformat(),
             )
             try:
-                held = self._balance_units(swap.token_in)
+                held = self._evm.balance_units(swap.token_in)
                 if held < swap.max_in:
                     raise OrderRejectedError(
                         f"insufficient {swap.token_in.symbol}: holds "
                         f"{swap.token_in.amount(held)}, the swap may take "
                         f"{swap.token_in.amount(swap.max_in)}"
                     )
-                self._ensure_allowance(swap.token_in, swap.max_in)
-                signed, nonce = self._sign(swap.call)
+                self._evm.ensure_allowance(
+                    swap.token_in, self._router.address, swap.max_in, self._receipt_timeout_s
+                )
+                signed, nonce = self._evm.sign(swap.call)
             except OrderRejectedError as error:
                 # Recorded, so that this client id keeps its answer: nothing was sent.
                 self._store.insert(row.updated(status="rejected", reason=str(error)))
@@ -291,7 +232,6 @@ class DexBroker:
                 tx_hash=signed.hash.to_0x_hex(), raw_tx=signed.raw_transaction.to_0x_hex()
             )
             self._store.insert(row.updated(nonce=nonce))
-            self._next_nonce = nonce + 1
             row = self._broadcast(row.updated(nonce=nonce))
             logger.info(
                 "dex {} {} {} {}: sent {}",
@@ -316,26 +256,10 @@ class DexBroker:
             row = self._refresh(row)
             if row.status != "new" or row.tx_hash is None or row.nonce is None:
                 return self._to_order(row)
-            swap_hash = HexStr(row.tx_hash)
-            sent = self._chain(lambda: self._web3.eth.get_transaction(swap_hash), "read a tx")
-            tip = int(sent.get("maxPriorityFeePerGas", sent.get("gasPrice", 0)))
-            cap = int(sent.get("maxFeePerGas", sent.get("gasPrice", 0)))
-            replacement: dict[str, Any] = {
-                "to": self.address,
-                "value": 0,
-                "gas": 21_000,
-                "nonce": row.nonce,
-                "chainId": self.chain_id,
-                "maxPriorityFeePerGas": int(tip * _REPLACEMENT_BUMP) + 1,
-                "maxFeePerGas": int(cap * _REPLACEMENT_BUMP) + 1,
-            }
-            signed = self._account.sign_transaction(replacement)
+            signed = self._evm.sign_replacement(row.tx_hash, row.nonce)
             row = row.updated(cancel_hash=signed.hash.to_0x_hex())
             self._store.update(row)
-            self._chain(
-                lambda: self._web3.eth.send_raw_transaction(signed.raw_transaction),
-                "send a cancel",
-            )
+            self._evm.send(signed.raw_transaction, "send a cancel")
             return self._to_order(self._await(row, self._receipt_timeout_s))
 
     def order(self, symbol: str, client_id: str) -> Order | None:
@@ -357,8 +281,8 @@ class DexBroker:
         (at the price selling it all would fetch when no fill explains it)."""
         found = []
         for symbol, (base_address, quote_address) in self._markets.items():
-            base, quote = self._token(base_address), self._token(quote_address)
-            held = self._balance_units(base)
+            base, quote = self._evm.token(base_address), self._evm.token(quote_address)
+            held = self._evm.balance_units(base)
             if held == 0:
                 continue
             average = self._average_cost(symbol)
@@ -373,8 +297,8 @@ class DexBroker:
         addresses = dict.fromkeys(a for pair in self._markets.values() for a in pair)
         found = []
         for address in addresses:
-            token = self._token(address)
-            held = self._balance_units(token)
+            token = self._evm.token(address)
+            held = self._evm.balance_units(token)
             if held:
                 found.append(Balance(token.symbol, token.amount(held)))
         return found
@@ -405,37 +329,15 @@ class DexBroker:
 
     # -- chain access ----------------------------------------------------------------------------
 
-    def _chain(self, action: Callable[[], T], what: str) -> T:
-        try:
-            return action()
-        except _UNREACHABLE as error:
-            raise VenueUnavailableError(f"dex: cannot {what}: {redact(error)}") from None
-
     def _router_call(self, name: str, amount: int, path: Sequence[str]) -> list[int]:
         function = self._router.functions[name](amount, path)
         try:
-            return [int(v) for v in self._chain(function.call, f"quote {name}")]
+            return [int(v) for v in self._evm.call(function.call, f"quote {name}")]
         except VenueUnavailableError:
             raise
         except Exception as error:
-            reason = _revert_reason(error) or redact(error)
+            reason = revert_reason(error) or redact(error)
             raise OrderRejectedError(f"dex quote refused: {reason}") from None
-
-    def _token(self, address: ChecksumAddress) -> _Token:
-        token = self._tokens.get(address)
-        if token is None:
-            contract = self._web3.eth.contract(address=address, abi=ERC20_ABI)
-            symbol = self._chain(contract.functions.symbol().call, "read a token symbol")
-            decimals = self._chain(contract.functions.decimals().call, "read token decimals")
-            token = self._tokens[address] = _Token(address, str(symbol), int(decimals))
-        return token
-
-    def _erc20(self, token: _Token) -> Any:
-        return self._web3.eth.contract(address=token.address, abi=ERC20_ABI)
-
-    def _balance_units(self, token: _Token) -> int:
-        call = self._erc20(token).functions.balanceOf(self.address).call
-        return int(self._chain(call, f"read the {token.symbol} balance"))
 
     def _plan(self, request: OrderRequest) -> _Swap:
         """Quote ``request`` and build its router call with the slippage limit and deadline."""
@@ -445,14 +347,14 @@ class DexBroker:
                 f"dex order {request.client_id}: symbol {request.symbol!r} is not a dex market "
                 f"(known: {', '.join(sorted(self._markets))})"
             )
-        base, quote = self._token(pair[0]), self._token(pair[1])
+        base, quote = self._evm.token(pair[0]), self._evm.token(pair[1])
         units = base.units(request.quantity)
         if units <= 0:
             raise OrderRejectedError(
                 f"dex order {request.client_id}: quantity {request.quantity!r} is below one "
                 f"unit of {base.symbol} ({base.decimals} decimals)"
             )
-        latest = self._chain(lambda: self._web3.eth.get_block("latest"), "read the latest block")
+        latest = self._evm.call(lambda: self._web3.eth.get_block("latest"), "read the latest block")
         deadline = int(latest["timestamp"]) + self._deadline_s
         slip = Decimal(repr(self._slippage_bps)) / 10_000
         functions = self._router.functions
@@ -468,65 +370,18 @@ class DexBroker:
         call = functions.swapExactTokensForTokens(units, min_out, path, self.address, deadline)
         return _Swap(base, quote, units, call)
 
-    def _ensure_allowance(self, token: _Token, needed: int) -> None:
-        """Approve the router for ``needed`` units of ``token`` when its allowance is short."""
-        functions = self._erc20(token).functions
-        router = self._router.address
-        allowed = int(self._chain(functions.allowance(self.address, router).call, "read allowance"))
-        if allowed >= needed:
-            return
-        signed, nonce = self._sign(functions.approve(router, needed))
-        self._chain(lambda: self._web3.eth.send_raw_transaction(signed.raw_transaction), "approve")
-        self._next_nonce = nonce + 1
-        logger.info("dex: approving the router for {} {}", token.amount(needed), token.symbol)
-        try:
-            receipt = self._web3.eth.wait_for_transaction_receipt(
-                signed.hash, timeout=max(self._receipt_timeout_s, 1.0), poll_latency=0.05
-            )
-        except _UNANSWERED:
-            raise VenueUnavailableError(
-                f"dex: the approval of {token.symbol} is not mined yet; submit again later"
-            ) from None
-        if receipt["status"] != 1:
-            raise OrderRejectedError(f"dex: the approval of {token.symbol} reverted")
-
-    def _sign(self, call: ContractFunction) -> tuple[Any, int]:
-        """Estimate gas (a revert here is a rejection: nothing is sent), take the next nonce,
-        sign. The nonce is the larger of the chain's pending count and the local counter: a
-        node may not count transactions it has not seen propagate yet."""
-        try:
-            gas = self._chain(lambda: call.estimate_gas({"from": self.address}), "estimate gas")
-        except VenueUnavailableError:
-            raise
-        except Exception as error:
-            reason = _revert_reason(error) or redact(error)
-            raise OrderRejectedError(f"the swap would revert: {reason}") from None
-        pending = self._chain(
-            lambda: self._web3.eth.get_transaction_count(self.address, "pending"),  # type: ignore[arg-type]
-            "read the nonce",
-        )
-        nonce = max(int(pending), self._next_nonce or 0)
-        params = {
-            "from": self.address,
-            "nonce": nonce,
-            "gas": int(gas * _GAS_MARGIN),
-            "chainId": self.chain_id,
-        }
-        tx = self._chain(lambda: call.build_transaction(params), "price gas")  # type: ignore[arg-type]
-        return self._account.sign_transaction(tx), nonce  # type: ignore[arg-type]
-
     def _broadcast(self, row: DexOrderRow) -> DexOrderRow:
         """Send the row's signed bytes; a node that refuses them rejects the order."""
         assert row.raw_tx is not None
         raw = bytes.fromhex(row.raw_tx.removeprefix("0x"))
         try:
-            self._chain(lambda: self._web3.eth.send_raw_transaction(raw), "send the swap")
+            self._evm.send(raw, "send the swap")
         except VenueUnavailableError:
             raise
         except Exception as error:
             if "known" in str(error).lower():  # sent before (a restart): the same bytes
                 return row
-            self._next_nonce = None  # the nonce stays free: read it from the chain again
+            self._evm.next_nonce = None  # the nonce stays free: read it from the chain again
             row = row.updated(status="rejected", reason=f"the node refused it: {redact(error)}")
             self._store.update(row)
             raise OrderRejectedError(f"dex order {row.client_id}: {row.reason}") from None
@@ -548,7 +403,7 @@ class DexBroker:
                     receipt = self._web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
             except (TimeExhausted, TransactionNotFound):
                 continue
-            except _UNREACHABLE as error:
+            except UNREACHABLE as error:
                 raise VenueUnavailableError(
                     f"dex: cannot read a receipt: {redact(error)}"
                 ) from None
@@ -561,19 +416,19 @@ class DexBroker:
         return row
 
     def _settle(self, row: DexOrderRow, receipt: TxReceipt) -> DexOrderRow:
-        block = self._chain(
+        block = self._evm.call(
             lambda: self._web3.eth.get_block(receipt["blockNumber"]), "read a block"
         )
         time = pd.Timestamp(int(block["timestamp"]), unit="s", tz="UTC").isoformat()
         if receipt["status"] != 1:
-            reason = self._replay_reason(row, receipt["blockNumber"])
+            reason = self._evm.replay_reason(str(row.tx_hash), receipt["blockNumber"])
             logger.warning("dex {}: {} reverted: {}", row.client_id, row.tx_hash, reason)
             return row.updated(
                 status="rejected", reason=f"reverted on chain: {reason}", block_time=time
             )
         base_address, quote_address = self._markets[row.symbol]
-        base, quote = self._token(base_address), self._token(quote_address)
-        moved = self._transfers(receipt)
+        base, quote = self._evm.token(base_address), self._evm.token(quote_address)
+        moved = self._evm.transfers(receipt)
         if row.side == "buy":
             base_units = moved.get((base.address, False), 0)
             quote_units = moved.get((quote.address, True), 0)
@@ -596,33 +451,6 @@ class DexBroker:
             block_time=time,
         )
 
-    def _transfers(self, receipt: TxReceipt) -> dict[tuple[str, bool], int]:
-        """Units of each token sent by (True) and to (False) this account in ``receipt``."""
-        mine = bytes(12) + bytes.fromhex(self.address.removeprefix("0x"))
-        moved: dict[tuple[str, bool], int] = {}
-        for log in receipt["logs"]:
-            topics = log["topics"]
-            if len(topics) != 3 or bytes(topics[0]) != TRANSFER_TOPIC:
-                continue
-            token = str(Web3.to_checksum_address(log["address"]))
-            value = int.from_bytes(bytes(log["data"]), "big")
-            for outgoing, topic in ((True, topics[1]), (False, topics[2])):
-                if bytes(topic) == mine:
-                    moved[(token, outgoing)] = moved.get((token, outgoing), 0) + value
-        return moved
-
-    def _replay_reason(self, row: DexOrderRow, block_number: int) -> str:
-        """Why a mined swap reverted: the EVM's message, replayed on the state it met."""
-        try:
-            sent = self._web3.eth.get_transaction(row.tx_hash)  # type: ignore[arg-type]
-            self._web3.eth.call(
-                {"from": self.address, "to": sent["to"], "data": sent["input"]},
-                block_identifier=block_number,
-            )
-        except Exception as error:
-            return _revert_reason(error) or "the transaction reverted"
-        return "the transaction reverted"
-
     def _refresh(self, row: DexOrderRow) -> DexOrderRow:
         """Follow an order in flight: settle it from its receipt, or broadcast again the bytes
         the chain never saw, or mark it expired when its nonce went to another transaction."""
@@ -636,14 +464,11 @@ class DexBroker:
             return row
         except TransactionNotFound:
             pass
-        except _UNREACHABLE as error:
+        except UNREACHABLE as error:
             raise VenueUnavailableError(
                 f"dex: cannot read a transaction: {redact(error)}"
             ) from None
-        used = self._chain(
-            lambda: self._web3.eth.get_transaction_count(self.address, "latest"),  # type: ignore[arg-type]
-            "read the nonce",
-        )
+        used = self._evm.nonces_used()
         if int(used) > row.nonce:
             row = row.updated(
                 status="expired", reason=f"dropped: nonce {row.nonce} went to another transaction"
