@@ -47,8 +47,16 @@ from trademl.trading.ccxt_venue import BINANCE_LIKE, connect, venue_reason
 
 T = TypeVar("T")
 
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,32}$")
+_FORMS = {
+    "symbol": (
+        re.compile(r"^[A-Z0-9]{2,32}$"),
+        "the store's spelling, 2 to 32 capital letters and digits such as BTCUSDT",
+    ),
+    "client_id": (
+        re.compile(r"^[A-Za-z0-9_-]{1,36}$"),
+        "1 to 36 characters of letters, digits, '_' and '-'",
+    ),
+}
 _KINDS = {
     "market": "market",
     "limit": "limit",
@@ -140,7 +148,7 @@ class CcxtBroker:
             oco=self._binance,
             shorting=False,
         )
-        self._symbols: set[str] = {self._check_symbol(s) for s in symbols}
+        self._symbols: set[str] = {self._checked("symbol", s) for s in symbols}
         self._client_ids: dict[str, str] = {}  # venue order id -> client id, for fills
         self._seen_trades: dict[str, list[dict[str, Any]]] = {}  # market id -> its trades
 
@@ -255,26 +263,16 @@ class CcxtBroker:
     # -- symbols and orders ---------------------------------------------------------------------
 
     @staticmethod
-    def _check_symbol(symbol: str) -> str:
-        if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
-            raise ConfigError(
-                f"symbol {str(symbol)[:40]!r}: expected the store's spelling, 2 to 32 capital "
-                "letters and digits such as BTCUSDT"
-            )
-        return symbol
-
-    @staticmethod
-    def _check_client_id(client_id: str) -> str:
-        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
-            raise ConfigError(
-                f"client_id {str(client_id)[:40]!r}: expected 1 to 36 characters of letters, "
-                "digits, '_' and '-'"
-            )
-        return client_id
+    def _checked(name: str, value: str) -> str:
+        """``value`` if it has the form of a ``symbol`` or ``client_id``, before any request."""
+        pattern, expected = _FORMS[name]
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ConfigError(f"{name} {str(value)[:40]!r}: expected {expected}")
+        return value
 
     def _market(self, symbol: str) -> dict[str, Any]:
         """ccxt's spot market for a store symbol (``BTCUSDT`` -> ``BTC/USDT``)."""
-        self._check_symbol(symbol)
+        self._checked("symbol", symbol)
         markets: dict[str, Any] = self._call("loading markets", self.exchange.load_markets)
         for market in markets.values():
             if market.get("spot") and symbol in (market["id"], market["base"] + market["quote"]):
@@ -451,7 +449,7 @@ class CcxtBroker:
         TradingError
             The venue has no order with this client id.
         """
-        self._check_client_id(client_id)
+        self._checked("client_id", client_id)
         market = self._market(symbol)
         params = {"clientOrderId": client_id}
         try:
@@ -481,7 +479,7 @@ class CcxtBroker:
 
     def order(self, symbol: str, client_id: str) -> Order | None:
         """The order with this client id, or None when the venue never received it."""
-        self._check_client_id(client_id)
+        self._checked("client_id", client_id)
         return self._lookup(self._market(symbol), client_id)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
