@@ -36,8 +36,10 @@ from trademl.serving.middleware import RequestMiddleware
 from trademl.serving.predict import PredictionService
 from trademl.serving.routes import indicators, jobs, predict, signals, system
 from trademl.serving.routes import models as model_routes
+from trademl.serving.routes import trading as trading_routes
 from trademl.serving.store import StoreReader
 from trademl.serving.stream import router as stream_router
+from trademl.serving.trading_gauges import TradingCollector
 from trademl.serving.ui import router as ui_router
 
 DESCRIPTION = """Predictions, signals, indicators, backtests and training of trademl.
@@ -90,6 +92,9 @@ def create_app(
         lambda: {name: s.version for name, s in host.served.items()},
         lambda: _job_counts(state),
     )
+    state.metrics.registry.register(
+        TradingCollector(lambda: trading_routes.open_journal(state, create=False))
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +128,7 @@ def create_app(
         indicators.router,
         jobs.router,
         model_routes.router,
+        trading_routes.router,
         stream_router,
     ):
         app.include_router(router, dependencies=guard if router is not stream_router else [])
@@ -183,6 +189,9 @@ def _stop(state: ServingState) -> None:
         state.queue.close(wait=False)
         state.queue = None
     state.store.close()
+    trade_journal = state.extras.pop("trade_journal", None)
+    if trade_journal is not None:
+        trade_journal.close()  # type: ignore[attr-defined]
     if state.log is not None:
         state.log.close()  # commits what is queued
         state.log = None
