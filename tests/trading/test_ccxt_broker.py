@@ -182,7 +182,7 @@ def test_429_waits_the_retry_after_the_venue_asks(
     assert second.at - first.at >= 1.0
     assert order.status == "filled" and len(venue.exchange.orders) == 1
 
-    broker.max_rate_wait_s = 5.0
+    broker.calls.max_rate_wait_s = 5.0
     venue.inject("GET", "/api/v3/account", "throttle", seconds=120)
     with pytest.raises(VenueUnavailableError, match=r"rate limited.*120 s"):
         broker.balances()

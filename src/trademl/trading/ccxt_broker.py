@@ -1,27 +1,18 @@
 """``ccxt:<exchange>``: the Broker on a real exchange's order endpoints, through ccxt.
 
-Submissions are idempotent by client order id and never doubled:
-
-* before sending, the broker asks the venue for the client id; a known order is returned;
-* a 429 (or 418) means the venue did not take the request: the broker waits the
-  ``Retry-After`` the venue asked for and sends it again;
-* a timeout or a network error after sending is ambiguous: the broker asks for the client id
-  before anything else; if the venue does not know it, it waits until the request has outlived
-  the exchange's recv window (Binance no longer executes it then), asks once more, and only
-  then sends again, with the same client id.
-
-Reads (order, open orders, balances, fills) are retried on network errors; ccxt's own rate
-limiter spaces every request. Binance spot places a stop and a target as one OCO order list
-(``POST /api/v3/orderList/oco``); elsewhere :attr:`CcxtBroker.capabilities` says there is no
-OCO and the live loop emulates it. Symbols are the store's spelling (``BTCUSDT``).
+Submissions are idempotent by client order id and never doubled: before sending, the broker
+asks the venue for the client id (a known order is returned), and after a timeout it looks
+again before anything else (:class:`~trademl.trading.ccxt_calls.VenueCalls`). Binance spot
+places a stop and a target as one OCO order list (``POST /api/v3/orderList/oco``); elsewhere
+:attr:`CcxtBroker.capabilities` says there is no OCO and the live loop emulates it. Symbols are
+the store's spelling (``BTCUSDT``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -30,9 +21,7 @@ from loguru import logger
 from trademl.config import Settings
 from trademl.errors import (
     ConfigError,
-    OrderRejectedError,
     TradingError,
-    VenueUnavailableError,
 )
 from trademl.trading.broker import (
     Balance,
@@ -43,7 +32,8 @@ from trademl.trading.broker import (
     OrderStatus,
     Position,
 )
-from trademl.trading.ccxt_venue import BINANCE_LIKE, connect, venue_reason
+from trademl.trading.ccxt_calls import VenueCalls
+from trademl.trading.ccxt_venue import BINANCE_LIKE, connect
 
 T = TypeVar("T")
 
@@ -69,10 +59,6 @@ _KINDS = {
     "stop_market": "stop",
 }
 _TRADES_PAGE = 1000
-
-
-class _UnansweredError(Exception):
-    """A request that may or may not have reached the venue."""
 
 
 def _status(raw: dict[str, Any], filled: float) -> OrderStatus:
@@ -136,10 +122,13 @@ class CcxtBroker:
         self._ccxt = ccxt
         self.exchange = exchange
         self.name = f"ccxt:{exchange.id}"
-        self.retries = retries
-        self.retry_delay_s = retry_delay_s
-        self.recv_window_s = recv_window_s
-        self.max_rate_wait_s = max_rate_wait_s
+        self.calls = VenueCalls(
+            exchange,
+            retries=retries,
+            retry_delay_s=retry_delay_s,
+            recv_window_s=recv_window_s,
+            max_rate_wait_s=max_rate_wait_s,
+        )
         self._binance = exchange.id in BINANCE_LIKE
         has = exchange.has
         self.capabilities = Capabilities(
@@ -174,92 +163,6 @@ class CcxtBroker:
             symbols=symbols,
         )
 
-    # -- calling the venue ----------------------------------------------------------------------
-
-    def _reason(self, error: Exception) -> str:
-        exchange = self.exchange
-        return venue_reason(error, exchange.apiKey, exchange.secret, exchange.password)
-
-    def _retry_after(self, what: str, error: Exception, throttles: int) -> None:
-        """Wait out a 429/418 as the venue asked (``Retry-After``), or give up."""
-        headers = self.exchange.last_response_headers or {}
-        asked = headers.get("Retry-After") or headers.get("retry-after")
-        wait = float(asked) if asked and str(asked).isdigit() else self.retry_delay_s * throttles
-        if throttles > self.retries + 1 or wait > self.max_rate_wait_s:
-            raise VenueUnavailableError(
-                f"{self.name}: {what}: rate limited by the venue (asked to wait {wait:g} s): "
-                f"{self._reason(error)}"
-            ) from error
-        logger.warning("{}: {}: rate limited, waiting {:g} s as asked", self.name, what, wait)
-        time.sleep(wait)
-
-    def _call(
-        self,
-        what: str,
-        function: Callable[..., T],
-        *args: Any,
-        idempotent: bool = True,
-        refusal: type[TradingError] = TradingError,
-    ) -> T:
-        """Call ccxt, waiting out rate limits, retrying network failures of idempotent calls
-        (others raise :class:`_UnansweredError`) and mapping ccxt's errors to ours.
-
-        ``OrderNotFound`` passes through for the caller to decide.
-        """
-        ccxt = self._ccxt
-        failures = throttles = 0
-        while True:
-            try:
-                return function(*args)
-            except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as error:
-                throttles += 1
-                self._retry_after(what, error, throttles)
-            except ccxt.NetworkError as error:
-                if not idempotent:
-                    raise _UnansweredError(self._reason(error)) from error
-                failures += 1
-                if failures > self.retries:
-                    raise VenueUnavailableError(
-                        f"{self.name}: {what}: no answer after {failures} attempt(s): "
-                        f"{type(error).__name__}: {self._reason(error)}"
-                    ) from error
-                logger.debug("{}: {}: {}; retrying", self.name, what, type(error).__name__)
-                time.sleep(self.retry_delay_s * 2 ** (failures - 1))
-            except ccxt.OrderNotFound:
-                raise
-            except (ccxt.AuthenticationError, ccxt.PermissionDenied) as error:
-                raise ConfigError(
-                    f"{self.name}: {what}: the exchange refused the keys (exchange_api_key, "
-                    f"exchange_api_secret): {self._reason(error)}"
-                ) from error
-            except ccxt.BadSymbol as error:
-                raise ConfigError(f"{self.name}: {what}: {self._reason(error)}") from error
-            except ccxt.BaseError as error:
-                raise refusal(f"{self.name}: {what}: {self._reason(error)}") from error
-
-    def _send(self, what: str, send: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """Send a non-idempotent request; after an ambiguous failure, look before resending."""
-        for attempt in range(self.retries + 1):
-            sent_at = time.monotonic()
-            try:
-                return self._call(what, send, idempotent=False, refusal=OrderRejectedError)
-            except _UnansweredError as error:
-                logger.warning(
-                    "{}: {}: no answer ({}); looking it up by client id", self.name, what, error
-                )
-            found = find()
-            if found is None:
-                # Still in flight? Past the recv window the venue refuses to execute it.
-                time.sleep(max(0.0, sent_at + self.recv_window_s - time.monotonic()))
-                found = find()
-            if found is not None:
-                return found
-            logger.warning("{}: {}: never received; sending again ({})", self.name, what, attempt)
-        raise VenueUnavailableError(
-            f"{self.name}: {what}: no answer after {self.retries + 1} attempt(s); the order may "
-            "still exist: look it up by its client id before sending it again"
-        )
-
     # -- symbols and orders ---------------------------------------------------------------------
 
     @staticmethod
@@ -273,7 +176,7 @@ class CcxtBroker:
     def _market(self, symbol: str) -> dict[str, Any]:
         """ccxt's spot market for a store symbol (``BTCUSDT`` -> ``BTC/USDT``)."""
         self._checked("symbol", symbol)
-        markets: dict[str, Any] = self._call("loading markets", self.exchange.load_markets)
+        markets: dict[str, Any] = self.calls.call("loading markets", self.exchange.load_markets)
         for market in markets.values():
             if market.get("spot") and symbol in (market["id"], market["base"] + market["quote"]):
                 self._symbols.add(symbol)
@@ -335,7 +238,7 @@ class CcxtBroker:
         what = f"looking up order {client_id}"
         params = {"clientOrderId": client_id}
         try:
-            raw = self._call(what, self.exchange.fetch_order, None, market["symbol"], params)
+            raw = self.calls.call(what, self.exchange.fetch_order, None, market["symbol"], params)
         except self._ccxt.OrderNotFound:
             return None
         return self._order(raw, client_id=client_id)
@@ -363,7 +266,7 @@ class CcxtBroker:
             assert order is not None  # built from the request itself
             return order
 
-        return self._send(what, send, lambda: self._lookup(market, request.client_id))
+        return self.calls.send(what, send, lambda: self._lookup(market, request.client_id))
 
     def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> tuple[Order, Order]:
         """Place ``stop`` and ``target`` as one OCO order list (Binance spot).
@@ -439,7 +342,7 @@ class CcxtBroker:
                 legs.append(order)
             return legs[0], legs[1]
 
-        return self._send(f"submitting OCO {stop.client_id}", send, find)
+        return self.calls.send(f"submitting OCO {stop.client_id}", send, find)
 
     def cancel(self, symbol: str, client_id: str) -> Order:
         """Cancel an open order; a closed one is returned as it is.
@@ -453,7 +356,7 @@ class CcxtBroker:
         market = self._market(symbol)
         params = {"clientOrderId": client_id}
         try:
-            raw = self._call(
+            raw = self.calls.call(
                 f"canceling order {client_id}",
                 self.exchange.cancel_order,
                 None,
@@ -486,14 +389,14 @@ class CcxtBroker:
         """Orders that can still fill (orders this broker cannot represent are skipped)."""
         ccxt_symbol = self._market(symbol)["symbol"] if symbol is not None else None
         if ccxt_symbol is None:
-            self._call("loading markets", self.exchange.load_markets)
-        raws = self._call("fetching open orders", self.exchange.fetch_open_orders, ccxt_symbol)
+            self.calls.call("loading markets", self.exchange.load_markets)
+        raws = self.calls.call("fetching open orders", self.exchange.fetch_open_orders, ccxt_symbol)
         orders = (self._order(raw) for raw in raws)
         return [order for order in orders if order is not None and order.is_open]
 
     def balances(self) -> list[Balance]:
         """Non-zero balances, free and locked."""
-        raw = self._call("fetching balances", self.exchange.fetch_balance)
+        raw = self.calls.call("fetching balances", self.exchange.fetch_balance)
         result = []
         for asset, total in sorted((raw.get("total") or {}).items()):
             if total:
@@ -552,13 +455,13 @@ class CcxtBroker:
         what = f"fetching fills of {market['symbol']}"
         fetch = self.exchange.fetch_my_trades
         if not self._binance:
-            return list(self._call(what, fetch, market["symbol"], since_ms))
+            return list(self.calls.call(what, fetch, market["symbol"], since_ms))
         # Binance bounds a time query to 24 hours; trade ids page through all of history,
         # and trades are final, so each is fetched once per broker.
         trades = self._seen_trades.setdefault(market["id"], [])
         while True:
             next_id = max((int(trade["id"]) for trade in trades), default=-1) + 1
-            page = self._call(
+            page = self.calls.call(
                 what, fetch, market["symbol"], None, _TRADES_PAGE, {"fromId": next_id}
             )
             trades.extend(page)
@@ -568,7 +471,7 @@ class CcxtBroker:
     def _fill(self, symbol: str, market: dict[str, Any], trade: dict[str, Any]) -> Fill:
         venue_id = str(trade.get("order"))
         if venue_id not in self._client_ids:
-            raw = self._call(
+            raw = self.calls.call(
                 f"looking up order {venue_id}",
                 self.exchange.fetch_order,
                 venue_id,
