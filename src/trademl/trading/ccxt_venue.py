@@ -18,7 +18,7 @@ from trademl.config import Settings
 from trademl.data.sources.base import import_optional
 from trademl.data.sources.ccxt_source import rehost
 from trademl.errors import ConfigError
-from trademl.redact import redact
+from trademl.redact import redact, register_secrets
 
 # Exchanges spoken through Binance's spot API (client ids, recvWindow, orderList/oco, fromId).
 BINANCE_LIKE = frozenset({"binance", "binanceus"})
@@ -90,6 +90,9 @@ def connect(exchange_id: str, settings: Settings) -> Any:
             "(TRADEML_EXCHANGE_API_KEY, TRADEML_EXCHANGE_API_SECRET)"
         )
     password = settings.exchange_api_password
+    secrets = [settings.exchange_api_key, settings.exchange_api_secret, password]
+    # Settings register their secrets when validated; a copy made without validation does not.
+    register_secrets(s.get_secret_value() for s in secrets if s is not None)
     exchange: Any = getattr(ccxt, exchange_id)(
         {
             "apiKey": settings.exchange_api_key.get_secret_value(),
