@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from trademl.config import Settings
 from trademl.databases import open_engine
@@ -118,6 +120,7 @@ class _Bar:
     open: float
     closed: bool
     close: float | None = None
+    stored: bool = False  # written while open: its close must be written too
 
 
 @dataclass
@@ -125,6 +128,7 @@ class _Changes:
     orders: set[str] = field(default_factory=set)
     fills: list[Fill] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    force: bool = False
 
 
 def _fill_dump(fill: Fill) -> str:
@@ -145,6 +149,31 @@ def _fill_dump(fill: Fill) -> str:
 def _fill_load(text: str) -> Fill:
     c, s, side, q, p, fee, t, f = json.loads(text)
     return Fill(c, s, side, q, p, fee, pd.Timestamp(t), f)
+
+
+def _upsert(
+    conn: sa.Connection, table: sa.Table, key: str, column: str, rows: list[dict[str, str]]
+) -> None:
+    """Insert ``rows`` or replace their ``column`` where ``key`` exists."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+        statement = module.insert(table)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[key], set_={column: statement.excluded[column]}
+            ),
+            rows,
+        )
+        return
+    for row in rows:
+        done = conn.execute(
+            table.update().where(table.c[key] == row[key]).values({column: row[column]})
+        ).rowcount
+        if not done:
+            conn.execute(table.insert().values(row))
 
 
 class PaperBroker:
@@ -245,36 +274,31 @@ class PaperBroker:
                 self._bars[symbol] = _Bar(pd.Timestamp(stamp), opened, closed, close)
 
     def _save(self, changes: _Changes) -> None:
-        """Commit ``changes`` in one transaction (the state in memory is already updated)."""
-        rows: list[tuple[str, str]] = [("cash", json.dumps(self._cash))]
+        """Commit ``changes`` in one transaction (the state in memory is already updated).
+
+        A bar that filled nothing is not written: given again after a restart, it fills
+        nothing again."""
+        if not (changes.orders or changes.fills or changes.force):
+            return
+        rows: list[dict[str, str]] = [{"key": "cash", "value": json.dumps(self._cash)}]
         for key in changes.keys:
             kind, _, symbol = key.partition(":")
             if kind == "position":
-                rows.append((key, json.dumps(self._positions.get(symbol, (0.0, 0.0)))))
+                value = json.dumps(self._positions.get(symbol, (0.0, 0.0)))
             else:
                 bar = self._bars[symbol]
-                rows.append(
-                    (key, json.dumps([bar.timestamp.isoformat(), bar.open, bar.closed, bar.close]))
-                )
+                bar.stored = not bar.closed
+                value = json.dumps([bar.timestamp.isoformat(), bar.open, bar.closed, bar.close])
+            rows.append({"key": key, "value": value})
+        orders = [{"client_id": c, "body": self._books[c].dump()} for c in changes.orders]
         with self._engine.begin() as conn:
-            for client_id in changes.orders:
-                body = self._books[client_id].dump()
-                done = conn.execute(
-                    _orders.update().where(_orders.c.client_id == client_id).values(body=body)
-                ).rowcount
-                if not done:
-                    conn.execute(_orders.insert().values(client_id=client_id, body=body))
+            _upsert(conn, _orders, "client_id", "body", orders)
             if changes.fills:
                 conn.execute(
                     _fills.insert(),
                     [{"fill_id": f.fill_id, "body": _fill_dump(f)} for f in changes.fills],
                 )
-            for key, value in rows:
-                done = conn.execute(
-                    _account.update().where(_account.c.key == key).values(value=value)
-                ).rowcount
-                if not done:
-                    conn.execute(_account.insert().values(key=key, value=value))
+            _upsert(conn, _account, "key", "value", rows)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -396,6 +420,7 @@ class PaperBroker:
                     self._fill(book, float(level or 0.0), stamp, changes)
         bar.closed, bar.close = True, float(close)
         changes.keys.add(f"bar:{symbol}")
+        changes.force = bar.stored
         self._save(changes)
 
     def on_bar(
@@ -484,7 +509,7 @@ class PaperBroker:
         self._fills.append(fill)
         changes.fills.append(fill)
         self._move_position(request.symbol, quantity if request.side == "buy" else -quantity, price)
-        changes.keys.add(f"position:{request.symbol}")
+        changes.keys.update((f"position:{request.symbol}", f"bar:{request.symbol}"))
         if book.sibling is not None:
             other = self._books.get(book.sibling)
             if other is not None and other.status in ("new", "partially_filled"):
