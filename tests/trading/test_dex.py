@@ -17,6 +17,7 @@ import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from loguru import logger
+from tests.support.evm_rpc import json_rpc_server
 
 from trademl.config import Settings
 from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
@@ -422,6 +423,32 @@ def test_cancel_replaces_a_swap_in_flight(
     assert broker.cancel("BTCUSDT", "c-1") == canceled  # closed: returned as it is
     with pytest.raises(OrderRejectedError, match="no order 'nope'"):
         broker.cancel("BTCUSDT", "nope")
+
+
+def test_from_settings_trades_through_an_http_json_rpc_endpoint(
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = chain.fund(usdt=10_000 * USDT)
+    markets = {"BTCUSDT": [chain.btc.address, chain.usdt.address]}
+    monkeypatch.setenv("TRADEML_DEX_MARKETS", json.dumps(markets))
+    with json_rpc_server(chain.w3) as url:
+        settings = Settings(
+            home=tmp_path,
+            dex_rpc_url=url,
+            dex_private_key=account.key.hex(),
+            dex_router=chain.router.address,
+        )
+        broker = DexBroker.from_settings(settings)
+        reserve_btc, reserve_usdt = chain.reserves()
+        paid = amount_in(1_000_000, reserve_usdt, reserve_btc)
+        order = broker.submit(OrderRequest("http-1", "BTCUSDT", "buy", "market", 0.01))
+        assert order.status == "filled"
+        assert chain.holdings(account.address) == (1_000_000, 10_000 * USDT - paid)
+        # The router's revert message crosses the wire as the node's error.
+        with pytest.raises(OrderRejectedError, match="quote refused: router: insufficient liq"):
+            broker.submit(OrderRequest("http-2", "BTCUSDT", "buy", "market", 50.0))
+        assert (tmp_path / "trading" / "dex_orders.sqlite").is_file()
+        assert DexBroker.from_settings(settings).order("BTCUSDT", "http-1") == order
 
 
 def test_settings_build_the_broker_and_refuse_what_is_missing_or_malformed(tmp_path: Path) -> None:

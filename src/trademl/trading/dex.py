@@ -332,7 +332,7 @@ class DexBroker:
     def _router_call(self, name: str, amount: int, path: Sequence[str]) -> list[int]:
         function = self._router.functions[name](amount, path)
         try:
-            return [int(v) for v in self._evm.call(function.call, f"quote {name}")]
+            return [int(v) for v in self._evm.read(function, f"quote {name}")]
         except VenueUnavailableError:
             raise
         except Exception as error:

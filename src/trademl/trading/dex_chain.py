@@ -126,21 +126,25 @@ class EvmAccount:
         except UNREACHABLE as error:
             raise VenueUnavailableError(f"dex: cannot {what}: {redact(error)}") from None
 
+    def read(self, function: ContractFunction, what: str) -> Any:
+        """A view call from the account (some nodes refuse calls without a sender)."""
+        return self.call(lambda: function.call({"from": self.address}), what)
+
     def token(self, address: ChecksumAddress) -> Token:
         """The token at ``address`` (read once)."""
         token = self._tokens.get(address)
         if token is None:
             contract = self.web3.eth.contract(address=address, abi=ERC20_ABI)
-            symbol = self.call(contract.functions.symbol().call, "read a token symbol")
-            decimals = self.call(contract.functions.decimals().call, "read token decimals")
+            symbol = self.read(contract.functions.symbol(), "read a token symbol")
+            decimals = self.read(contract.functions.decimals(), "read token decimals")
             token = self._tokens[address] = Token(address, str(symbol), int(decimals))
         return token
 
     def balance_units(self, token: Token) -> int:
         """The account's balance of ``token``, in units."""
         contract = self.web3.eth.contract(address=token.address, abi=ERC20_ABI)
-        call = contract.functions.balanceOf(self.address).call
-        return int(self.call(call, f"read the {token.symbol} balance"))
+        function = contract.functions.balanceOf(self.address)
+        return int(self.read(function, f"read the {token.symbol} balance"))
 
     def ensure_allowance(
         self, token: Token, spender: ChecksumAddress, needed: int, timeout_s: float
@@ -148,7 +152,7 @@ class EvmAccount:
         """Approve ``spender`` for ``needed`` units of ``token`` when its allowance is short,
         and wait for the approval to be mined (the swap's gas estimate needs it)."""
         functions = self.web3.eth.contract(address=token.address, abi=ERC20_ABI).functions
-        allowed = self.call(functions.allowance(self.address, spender).call, "read allowance")
+        allowed = self.read(functions.allowance(self.address, spender), "read allowance")
         if int(allowed) >= needed:
             return
         signed, _ = self.sign(functions.approve(spender, needed))
