@@ -15,7 +15,7 @@ import pandas as pd
 from trademl.backtest.strategies import maxmin_signals
 from trademl.data.stores import SeriesInfo
 from trademl.data.timeframes import Timeframe
-from trademl.errors import NotFoundError, TradeMLError
+from trademl.errors import ConfigError, NotFoundError, TradeMLError
 from trademl.features import build_features, load_feature_set, preset_names, warmup_bars
 from trademl.serving.deps import ServingState
 from trademl.serving.host import Served
@@ -61,7 +61,10 @@ def check_symbol(symbol: str) -> str:
 def series_info(state: ServingState, symbol: str, timeframe: str) -> SeriesInfo:
     """The stored series, or a NotFoundError naming what is missing."""
     check_symbol(symbol)
-    tf = Timeframe.parse(timeframe).name  # an unknown timeframe raises, naming it
+    try:
+        tf = Timeframe.parse(timeframe).name
+    except ConfigError as error:  # a page that does not exist, as an unknown symbol
+        raise NotFoundError(str(error)) from None
     info = state.store.info(symbol, tf)
     if info is None:
         raise NotFoundError(f"no {symbol} {tf} candles in the store")

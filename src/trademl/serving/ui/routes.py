@@ -235,7 +235,10 @@ async def _decide(request: Request, name: str, action: str) -> Response:
         try:
             if action == "promote":
                 version = check_version(form.get("version") or "challenger")
-                decision = promote(name, version, settings=state.settings, reason="dashboard")
+                force = form.get("force") == "1"
+                decision = promote(
+                    name, version, force=force, settings=state.settings, reason="dashboard"
+                )
             else:
                 decision = rollback(name, settings=state.settings, reason="dashboard")
             state.host.refresh(only=name)  # served at once, as the API does

@@ -36,7 +36,7 @@
     var url = scheme + window.location.host + status.getAttribute("data-stream");
 
     function show(message) {
-      var bar = message.bar_timestamp;
+      var bar = new Date(message.bar_timestamp).toISOString();
       var row = body.querySelector('tr[data-bar="' + CSS.escape(bar) + '"]');
       if (!row) {
         row = document.createElement("tr");
