@@ -269,7 +269,7 @@ class TradingLoop:
         if intent is not None and intent.state != "pending":
             intent = self._sync(intent)
             if intent is not None and intent.state == "open":
-                intent = self._emulated_exit(intent, candles.iloc[-1], bar)
+                intent = self._emulated_exit(intent, candles)
         if intent is None:
             signal = self.signals(candles)
             if signal.side != 0:
@@ -478,11 +478,11 @@ class TradingLoop:
         else:
             self._update(intent.id, exits="emulated")
 
-    def _emulated_exit(self, intent: Intent, candle: pd.Series, bar: pd.Timestamp) -> Intent | None:
+    def _emulated_exit(self, intent: Intent, candles: pd.DataFrame) -> Intent | None:
         """Exit at market once the closed bar touched a level the venue does not hold."""
         if intent.exits not in ("stop", "emulated"):
             return intent
-        high, low = float(candle["high"]), float(candle["low"])
+        high, low = (float(candles[c].to_numpy()[-1]) for c in ("high", "low"))
         long = intent.side > 0
         stop_hit = (low <= intent.stop) if long else (high >= intent.stop)
         target_hit = (high >= intent.target) if long else (low <= intent.target)
@@ -538,25 +538,44 @@ def paper_step(loop: TradingLoop, broker: PaperBroker, candles: pd.DataFrame) ->
     """Drive ``broker`` and ``loop`` through the last of ``candles``, a closed bar: the bar
     opens (waiting orders fill, the loop enters), its range runs (stops and targets fill), it
     closes (the loop tracks and takes the next signal)."""
+    prices = tuple(float(candles[c].to_numpy()[-1]) for c in ("open", "high", "low", "close"))
+    _paper_bar(loop, broker, candles, *prices)
+
+
+def _paper_bar(
+    loop: TradingLoop,
+    broker: PaperBroker,
+    candles: pd.DataFrame,
+    open_: float,
+    high: float,
+    low: float,
+    close: float,
+) -> None:
     bar = pd.Timestamp(candles.index[-1])
-    row = candles.iloc[-1]
     symbol = loop.config.symbol
-    broker.open_bar(symbol, bar, float(row["open"]))
-    loop.on_bar_open(bar, float(row["open"]))
-    broker.close_bar(symbol, bar, float(row["high"]), float(row["low"]), float(row["close"]))
+    broker.open_bar(symbol, bar, open_)
+    loop.on_bar_open(bar, open_)
+    broker.close_bar(symbol, bar, high, low, close)
     loop.on_bar_close(candles)
 
 
 def replay(loop: TradingLoop, broker: PaperBroker, candles: pd.DataFrame) -> int:
     """Replay ``candles`` bar by bar through ``loop`` on the paper ``broker``, resuming after
     the loop's last handled bar; returns the bars stepped."""
-    stepped = 0
     start = 0
     if loop.last_bar is not None:
         start = int(candles.index.searchsorted(loop.last_bar, side="right"))
-    for end in range(start + 1, len(candles) + 1):
+    prices = [candles[c].to_numpy(dtype=float).tolist() for c in ("open", "high", "low", "close")]
+    stepped = 0
+    for position in range(start, len(candles)):
         if loop.stopped:
             break
-        paper_step(loop, broker, candles.iloc[:end])
+        bar_prices = (
+            prices[0][position],
+            prices[1][position],
+            prices[2][position],
+            prices[3][position],
+        )
+        _paper_bar(loop, broker, candles.iloc[: position + 1], *bar_prices)
         stepped += 1
     return stepped
