@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.binance_spot import BinanceError, SpotExchange, SpotOrder, now_ms
+from tests.support.binance_market import BinanceError, now_ms
+from tests.support.binance_spot import SpotExchange, SpotOrder
 
 FaultKind = Literal["throttle", "delay_before", "delay_after", "drop_after"]
 RATE_LIMITED = (

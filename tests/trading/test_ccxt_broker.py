@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from loguru import logger
 from pydantic import SecretStr
+from tests.support.binance_market import Market
 from tests.support.binance_server import BinanceSpotServer, binance_spot_server
-from tests.support.binance_spot import Market, SpotExchange
+from tests.support.binance_spot import SpotExchange
 
 from trademl.config import Settings
 from trademl.errors import ConfigError, OrderRejectedError, TradingError, VenueUnavailableError
