@@ -101,10 +101,6 @@ class CcxtBroker:
     symbols:
         Markets whose holdings :meth:`positions` reports (markets traded through this broker
         are added as they are used).
-
-    Examples
-    --------
-    >>> CcxtBroker.from_settings("binance", settings)  # doctest: +SKIP
     """
 
     def __init__(
