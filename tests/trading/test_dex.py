@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 from eth_account import Account
@@ -21,6 +22,7 @@ from tests.support.evm_rpc import json_rpc_server
 
 from trademl.config import Settings
 from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
+from trademl.redact import redact
 from trademl.trading.broker import Broker, OrderRequest
 from trademl.trading.dex import DexBroker
 
@@ -223,7 +225,10 @@ def test_buy_and_sell_move_balances_exactly_by_the_pool_formula(
     ]
     assert fills[0].fee == pytest.approx(paid / USDT * 0.003, abs=1e-6)
     assert fills[0].time <= fills[1].time
-    assert broker.fills("BTCUSDT", since=fills[1].time + __import__("pandas").Timedelta("1s")) == []
+    later = fills[1].time + pd.Timedelta("1s")
+    assert broker.fills("BTCUSDT", since=later) == []
+    assert broker.fills("BTCUSDT", since=later.tz_localize(None)) == []  # naive is UTC
+    assert len(broker.fills("BTCUSDT", since=fills[1].time.tz_convert("Asia/Tokyo"))) == 1
     (position,) = broker.positions()
     assert (position.symbol, position.quantity) == ("BTCUSDT", pytest.approx(0.03))
     assert position.average_price == pytest.approx(bought.average_price)
@@ -270,10 +275,10 @@ def test_the_same_client_id_swaps_once_even_after_a_restart(
         chain.w3.eth.get_transaction_count(account.address),
     ) == (held, nonce)
     assert restarted.order("ETHUSDT", "once") is None  # another market's id space
-    assert (
-        make_broker(chain.fund(), orders_path=tmp_path / "map.sqlite").order("BTCUSDT", "once")
-        is None
-    )
+    stranger = make_broker(chain.fund(), orders_path=tmp_path / "map.sqlite")
+    assert stranger.order("BTCUSDT", "once") is None  # another account's order
+    with pytest.raises(OrderRejectedError, match="once: this client id belongs to another"):
+        stranger.submit(OrderRequest("once", "BTCUSDT", "buy", "market", 0.01))
 
 
 def test_the_slippage_limit_reverts_a_swap_the_pool_moved_against(
@@ -485,7 +490,7 @@ def test_secrets_never_appear_in_errors_reprs_or_logs(
         dex_rpc_url="http://trader:rpc-s3cret-pw@127.0.0.1:9/rpc",
         dex_private_key=key,
         dex_router=chain.router.address,
-        dex_markets=json.loads(json.dumps({"BTCUSDT": [chain.btc.address, chain.usdt.address]})),
+        dex_markets={"BTCUSDT": (chain.btc.address, chain.usdt.address)},
         http_timeout_s=2,
     )
     with pytest.raises(VenueUnavailableError, match="cannot read the chain id") as unreachable:
@@ -499,8 +504,12 @@ def test_secrets_never_appear_in_errors_reprs_or_logs(
     messages.append(str(rejected.value))
     order = broker.order("BTCUSDT", "s-2")
     assert order is not None
-    messages += [repr(order), *log_lines]
+    messages += [repr(order), *log_lines, redact(f"signed with {key}")]
     assert any("s-1" in line for line in log_lines)  # the broker does log its orders
+    # The order map keeps signed transactions (public once sent), never the key.
+    stored = (tmp_path / "dex_orders.sqlite").read_bytes()
+    assert bytes.fromhex(key.removeprefix("0x")) not in stored
+    assert key.removeprefix("0x").encode() not in stored
     for text in messages:
         for secret in (key, key.removeprefix("0x"), "rpc-s3cret-pw"):
             assert secret not in text

@@ -15,6 +15,7 @@ restarted broker finds its orders, and broadcasts what the chain never saw.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -23,9 +24,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from eth_account import Account
+from eth_typing import HexStr
 from loguru import logger
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TimeExhausted, TransactionNotFound
+from web3.exceptions import TransactionNotFound
 
 from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
 from trademl.redact import redact
@@ -194,6 +196,11 @@ class DexBroker:
         """
         with self._lock:
             known = self._store.get(request.client_id)
+            if known is not None and known.account != self.address:
+                raise OrderRejectedError(
+                    f"dex order {request.client_id}: this client id belongs to another account "
+                    "in the order map"
+                )
             if known is not None:
                 return self._to_order(self._refresh(known))
             if request.kind != "market":
@@ -308,10 +315,13 @@ class DexBroker:
         with self._lock:
             rows = self._store.rows(self.address, symbol=symbol, status="filled")
         found = []
+        if since is not None:
+            since = pd.Timestamp(since)
+            since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
         for row in rows:
             assert row.block_time is not None and row.average_price is not None
-            time = pd.Timestamp(row.block_time)
-            if since is not None and time < since:
+            mined = pd.Timestamp(row.block_time)
+            if since is not None and mined < since:
                 continue
             found.append(
                 Fill(
@@ -321,7 +331,7 @@ class DexBroker:
                     quantity=row.filled,
                     price=row.average_price,
                     fee=row.fee,
-                    time=time,
+                    time=mined,
                     fill_id=str(row.tx_hash),
                 )
             )
@@ -388,43 +398,42 @@ class DexBroker:
         return row
 
     def _await(self, row: DexOrderRow, timeout_s: float) -> DexOrderRow:
-        """The row settled by its receipt (or its cancel's), or unchanged while in flight."""
-        for tx_hash, cancel in ((row.tx_hash, False), (row.cancel_hash, True)):
-            if tx_hash is None:
-                continue
-            try:
-                if timeout_s > 0 and not cancel:
-                    receipt = self._web3.eth.wait_for_transaction_receipt(
-                        tx_hash,  # type: ignore[arg-type]
-                        timeout=timeout_s,
-                        poll_latency=0.05,
-                    )
+        """The row settled by its receipt or its cancel's (whichever the chain mined), polled
+        for up to ``timeout_s``; unchanged while both are in flight."""
+        give_up = time.monotonic() + timeout_s
+        pause = 0.05
+        while True:
+            for tx_hash, cancel in ((row.tx_hash, False), (row.cancel_hash, True)):
+                if tx_hash is None:
+                    continue
+                try:
+                    receipt = self._web3.eth.get_transaction_receipt(HexStr(tx_hash))
+                except TransactionNotFound:
+                    continue
+                except UNREACHABLE as error:
+                    message = f"dex: cannot read a receipt: {redact(error)}"
+                    raise VenueUnavailableError(message) from None
+                if cancel:
+                    row = row.updated(status="canceled", reason="replaced by a cancel transaction")
                 else:
-                    receipt = self._web3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            except (TimeExhausted, TransactionNotFound):
-                continue
-            except UNREACHABLE as error:
-                raise VenueUnavailableError(
-                    f"dex: cannot read a receipt: {redact(error)}"
-                ) from None
-            if cancel:
-                row = row.updated(status="canceled", reason="replaced by a cancel transaction")
-            else:
-                row = self._settle(row, receipt)
-            self._store.update(row)
-            return row
-        return row
+                    row = self._settle(row, receipt)
+                self._store.update(row)
+                return row
+            if time.monotonic() + pause > give_up:
+                return row
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
 
     def _settle(self, row: DexOrderRow, receipt: TxReceipt) -> DexOrderRow:
         block = self._evm.call(
             lambda: self._web3.eth.get_block(receipt["blockNumber"]), "read a block"
         )
-        time = pd.Timestamp(int(block["timestamp"]), unit="s", tz="UTC").isoformat()
+        mined = pd.Timestamp(int(block["timestamp"]), unit="s", tz="UTC").isoformat()
         if receipt["status"] != 1:
             reason = self._evm.replay_reason(str(row.tx_hash), receipt["blockNumber"])
             logger.warning("dex {}: {} reverted: {}", row.client_id, row.tx_hash, reason)
             return row.updated(
-                status="rejected", reason=f"reverted on chain: {reason}", block_time=time
+                status="rejected", reason=f"reverted on chain: {reason}", block_time=mined
             )
         base_address, quote_address = self._markets[row.symbol]
         base, quote = self._evm.token(base_address), self._evm.token(quote_address)
@@ -448,7 +457,7 @@ class DexBroker:
             filled=filled,
             average_price=quote.amount(quote_units) / filled if filled else None,
             fee=quote.amount(int(fee_units)),
-            block_time=time,
+            block_time=mined,
         )
 
     def _refresh(self, row: DexOrderRow) -> DexOrderRow:
