@@ -14,8 +14,19 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 # The layers, outermost first: a module may import its own layer or any layer below it.
 LAYERS = (
-    # The shells: command line, HTTP server, background jobs, the demo and the Python API.
-    ("shells", ("trademl.cli", "trademl.serving", "trademl.jobs", "trademl.demo", "trademl.api")),
+    # The shells: command line, HTTP server, background jobs, the demo, the quickstart and the
+    # Python API.
+    (
+        "shells",
+        (
+            "trademl.cli",
+            "trademl.serving",
+            "trademl.jobs",
+            "trademl.demo",
+            "trademl.quickstart",
+            "trademl.api",
+        ),
+    ),
     # Trading: the live loop and its brokers, above the registry it takes the champion from.
     ("trading", ("trademl.trading",)),
     # Records what the core produced: the MLflow runs, the registry, the gate.

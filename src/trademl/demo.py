@@ -1,31 +1,26 @@
-"""The end-to-end demo behind ``make demo``: real candles in, a summary out.
-
-Later stages (features, training, validation, backtest, registry) extend this same function.
+"""The end-to-end demo behind ``make demo``: the quickstart's stages on the shared BTCUSDT
+1h file (:mod:`trademl.quickstart`), then monitoring and retraining on a later span.
 """
 
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from trademl.api import backtest, load_model
 from trademl.api import train as run_training
 from trademl.backtest.outcome import BacktestRun
 from trademl.backtest.strategy_table import STRATEGIES
 from trademl.config import Settings
-from trademl.data.candles import candle_index
-from trademl.data.gaps import GapReport, gap_report
-from trademl.data.ingest import ImportResult, import_path, ingest, open_default_store, read_series
+from trademl.data.gaps import GapReport
+from trademl.data.ingest import ImportResult
 from trademl.data.resample import resample_candles
 from trademl.data.sources.base import SOURCES
 from trademl.data.stores.base import STORES
-from trademl.features import FeatureCache, build_features, build_labels
-from trademl.features.horizons import HORIZON_NAMES
 from trademl.features.indicators import INDICATORS
 from trademl.models.base import MODELS
 from trademl.monitoring.assess import MonitoringError, served_records
@@ -33,8 +28,9 @@ from trademl.monitoring.html import write_report
 from trademl.monitoring.predictions import PredictionLog
 from trademl.monitoring.schedule import parse_cron
 from trademl.plugins import PluginTable
+from trademl.quickstart import FEATURE_SET, QuickstartResult, run_config, run_quickstart
 from trademl.run_outputs import RunResult
-from trademl.serving.parity import ParityReport, replay_parity
+from trademl.serving.parity import ParityReport
 from trademl.tracking.pipeline import load_pipeline
 from trademl.tracking.policy import check
 from trademl.tracking.registry import promote
@@ -45,57 +41,21 @@ DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
 
 
-DEMO_FEATURE_SET = "standard"
-# The last stored bars replayed one at a time through the served computation (a few seconds).
-DEMO_REPLAY_BARS = 48
+DEMO_FEATURE_SET = FEATURE_SET
+# The year the demo trains on (the README's numbers are from it).
+DEMO_SPAN = ("2023-08-01", "2024-08-01")
 
 
 def demo_run_config(settings: Settings) -> dict[str, Any]:
-    """The training run of the demo: examples/btc_1h.yaml plus a small GRU, output under home."""
-    return {
-        "data": {
-            "symbol": DEMO_SYMBOL,
-            "timeframe": DEMO_TIMEFRAME,
-            "start": "2023-08-01",
-            "end": "2024-08-01",
-        },
-        "features": DEMO_FEATURE_SET,
-        "labels": {
-            "kinds": ["direction", "max_high", "min_low"],
-            "horizons": ["intraday", "swing"],
-        },
-        "models": [
-            {
-                "kind": "lgbm",
-                "params": {
-                    "n_estimators": 300,
-                    "learning_rate": 0.03,
-                    "num_leaves": 15,
-                    "min_child_samples": 200,
-                },
-            },
-            # A small GRU beside it: a deep kind under the same folds and in the same report.
-            {"kind": "gru", "params": {"hidden": 16, "epochs": 5, "seq_len": 24}},
-        ],
-        "validation": {
-            "kind": "walk_forward",
-            "params": {"test_size": 500, "n_splits": 8, "min_train_size": 3500},
-        },
-        "uncertainty": {"alpha": 0.1, "intervals": "conformal", "calibration": "sigmoid"},
-        # The gate asks what the product promises: a better range forecast than the HAR
-        # volatility baseline, out of sample, with intervals that cover. (On this year the
-        # direction forecast does not beat the class prior; the summary says so.)
-        "registry": {
-            "gate": {
-                "target": "min_low",
-                "metric": "r2",
-                "horizon": "intraday",
-                "coverage_tolerance": 0.05,
-            }
-        },
-        "output": str(settings.home / "runs" / "btc_1h_demo"),
-        "seed": 0,
-    }
+    """The training run of the demo: the quickstart's on the shared year, a small GRU beside."""
+    return run_config(
+        settings,
+        DEMO_SYMBOL,
+        DEMO_TIMEFRAME,
+        DEMO_SPAN,
+        output=settings.home / "runs" / "btc_1h_demo",
+        deep=True,
+    )
 
 
 # The monitoring stage: a champion trained on the year before MONITOR_FEED, the bars after it
@@ -162,6 +122,7 @@ class DemoSummary:
     # Family → (names registered, of which from installed packages' entry points).
     plugins: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     monitoring: MonitoringDemo | None = None
+    quickstart: QuickstartResult | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -173,87 +134,48 @@ def demo_data_file(settings: Settings) -> Path | None:
 
 
 def run_demo(
-    settings: Settings, *, download_start: str = "2024-01-01", train: bool = True
+    settings: Settings,
+    *,
+    download_start: str = "2024-01-01",
+    train: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> DemoSummary:
-    """Ingest real BTCUSDT 1h candles (shared file, else the Binance archives) and summarise."""
+    """The quickstart's stages on BTCUSDT 1h (the shared file, else the Binance archives),
+    then the monitoring stage; a download holds too little history for the folds: no training."""
     path = demo_data_file(settings)
-    with open_default_store(settings) as store:
-        if path is not None:
-            origin = str(path)
-            imported = import_path(path, store)[0]
-        else:
-            origin = "binance public archives"
-            imported = ingest(
-                "binance",
-                store,
-                settings,
-                symbol=DEMO_SYMBOL,
-                timeframe=DEMO_TIMEFRAME,
-                start=pd.Timestamp(download_start, tz="UTC"),
-            )
-        candles = read_series(store, DEMO_SYMBOL, DEMO_TIMEFRAME)
-        store_url = settings.market_store_url
-    daily = resample_candles(candles, DEMO_TIMEFRAME, "1d").candles
-    returns = daily["close"].pct_change().dropna()
-    started = time.perf_counter()
-    cache = FeatureCache(settings.cache_dir / "features")
-    features = build_features(candles, DEMO_FEATURE_SET, warmup="drop", cache=cache)
-    seconds = time.perf_counter() - started
-    specs = [
-        {"kind": kind, "horizon": horizon}
-        for horizon in HORIZON_NAMES
-        for kind in ("direction", "max_high", "min_low")
-    ]
-    labels = build_labels(candles, specs)
-    gaps = gap_report(candle_index(candles), DEMO_TIMEFRAME)
-    # A download fallback may hold too little history for the demo's folds: skip training then.
-    training = (
-        run_training(demo_run_config(settings), settings=settings)
-        if train and path is not None
-        else None
+    quick = run_quickstart(
+        settings,
+        source=path or "binance",
+        symbol=DEMO_SYMBOL,
+        timeframe=DEMO_TIMEFRAME,
+        span=DEMO_SPAN,
+        deep=True,
+        train=train and path is not None,
+        output=settings.home / "runs" / "btc_1h_demo",
+        download_start=pd.Timestamp(download_start, tz="UTC"),
+        say=say,
     )
-    trades = None
-    if training is not None:
-        trades = backtest(
-            {
-                "run": str(training.output),
-                "strategy": {
-                    "kind": "maxmin",
-                    "model": "lgbm",
-                    "horizon": "intraday",
-                    "params": {"max_bars": 6},
-                },
-                "costs": {"fee_bps": 10, "slippage_bps": 5},
-                # The grid makes the DSR count every configuration tried, and gives the PBO.
-                "grid": {"reward_risk": [1.0, 1.5, 2.0, 3.0], "min_confidence": [0.0, 0.1]},
-                "output": str(settings.home / "runs" / "btc_1h_demo_backtest"),
-            },
-            settings=settings,
-        )
-    parity, same = None, None
-    if training is not None and training.model_name and training.model_version is not None:
-        # The registered version, as the server loads it, replayed over the stored bars.
-        pipeline, _ = load_pipeline(training.model_name, training.model_version, settings)
-        parity = replay_parity(pipeline, candles, DEMO_REPLAY_BARS)
-        folder = load_model(training.output)
-        same = folder.predict_last(candles).values == pipeline.predict_last(candles).values
-    monitoring = run_monitoring_demo(settings, candles) if training is not None else None
+    daily = resample_candles(quick.candles, DEMO_TIMEFRAME, "1d").candles
+    returns = daily["close"].pct_change().dropna()
+    training = quick.training
+    monitoring = run_monitoring_demo(settings, quick.candles) if training is not None else None
     return DemoSummary(
-        origin,
-        store_url,
-        imported,
-        candles,
-        gaps,
+        quick.origin,
+        quick.store_url,
+        quick.imported,
+        quick.candles,
+        quick.gaps,
         returns,
-        features,
-        seconds,
-        labels,
+        quick.features,
+        quick.features_seconds,
+        quick.labels,
         training,
-        trades,
-        parity,
-        same,
+        quick.backtest,
+        quick.parity,
+        quick.folder_matches_registry,
         plugin_families(),
         monitoring,
+        quick,
     )
 
 
