@@ -89,42 +89,23 @@ class CcxtBroker:
     ----------
     exchange:
         A ccxt exchange object with keys set (see :meth:`from_settings`).
-    retries:
-        Network failures a call survives (and ambiguous submissions resent) before
-        :class:`~trademl.errors.VenueUnavailableError`.
-    retry_delay_s:
-        First pause before retrying a read; it doubles on each retry.
-    recv_window_s:
-        How long after sending a request the venue may still execute it.
-    max_rate_wait_s:
-        Longest ``Retry-After`` the broker waits out; a longer one is an error.
+    calls:
+        How requests are retried and rate limits waited out; by default
+        :class:`~trademl.trading.ccxt_calls.VenueCalls` with its defaults.
     symbols:
         Markets whose holdings :meth:`positions` reports (markets traded through this broker
         are added as they are used).
     """
 
     def __init__(
-        self,
-        exchange: Any,
-        *,
-        retries: int = 3,
-        retry_delay_s: float = 0.5,
-        recv_window_s: float = 5.0,
-        max_rate_wait_s: float = 60.0,
-        symbols: Iterable[str] = (),
+        self, exchange: Any, *, calls: VenueCalls | None = None, symbols: Iterable[str] = ()
     ) -> None:
         import ccxt
 
         self._ccxt = ccxt
         self.exchange = exchange
         self.name = f"ccxt:{exchange.id}"
-        self.calls = VenueCalls(
-            exchange,
-            retries=retries,
-            retry_delay_s=retry_delay_s,
-            recv_window_s=recv_window_s,
-            max_rate_wait_s=max_rate_wait_s,
-        )
+        self.calls = calls if calls is not None else VenueCalls(exchange)
         self._binance = exchange.id in BINANCE_LIKE
         has = exchange.has
         self.capabilities = Capabilities(
@@ -152,12 +133,11 @@ class CcxtBroker:
         ConfigError
             See :func:`trademl.trading.ccxt_venue.connect`.
         """
-        return cls(
-            connect(exchange, settings),
-            retries=settings.http_retries,
-            recv_window_s=settings.exchange_recv_window_s,
-            symbols=symbols,
+        venue = connect(exchange, settings)
+        calls = VenueCalls(
+            venue, retries=settings.http_retries, recv_window_s=settings.exchange_recv_window_s
         )
+        return cls(venue, calls=calls, symbols=symbols)
 
     # -- symbols and orders ---------------------------------------------------------------------
 
