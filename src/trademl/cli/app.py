@@ -23,6 +23,7 @@ from trademl.cli import labels as labels_commands
 from trademl.cli import mlflow_ui as mlflow_commands
 from trademl.cli import models as models_commands
 from trademl.cli import monitor as monitor_commands
+from trademl.cli import quickstart as quickstart_commands
 from trademl.cli import runs as runs_commands
 from trademl.cli import serve as serve_commands
 from trademl.cli import trade as trade_commands
@@ -46,6 +47,7 @@ app.add_typer(labels_commands.app, name="labels")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(models_commands.app, name="models")
 app.add_typer(mlflow_commands.app, name="mlflow")
+app.command("quickstart")(quickstart_commands.quickstart)
 app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
 app.command("backtest")(backtest_commands.backtest)
