@@ -450,9 +450,16 @@ class TradeJournal:
         as it is (a retry after a restart)."""
         with self._begin() as conn:
             known = conn.execute(
-                sa.select(_orders.c.client_id).where(_orders.c.client_id == request.client_id)
+                sa.select(_orders.c.state).where(_orders.c.client_id == request.client_id)
             ).first()
             if known is not None:
+                if known.state == "not_sent":  # sent again after a restart: unknown again
+                    conn.execute(
+                        _orders.update()
+                        .where(_orders.c.client_id == request.client_id)
+                        .values(state="sending", updated=_now())
+                    )
+                    self._event(conn, loop, "order", request.client_id, state="sending")
                 return
             now = _now()
             conn.execute(

@@ -31,14 +31,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 from loguru import logger
 
 from trademl.errors import OrderRejectedError, RiskLimitError, VenueUnavailableError
-from trademl.pipeline import PipelineModel
 from trademl.trading.broker import Broker, OcoBroker, Order, OrderRequest, Side
 from trademl.trading.journal import ACTIVE_STATES, Intent, JournalOrder, TradeJournal
 from trademl.trading.paper import PaperBroker
@@ -50,6 +49,9 @@ CHECKPOINT_S = 30.0
 #: Longest wall-clock time between two looks at the kill switch (a replay runs many bars a
 #: second; live, every bar looks).
 SWITCH_CHECK_S = 1.0
+if TYPE_CHECKING:  # the models import scikit-learn: seconds a replay does not need
+    from trademl.pipeline import PipelineModel
+
 _DONE_EMPTY = ("rejected", "canceled", "expired", "not_sent")
 
 
