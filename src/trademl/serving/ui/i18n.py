@@ -99,8 +99,12 @@ def format_share(value: float | None, locale: str, digits: int = 1) -> str:
     """``value`` (a fraction) as a percentage in the locale's format."""
     if value is None or not math.isfinite(float(value)):
         return "-"
-    pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "") + "%"
-    return str(format_percent(value, format=pattern, locale=Locale.parse(locale)))
+    parsed = Locale.parse(locale)
+    # The locale's own pattern (its sign placement and spacing) with ``digits`` decimals.
+    pattern = parsed.percent_formats[None].pattern.replace(
+        "#,##0", "#,##0" + ("." + "0" * digits if digits > 0 else ""), 1
+    )
+    return str(format_percent(value, format=pattern, locale=parsed))
 
 
 def format_time(value: datetime | None, locale: str) -> str:
