@@ -1,8 +1,13 @@
-"""``trademl serve``: the HTTP and WebSocket API on uvicorn."""
+"""``trademl serve``: the HTTP and WebSocket API on uvicorn; ``trademl dashboard``: the same
+server, with its dashboard (``/ui``) opened in a browser once it answers."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+import urllib.request
+import webbrowser
 from typing import Annotated
 
 import typer
@@ -47,3 +52,48 @@ def serve(
         access_log=access_log,
         log_level=_UVICORN_LEVELS.get(settings.log_level, "info"),
     )
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The dashboard's URL on a server bound to ``host``:``port`` (a wildcard bind is reached
+    on the loopback address)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/ui"
+
+
+def _open_when_answering(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url.removesuffix("/ui") + "/health", timeout=2):
+                webbrowser.open(url)
+                return
+        except OSError:
+            time.sleep(0.5)
+
+
+def dashboard(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (TRADEML_SERVE_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (TRADEML_SERVE_PORT).")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the dashboard in a browser.")
+    ] = True,
+) -> None:
+    """Serve the API with its web dashboard and open the dashboard (/ui) in a browser.
+
+    The same server as `trademl serve` (one worker): Market, Live, Backtests, Models,
+    Monitoring and Jobs pages in English, Russian or Spanish. Promotions, rollbacks and
+    training from the pages need signing in with the API key (TRADEML_API_KEY).
+    """
+    settings = get_settings()
+    url = dashboard_url(host or settings.serve_host, port or settings.serve_port)
+    typer.echo(f"dashboard: {url}")
+    if open_browser:
+        threading.Thread(target=_open_when_answering, args=(url,), daemon=True).start()
+    serve(host=host, port=port, workers=1, access_log=False)
