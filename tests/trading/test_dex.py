@@ -194,6 +194,10 @@ def test_the_broker_is_a_broker_that_swaps_at_market_only(
         broker.submit(OrderRequest("eth", "ETHUSDT", "buy", "market", 0.01))
     with pytest.raises(OrderRejectedError, match="below one unit of BTC"):
         broker.submit(OrderRequest("dust", "BTCUSDT", "buy", "market", 1e-9))
+    with pytest.raises(OrderRejectedError, match="quantity 1e\\+80 is beyond what a token"):
+        broker.submit(OrderRequest("huge", "BTCUSDT", "sell", "market", 1e80))
+    assert broker.order("BTCUSDT'; DROP TABLE dex_orders; --", "dust") is None
+    assert broker.open_orders("BTCUSDT") == [] and broker.fills("BTCUSDT") == []
 
 
 def test_buy_and_sell_move_balances_exactly_by_the_pool_formula(

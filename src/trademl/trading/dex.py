@@ -364,6 +364,11 @@ class DexBroker:
                 f"dex order {request.client_id}: quantity {request.quantity!r} is below one "
                 f"unit of {base.symbol} ({base.decimals} decimals)"
             )
+        if units >= 2**256:
+            raise OrderRejectedError(
+                f"dex order {request.client_id}: quantity {request.quantity!r} is beyond what "
+                "a token amount can hold (uint256)"
+            )
         latest = self._evm.call(lambda: self._web3.eth.get_block("latest"), "read the latest block")
         deadline = int(latest["timestamp"]) + self._deadline_s
         slip = Decimal(repr(self._slippage_bps)) / 10_000
