@@ -15,21 +15,18 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
+import vyper
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from loguru import logger
 from tests.support.evm_rpc import json_rpc_server
+from web3 import EthereumTesterProvider, Web3
 
 from trademl.config import Settings
 from trademl.errors import ConfigError, OrderRejectedError, VenueUnavailableError
 from trademl.redact import redact
 from trademl.trading.broker import Broker, OrderRequest
 from trademl.trading.dex import DexBroker
-
-vyper = pytest.importorskip("vyper")
-web3_module = pytest.importorskip("web3")
-Web3 = web3_module.Web3
-EthereumTesterProvider = web3_module.EthereumTesterProvider
 
 BTC, USDT = 10**8, 10**6  # token units per coin (8 and 6 decimals)
 
