@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.docs.blocks import Block, blocks_of, output_matches, pages
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import IN_CI
 
 REPO = Path(__file__).resolve().parents[2]
