@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trademl.cli.backtest import print_metrics
+from trademl.cli.serve import dashboard_url
 from trademl.cli.train import print_summary, print_tracking
 from trademl.config import get_settings
 from trademl.errors import TradeMLError
@@ -95,6 +96,11 @@ def demo() -> None:
             "predict: curl -s -X POST http://127.0.0.1:8000/api/v1/predict "
             "-H 'Content-Type: application/json' "
             '-d \'{"symbol": "BTCUSDT", "timeframe": "1h", "horizon": "all"}\''
+        )
+        settings = get_settings()
+        console.print(
+            f"dashboard: {dashboard_url(settings.serve_host, settings.serve_port)}   "
+            f"(trademl --home {settings.home} dashboard; English, Russian, Spanish)"
         )
     if summary.monitoring is not None:
         _print_monitoring(summary.monitoring)
