@@ -77,6 +77,7 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     # The run folder's own pipeline (no MLflow) predicts what the registered version predicts.
     text = " ".join(result.stdout.split())
     assert "loaded without MLflow, predicts the last bar exactly as the registered version" in text
+    assert "dashboard: http://127.0.0.1:8000/ui" in text
     # Every plug-in family lists the example package's entry (installed by make install).
     plugins = re.search(r"^plug-ins: (.*)$", result.stdout, re.MULTILINE)
     assert plugins is not None, result.stdout
