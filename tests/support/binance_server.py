@@ -65,6 +65,7 @@ class BinanceSpotServer:
     hits: list[Hit] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock_offset_ms: int = 0  # how far the venue's clock runs ahead of this machine's
 
     def inject(
         self, method: str, path: str, kind: FaultKind, seconds: float = 0.0, count: int = 1
@@ -103,7 +104,7 @@ class BinanceSpotServer:
         window = int(params.get("recvWindow", "5000"))
         if window > 60_000:
             raise BinanceError(400, -1131, "recvWindow must be less than 60000")
-        stamp, now = int(params["timestamp"]), now_ms()
+        stamp, now = int(params["timestamp"]), now_ms() + self.clock_offset_ms
         if stamp > now + 1000 or now - stamp > window:
             raise BinanceError(
                 400, -1021, "Timestamp for this request is outside of the recvWindow."
@@ -116,7 +117,7 @@ class BinanceSpotServer:
         exchange = self.exchange
         public = {
             ("GET", "/api/v3/ping"): lambda: {},
-            ("GET", "/api/v3/time"): lambda: {"serverTime": now_ms()},
+            ("GET", "/api/v3/time"): lambda: {"serverTime": now_ms() + self.clock_offset_ms},
             ("GET", "/api/v3/exchangeInfo"): lambda: {
                 "timezone": "UTC",
                 "serverTime": now_ms(),

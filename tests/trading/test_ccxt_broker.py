@@ -174,6 +174,17 @@ def test_refused_orders_raise_with_the_venue_reason_and_change_nothing(
     assert len(venue.calls("POST", ORDER)) == 1  # refused once, never resent
 
 
+def test_requests_are_signed_on_the_venue_clock(
+    venue: BinanceSpotServer, connect: Callable[..., CcxtBroker]
+) -> None:
+    # The venue's clock runs 3 s ahead, five times the recv window: requests stamped with this
+    # machine's clock would all be refused (-1021).
+    venue.clock_offset_ms = 3000
+    order = connect().submit(_market("entry-clock"))
+    assert order.status == "filled"
+    assert {hit.status for hit in venue.calls("POST", ORDER)} == {200}
+
+
 def test_429_waits_the_retry_after_the_venue_asks(
     venue: BinanceSpotServer, connect: Callable[..., CcxtBroker]
 ) -> None:
@@ -356,7 +367,8 @@ def test_hostile_symbols_are_refused_before_any_request(
     assert venue.hits == []
     with pytest.raises(ConfigError, match="no spot market 'DOGEUSDT'"):
         broker.order("DOGEUSDT", "ok-1")
-    assert [hit.path for hit in venue.hits] == ["/api/v3/exchangeInfo"]  # markets, no order call
+    # Only the markets and the venue's clock were asked for, no order.
+    assert {hit.path for hit in venue.hits} == {"/api/v3/exchangeInfo", "/api/v3/time"}
 
 
 @pytest.mark.parametrize(

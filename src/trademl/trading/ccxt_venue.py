@@ -43,6 +43,8 @@ def _options(exchange_id: str, settings: Settings) -> dict[str, Any]:
         options.update(
             {
                 "recvWindow": round(settings.exchange_recv_window_s * 1000),
+                # Sign with the exchange's clock: the recv window is measured on it.
+                "adjustForTimeDifference": True,
                 # Spot only: no futures exchangeInfo, no wallet endpoint a testnet lacks.
                 "fetchMarkets": {"types": ["spot"]},
                 "fetchCurrencies": False,
