@@ -19,11 +19,18 @@ threads. wrk shares the machine's cores with the server, for both servers alike.
 on PATH an asyncio + httpx client stands in; it saturates before the server on 2 cores, so its
 figures are a floor, and the table says which driver measured it.
 
+The prediction log's cost: the logged and the unlogged server in alternating cells (ABBA,
+``--log-repeats`` pairs per path and concurrency), each logged cell started with the journal
+drained and ended with its backlog recorded; reported as the median over pairs of the req/s
+lost and of the extra server CPU per answer (the process tree's user + system time, the
+journal's mover included: a figure that other load on the machine does not move).
+``--log-only`` runs just these cells.
+
 Then, in process, where the time of one request goes: each stage of the store path and of
 the candles path timed alone (median of many calls), and with ``--profile`` a yappi CPU
 profile of the running server under wrk load on the store path (needs ``yappi`` importable).
 
-Run: .venv/bin/python bench/serve_bench.py [--seconds 10] [--home DIR] [--profile]
+Run: .venv/bin/python bench/serve_bench.py [--seconds 10] [--home DIR] [--profile] [--log-only]
 """
 
 from __future__ import annotations
@@ -392,13 +399,16 @@ async def python_load(url: str, body: bytes, concurrency: int, seconds: float) -
 def measure(
     url: str, body: Path, concurrency: int, seconds: float, script: Path | None
 ) -> dict[str, Any]:
-    """One cell after a warm-up run whose figures are dropped."""
+    """One cell after a warm-up run whose figures are dropped (its request count is kept as
+    ``warmup_requests``: the server's CPU is read across both)."""
     if script is not None:
-        wrk_load(url, body, concurrency, WARMUP_S, script)
-        return wrk_load(url, body, concurrency, seconds, script)
-    payload = body.read_bytes()
-    asyncio.run(python_load(url, payload, concurrency, WARMUP_S))
-    return asyncio.run(python_load(url, payload, concurrency, seconds))
+        warm = wrk_load(url, body, concurrency, WARMUP_S, script)
+        cell = wrk_load(url, body, concurrency, seconds, script)
+    else:
+        payload = body.read_bytes()
+        warm = asyncio.run(python_load(url, payload, concurrency, WARMUP_S))
+        cell = asyncio.run(python_load(url, payload, concurrency, seconds))
+    return {**cell, "warmup_requests": warm["requests"]}
 
 
 # -- where the time goes -----------------------------------------------------------------------
@@ -579,7 +589,9 @@ def print_table(table: dict[str, dict[str, dict[str, Any]]], bodies: Bodies) -> 
             )
 
 
-def verdicts(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
+def verdicts(
+    table: dict[str, dict[str, dict[str, Any]]], costs: dict[str, dict[str, float]]
+) -> dict[str, bool]:
     """Issue 13's targets, met or not, on this run's figures."""
     store = table["trademl (store, cached per bar)"]
     candles = table["trademl (candles in body)"]
@@ -595,27 +607,164 @@ def verdicts(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
             candles[c]["rps"] >= TARGET_CANDLES_X_MLFLOW * mlflow_row[c]["rps"] for c in ("8", "32")
         ),
         "no errors": all(row["errors"] == 0 for by_c in table.values() for row in by_c.values()),
-        f"prediction log costs <= {TARGET_LOG_COST:.0%} of req/s (every path and c)": all(
-            cost <= TARGET_LOG_COST for by_c in log_cost(table).values() for cost in by_c.values()
+        f"prediction log costs <= {TARGET_LOG_COST:.0%} of req/s (median of paired cells, "
+        "every path and c)": all(
+            cost <= TARGET_LOG_COST for by_c in costs.values() for cost in by_c.values()
         ),
     }
 
 
-def log_cost(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Throughput lost to the prediction log (1 - logged / unlogged req/s), per path and
-    concurrency, both servers measured in this run."""
-    pairs = {
-        "store": ("trademl (store, cached per bar)", UNLOGGED_STORE),
-        "candles": ("trademl (candles in body)", UNLOGGED_CANDLES),
-    }
+def log_cost(pairs: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, dict[str, float]]:
+    """Throughput lost to the prediction log: the median over paired cells of
+    1 - logged / unlogged req/s, per path and concurrency."""
     return {
-        path: {
-            c: 1.0 - table[logged][c]["rps"] / table[unlogged][c]["rps"]
-            for c in table[logged]
-            if table[unlogged][c]["rps"]
-        }
-        for path, (logged, unlogged) in pairs.items()
+        path: {c: float(np.median([p["cost"] for p in cells])) for c, cells in by_c.items()}
+        for path, by_c in pairs.items()
     }
+
+
+def journal_backlog(settings: Any) -> int:
+    """Bytes the logged server's journal holds that its mover has not moved yet."""
+    import sqlalchemy as sa
+
+    from trademl.monitoring.journal import journal_folder
+
+    files = {p.name: p.stat().st_size for p in journal_folder(settings).glob("*.jsonl")}
+    if not files:
+        return 0
+    engine = sa.create_engine(settings.prediction_log_url or settings.jobs_store_url)
+    offsets: dict[str, int] = {}
+    try:
+        with engine.connect() as connection:
+            offsets = dict(
+                connection.exec_driver_sql(
+                    'SELECT name, "offset" FROM prediction_log_journal'
+                ).all()
+            )
+    except sa.exc.DBAPIError:
+        pass  # not created yet: nothing moved
+    finally:
+        engine.dispose()
+    return int(sum(size - int(offsets.get(name, 0)) for name, size in files.items()))
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and every process below it, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def wait_drained(settings: Any, timeout_s: float = 60.0) -> float:
+    """Wait until the mover has moved everything; returns the seconds waited."""
+    started = time.monotonic()
+    while journal_backlog(settings) > 0 and time.monotonic() - started < timeout_s:
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def paired_log_cost(
+    setup: Setup,
+    servers: dict[str, tuple[str, int]],
+    bodies: Bodies,
+    seconds: float,
+    script: Path | None,
+    repeats: int,
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """The logged and the unlogged server (``servers``: url and pid of each) measured in
+    alternating cells (ABBA...), each logged cell started with the journal drained and ended
+    with its backlog recorded: the machine's drift during the run falls on both alike, and a
+    mover that falls behind shows. Each cell also records the CPU its server's process tree
+    (the logged one's mover included) spent per answer, which other load on the machine does
+    not move; a candles cell runs three times as long (tens of answers a second)."""
+    pairs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for path, body in (("store", bodies.store), ("candles", bodies.candles)):
+        pairs[path] = {}
+        for c in CONCURRENCY:
+            cells = pairs[path][str(c)] = []
+            for repeat in range(repeats):
+                figures: dict[str, float] = {}
+                order = ("logged", "unlogged") if repeat % 2 == 0 else ("unlogged", "logged")
+                for which in order:
+                    print(
+                        f"log cost, {path}, c{c}, {which} ({repeat + 1}/{repeats}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if which == "logged":
+                        wait_drained(setup.settings)
+                    url, pid = servers[which]
+                    cpu = tree_cpu_s(pid)
+                    cell = measure(url, body, c, seconds * (3 if path == "candles" else 1), script)
+                    figures[which] = cell["rps"]
+                    if which == "logged":
+                        figures["backlog_bytes"] = journal_backlog(setup.settings)
+                        figures["drain_s"] = wait_drained(setup.settings)
+                    answered = cell["requests"] + cell["warmup_requests"]
+                    figures[f"{which}_cpu_us"] = (tree_cpu_s(pid) - cpu) / answered * 1e6
+                figures["cost"] = 1.0 - figures["logged"] / figures["unlogged"]
+                figures["cpu_cost"] = figures["logged_cpu_us"] / figures["unlogged_cpu_us"] - 1.0
+                cells.append(figures)
+    return pairs
+
+
+def print_log_cost(results: dict[str, Any]) -> None:
+    for path, by_c in results["prediction_log_pairs"].items():
+        for c, cells in by_c.items():
+            each = ", ".join(
+                f"{p['cost']:+.1%} ({p['logged']:.0f} vs {p['unlogged']:.0f} req/s, "
+                f"{p['logged_cpu_us']:.0f} vs {p['unlogged_cpu_us']:.0f} CPU us/answer, "
+                f"backlog {p['backlog_bytes'] / 1024:.0f} KiB)"
+                for p in cells
+            )
+            median = results["prediction_log_cost"][path][c]
+            cpu = float(np.median([p["cpu_cost"] for p in cells]))
+            print(
+                f"prediction log, {path} path, c{c}: median {median:+.1%} req/s lost, "
+                f"{cpu:+.1%} server CPU per answer; pairs: {each}"
+            )
+
+
+def log_only(setup: Setup, bodies: Bodies, args: argparse.Namespace, script: Path | None) -> None:
+    """``--log-only``: the logged and the unlogged server alone, in paired cells."""
+    ports = {"logged": free_port(), "unlogged": free_port()}
+    procs = {w: start_trademl(setup, port, log=w == "logged") for w, port in ports.items()}
+    results: dict[str, Any] = {}
+    try:
+        servers = {}
+        for which, port in ports.items():
+            wait_http(f"http://127.0.0.1:{port}/ready", procs[which])
+            servers[which] = (f"http://127.0.0.1:{port}{PREDICT_PATH}", procs[which].pid)
+            for body in (bodies.store, bodies.candles):
+                check_answers(servers[which][0], body)
+        results["prediction_log_pairs"] = paired_log_cost(
+            setup, servers, bodies, args.seconds, script, args.log_repeats
+        )
+    finally:
+        for proc in procs.values():
+            stop(proc)
+    results["prediction_log_cost"] = log_cost(results["prediction_log_pairs"])
+    results["cpus"] = len(os.sched_getaffinity(0))
+    results["load_average_after"] = os.getloadavg()
+    print_log_cost(results)
+    met = all(
+        c <= TARGET_LOG_COST
+        for by_c in results["prediction_log_cost"].values()
+        for c in by_c.values()
+    )
+    print(f"{'met ' if met else 'MISS'}  prediction log costs <= {TARGET_LOG_COST:.0%} of req/s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"written to {args.out}")
 
 
 def main() -> None:
@@ -636,6 +785,12 @@ def main() -> None:
     parser.add_argument(
         "--profile-only", action="store_true", help="only the yappi profile, no load table"
     )
+    parser.add_argument(
+        "--log-only", action="store_true", help="only the prediction log's paired cells"
+    )
+    parser.add_argument(
+        "--log-repeats", type=int, default=3, help="paired logged/unlogged cells per path and c"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
     args = parser.parse_args()
 
@@ -655,6 +810,9 @@ def main() -> None:
         print(out.read_text()[:6000])
         return
 
+    if args.log_only:
+        log_only(setup, bodies, args, script)
+        return
     ours_port, mlflow_port, bare_port = free_port(), free_port(), free_port()
     ours, mlflow_server = start_trademl(setup, ours_port), start_mlflow(setup, mlflow_port)
     unlogged_port = free_port()
@@ -689,6 +847,14 @@ def main() -> None:
             for c in CONCURRENCY:
                 print(f"{label}, concurrency {c} ...", file=sys.stderr, flush=True)
                 table[label][str(c)] = measure(url, body, c, args.seconds, script)
+        results["prediction_log_pairs"] = paired_log_cost(
+            setup,
+            {"logged": (ours_url, ours.pid), "unlogged": (unlogged_url, unlogged.pid)},
+            bodies,
+            args.seconds,
+            script,
+            args.log_repeats,
+        )
     finally:
         for proc in (ours, mlflow_server, bare, unlogged):
             if proc is not None:
@@ -697,8 +863,8 @@ def main() -> None:
     results["breakdown_ms"] = breakdown(setup, bodies)
     if args.profile and script is not None:
         results["profile"] = str(profile_store_path(setup, bodies, args.seconds, script, folder))
-    results["verdicts"] = verdicts(table)
-    results["prediction_log_cost"] = log_cost(table)
+    results["prediction_log_cost"] = log_cost(results["prediction_log_pairs"])
+    results["verdicts"] = verdicts(table, results["prediction_log_cost"])
     results["window_rows"] = bodies.window_rows
     results["model"] = {
         "name": setup.name,
@@ -712,9 +878,7 @@ def main() -> None:
     for stage_kind, stages in results["breakdown_ms"].items():
         cells = ", ".join(f"{k} {v:.3f}" for k, v in stages.items())
         print(f"one {stage_kind} request in process (median ms): {cells}")
-    for path, by_c in results["prediction_log_cost"].items():
-        cells = ", ".join(f"c{c} {cost:+.1%}" for c, cost in by_c.items())
-        print(f"prediction log, throughput lost on the {path} path: {cells}")
+    print_log_cost(results)
     for name, met in results["verdicts"].items():
         print(f"{'met ' if met else 'MISS'}  {name}")
     if "profile" in results:

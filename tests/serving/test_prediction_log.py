@@ -36,9 +36,10 @@ SIGNAL_PATH = "/api/v1/signals/BTCUSDT"
 SECRET = "s3cret-Pw-9f2c"
 
 
-def read_log(url: str, request_id: str = "", timeout_s: float = 5.0) -> pd.DataFrame:
+def read_log(url: str, request_id: str = "", timeout_s: float = 60.0) -> pd.DataFrame:
     """The log's rows of ``request_id``; with the journal (the default) they reach the table
-    within a fraction of a second of the answer, so wait for them that long."""
+    within a second of the answer once the mover runs (its process starts with the server, and
+    a loaded machine starts it late), so wait for them."""
     deadline = time.monotonic() + timeout_s
     while True:
         with PredictionLog(url) as log:
