@@ -188,6 +188,7 @@ def run_trading(
                 break
             time.sleep(settings.trade_poll_s)
     finally:
+        loop.flush()
         result.stopped = loop.stopped
         result.intents = [i.id for i in journal.intents(name)]
         journal.close()

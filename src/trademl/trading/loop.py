@@ -197,7 +197,8 @@ class TradingLoop:
         # The loop is the only writer of its intents: the active one is kept in memory.
         self._active = journal.active_intent(config.name)
         self._wrote = False
-        self._checkpoint = time.monotonic()
+        self._checkpoint = -math.inf
+        self._recorded = record.last_bar
         self._switch_checked = -math.inf
         # The active intent's orders as journalled (None: read them again).
         self._orders: tuple[str, list[JournalOrder]] | None = None
@@ -293,9 +294,15 @@ class TradingLoop:
         # after a restart changes nothing either (the paper venue ignores a bar it saw, signals
         # and ids are deterministic).
         if self._wrote or time.monotonic() - self._checkpoint >= CHECKPOINT_S:
-            self.journal.bar_done(self.config.name, bar)
-            self._wrote = False
-            self._checkpoint = time.monotonic()
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the last bar handled in the journal (a loop ending calls it)."""
+        if self.last_bar is not None and self.last_bar != self._recorded:
+            self.journal.bar_done(self.config.name, self.last_bar)
+            self._recorded = self.last_bar
+        self._wrote = False
+        self._checkpoint = time.monotonic()
 
     def kill(self, bar: pd.Timestamp, reason: str = "") -> None:
         """Cancel the loop's open orders, flatten its position, stop."""
@@ -303,8 +310,8 @@ class TradingLoop:
         done = flatten(self.broker, self.journal, self.config.name, self.config.symbol, prefix)
         if self._active is not None:
             self._update(self._active.id, state="killed", reason=reason or "kill switch")
-        self.journal.bar_done(self.config.name, bar)
         self.last_bar = bar
+        self.flush()
         logger.warning(
             "loop {} stopped by the kill switch: {} order(s) cancelled, {} closing",
             self.config.name,
@@ -580,4 +587,5 @@ def replay(loop: TradingLoop, broker: PaperBroker, candles: pd.DataFrame) -> int
         )
         _paper_bar(loop, broker, candles.iloc[: position + 1], *bar_prices)
         stepped += 1
+    loop.flush()
     return stepped
