@@ -36,6 +36,8 @@ from trademl.tracking.policy import check
 from trademl.tracking.registry import promote
 from trademl.tracking.retraining import retrain
 from trademl.tracking.watch import log_url, monitor, summary_lines, window_features
+from trademl.trading.parity import ParityReport as TradingParity
+from trademl.trading.parity import champion_parity
 
 DEMO_SYMBOL = "BTCUSDT"
 DEMO_TIMEFRAME = "1h"
@@ -123,6 +125,8 @@ class DemoSummary:
     plugins: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     monitoring: MonitoringDemo | None = None
     quickstart: QuickstartResult | None = None
+    # The champion's predictions replayed through the live loop on the paper broker.
+    trading: TradingParity | None = None
 
 
 def demo_data_file(settings: Settings) -> Path | None:
@@ -159,6 +163,11 @@ def run_demo(
     returns = daily["close"].pct_change().dropna()
     training = quick.training
     monitoring = run_monitoring_demo(settings, quick.candles) if training is not None else None
+    trading = None
+    if training is not None and training.model_name and training.model_version is not None:
+        trading = champion_parity(
+            settings, training.model_name, training.model_version, quick.candles
+        )
     return DemoSummary(
         quick.origin,
         quick.store_url,
@@ -176,6 +185,7 @@ def run_demo(
         plugin_families(),
         monitoring,
         quick,
+        trading,
     )
 
 

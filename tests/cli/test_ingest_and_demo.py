@@ -78,6 +78,8 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     text = " ".join(result.stdout.split())
     assert "loaded without MLflow, predicts the last bar exactly as the registered version" in text
     assert "dashboard: http://127.0.0.1:8000/ui" in text
+    # The champion's predictions through the live loop on the paper broker: the backtest's trades.
+    assert re.search(r"live = backtest: 2000 bars .* \d+ trades compared, identical;", text)
     # Every plug-in family lists the example package's entry (installed by make install).
     plugins = re.search(r"^plug-ins: (.*)$", result.stdout, re.MULTILINE)
     assert plugins is not None, result.stdout

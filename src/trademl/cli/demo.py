@@ -102,6 +102,9 @@ def demo() -> None:
             f"dashboard: {dashboard_url(settings.serve_host, settings.serve_port)}   "
             f"(trademl --home {settings.home} dashboard; English, Russian, Spanish)"
         )
+    if summary.trading is not None:
+        console.rule("[bold]trademl demo: live loop = backtest (paper broker, bar by bar)")
+        console.print(str(summary.trading), markup=False)
     if summary.monitoring is not None:
         _print_monitoring(summary.monitoring)
     families = ", ".join(

@@ -13,9 +13,12 @@ import pandas as pd
 
 from trademl.backtest.engine import run_backtest
 from trademl.backtest.strategies import maxmin_signals
+from trademl.config import Settings
+from trademl.tracking.pipeline import load_pipeline
 from trademl.trading.journal import TradeJournal
 from trademl.trading.loop import LoopConfig, PredictionSignals, TradingLoop, replay
 from trademl.trading.paper import PaperBroker
+from trademl.trading.signal import signal_params
 
 _COMPARED = ("entry_time", "exit_time", "entry_price", "exit_price", "quantity", "pnl")
 
@@ -56,6 +59,18 @@ class ParityReport:
     def trades(self) -> int:
         """Trades compared."""
         return len(self.backtest_trades)
+
+    def __str__(self) -> str:
+        verdict = "identical" if self.identical else f"{len(self.mismatches)} DIFFERENCES"
+        loop_pnl = float(self.loop_trades["pnl"].sum())
+        engine = self.backtest_trades
+        closed = float(engine.loc[engine["exit_reason"] != "end", "pnl"].sum())
+        return (
+            f"live = backtest: {self.bars} bars replayed through the loop on the paper broker, "
+            f"{self.trades} trades compared, {verdict}; max price difference "
+            f"{self.max_price_difference:g}, max P&L difference {self.max_pnl_difference:g}; "
+            f"P&L of closed trades {loop_pnl:,.2f} (loop) vs {closed:,.2f} (backtest)"
+        )
 
 
 def _loop_trades(journal: TradeJournal, loop: str) -> pd.DataFrame:
@@ -99,9 +114,10 @@ def compare_trades(loop: pd.DataFrame, engine: pd.DataFrame) -> tuple[list[str],
                 pnl_gap = max(pnl_gap, gap)
             if gap > 1e-9 * max(1.0, abs(float(y))):
                 mismatches.append(f"trade {n}: {column} {x!r} against {y!r}")
-        reason = "open" if ended else b.exit_reason
-        if (a.side, a.exit_reason) != (b.side, reason):
-            mismatches.append(f"trade {n}: {a.side}/{a.exit_reason} against {b.side}/{reason}")
+        ours = (str(a.side), str(a.exit_reason))
+        theirs = (str(b.side), "open" if ended else str(b.exit_reason))
+        if ours != theirs:
+            mismatches.append(f"trade {n}: {'/'.join(ours)} against {'/'.join(theirs)}")
     return mismatches, price_gap, pnl_gap
 
 
@@ -196,3 +212,24 @@ def replay_parity(
     backtest_trades["exit_reason"] = backtest_trades["exit_reason"].astype(str)
     mismatches, price_gap, pnl_gap = compare_trades(loop_trades, backtest_trades)
     return ParityReport(loop_trades, backtest_trades, mismatches, price_gap, pnl_gap, bars)
+
+
+def champion_parity(
+    settings: Settings, name: str, version: int, candles: pd.DataFrame, bars: int = 2_000
+) -> ParityReport:
+    """:func:`replay_parity` of a registered version's own predictions on the last ``bars`` of
+    ``candles``, with the settings' fees, slippage and risk per trade (the demo's stage)."""
+    pipeline, _ = load_pipeline(name, version, settings)
+    window = candles.iloc[-(bars + pipeline.warmup_bars) :]
+    predictions = pipeline.predict(window)
+    return replay_parity(
+        candles.iloc[-bars:],
+        predictions,
+        next(iter(pipeline.horizons)),
+        signal_params(),
+        fee_bps=settings.trade_fee_bps,
+        slippage_bps=settings.trade_slippage_bps,
+        risk_fraction=settings.trade_risk_per_trade,
+        initial_equity=settings.paper_initial_cash,
+        folder=settings.home / "trading" / "parity",
+    )
