@@ -13,7 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.docs.blocks import Block, blocks_of, output_matches, pages
@@ -33,7 +35,7 @@ def _environment(home: Path, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _run_python(block: Block, namespace: dict[str, object], where: str) -> str:
+def _run_python(block: Block, namespace: dict[str, Any], where: str) -> str:
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         exec(compile(block.code, where, "exec"), namespace)
@@ -63,7 +65,11 @@ def test_page_examples_run(
     monkeypatch.chdir(work)
     monkeypatch.setenv("TRADEML_TEST_DATA", str(data_dir))
     env = _environment(home, data_dir)
-    namespace: dict[str, object] = {"__name__": "__main__"}
+    # A module of its own as __main__, as `python page.py` would have: classes a page defines
+    # can then be pickled (a model's save/load round trip).
+    main_module = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main_module)
+    namespace = main_module.__dict__
     for block in blocks_of(page.read_text()):
         if block.skipped:
             continue
