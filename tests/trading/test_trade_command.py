@@ -16,6 +16,7 @@ from trademl.config import Settings, _cached_settings, reload_settings
 from trademl.data.ingest import open_default_store
 from trademl.data.sources.files import read_candle_file
 from trademl.trading.journal import TradeJournal
+from trademl.trading.parity import champion_parity
 
 MODEL = "trade_cli_test"
 TRAINED_UNTIL = "2023-04-30 23:00"
@@ -102,3 +103,15 @@ def test_bad_arguments_are_named(
 def test_an_unknown_model_is_named(cli: Callable[..., Outcome]) -> None:
     outcome = cli("trade", "no_such_model", "--broker", "paper", "--symbol", "BTCUSDT", "--once")
     assert outcome.code != 0 and "no_such_model" in outcome.stderr
+
+
+def test_the_champions_predictions_replay_into_the_backtests_trades(
+    trained: tuple[Path, pd.DataFrame],
+) -> None:
+    """The demo's stage on this champion: its own predictions, live loop = backtest."""
+    home, candles = trained
+    settings = Settings(home=home, mlflow_timeout_s=5)
+    report = champion_parity(settings, MODEL, 1, candles.loc[:"2023-06-30 23:00"], bars=600)
+    assert report.bars == 600
+    assert report.trades > 0 and report.identical, report.mismatches
+    assert "live = backtest: 600 bars" in str(report) and "identical" in str(report)
