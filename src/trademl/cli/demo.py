@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,12 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 def demo() -> None:
     """Ingest real candles and print their summary (later stages extend this)."""
     # The demo runs every layer (tracking, serving, monitoring): imported when it runs.
+    from trademl.cli.quickstart import announce, print_quickstart
     from trademl.demo import run_demo
 
     settings = get_settings()
-    summary = run_demo(settings)
+    started = time.perf_counter()
+    summary = run_demo(settings, say=announce)
     candles, report = summary.candles, summary.gaps
     console.rule("[bold]trademl demo: data")
     console.print(f"source:  {summary.origin}")
@@ -107,6 +110,9 @@ def demo() -> None:
         console.print(str(summary.trading), markup=False)
     if summary.monitoring is not None:
         _print_monitoring(summary.monitoring)
+    if summary.quickstart is not None and summary.training is not None:
+        # The quickstart's own summary (`trademl quickstart` prints the same table).
+        print_quickstart(summary.quickstart, time.perf_counter() - started)
     families = ", ".join(
         f"{count} {name}" + (f" ({', '.join(extra)} from packages)" if extra else "")
         for name, (count, extra) in summary.plugins.items()

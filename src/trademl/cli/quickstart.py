@@ -68,9 +68,14 @@ def quickstart(
         symbol=symbol,
         timeframe=timeframe,
         deep=deep,
-        say=lambda line: _stages.print(f"[bold]{line}[/]"),
+        say=announce,
     )
     print_quickstart(result, time.perf_counter() - started)
+
+
+def announce(stage: str) -> None:
+    """Print a stage's name on stderr as it starts (stdout keeps the summary)."""
+    _stages.print(f"[bold]{stage}[/]")
 
 
 def _fmt(value: Any, pattern: str) -> str:
