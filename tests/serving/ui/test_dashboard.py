@@ -5,15 +5,22 @@ Live page's stream, and an attacker's inputs."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 from tests.serving.ui.conftest import API_KEY, HEADERS, MODEL, Dashboard, after_logged
+from tests.support.api import free_port, wait_until_answering
 
+from trademl.cli.serve import dashboard_url
 from trademl.data.ingest import open_default_store
 
 PAGES = ("market", "live", "backtests", "backtest", "models", "monitoring", "jobs")
@@ -218,6 +225,22 @@ def sign_in(http: httpx.Client) -> dict[str, str]:
     return {"trademl_ui": signed.cookies["trademl_ui"]}
 
 
+def test_backtest_and_monitoring_pages_show_their_numbers(
+    http: httpx.Client, dashboard: Dashboard, pages: dict[str, str]
+) -> None:
+    run = http.get(pages["backtest"]).text
+    trades = pd.read_csv(dashboard.home / "runs" / "backtest" / "trades.csv")
+    assert f"{len(trades)} trades; the last {len(trades)} are listed." in run
+    assert run.count("<tr><td>", run.index('id="trades-table"')) == len(trades)
+    for table in ("metrics-table", "equity-table", "monthly-table", "r-table"):
+        assert f'id="{table}"' in run
+    assert ">deflated_sharpe<" in run and ">max_drawdown<" in run
+    report = http.get("/ui/monitoring", headers={"Accept-Language": "ru"}).text
+    assert "BTCUSDT_1h_dashboard v1: прогнозов в журнале" in report
+    assert "min_low_6: the loss of" in report  # the CUSUM alarm of the logged weeks
+    assert 'id="targets-table"' in report and "Дрейф признаков" in report
+
+
 @pytest.mark.parametrize(
     ("query", "says"),
     [
@@ -327,3 +350,44 @@ def test_training_form_starts_a_job_from_a_stored_config_only(
     assert job_id in http.get("/ui/jobs", cookies=session).text
     # Without a session the jobs (a client's own) are not listed.
     assert job_id not in http.get("/ui/jobs").text
+
+
+# -- trademl dashboard -------------------------------------------------------------------------
+
+
+def test_dashboard_url_reaches_a_wildcard_bind_on_loopback() -> None:
+    assert dashboard_url("0.0.0.0", 8000) == "http://127.0.0.1:8000/ui"
+    assert dashboard_url("::1", 9000) == "http://[::1]:9000/ui"
+
+
+def test_dashboard_command_serves_the_pages(dashboard: Dashboard) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRADEML_HOME": str(dashboard.home),
+        "TRADEML_API_KEY": API_KEY,
+        "TRADEML_MODEL_RELOAD_S": "0",
+    }
+    for name in ("TRADEML_STORE_URL", "TRADEML_MLFLOW_TRACKING_URI", "TRADEML_JOBS_URL"):
+        env.pop(name, None)
+    command = "from trademl.cli.app import main; main()"
+    server = subprocess.Popen(
+        [sys.executable, "-c", command, "dashboard", "--no-open", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(
+            server, f"{base}/health", lambda: server.stdout.read() if server.stdout else ""
+        )
+        market = httpx.get(f"{base}/ui/market", timeout=30, headers={"Accept-Language": "es"})
+        assert market.status_code == 200 and '<html lang="es">' in market.text
+        assert "Bandas: modelo BTCUSDT_1h_dashboard v1 (champion)" in market.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert f"dashboard: {base}/ui" in output and "Traceback" not in output

@@ -225,10 +225,12 @@ def _price_chart(candles: pd.DataFrame, rows: list[dict[str, Any]], _: Gettext) 
     ):
         if any(r[key] is not None for r in rows):
             traces.append(_line(x, [r[key] for r in rows], name, colour, dash="dot"))
-    for side, name, symbol in (
-        ("long", _("Long"), "triangle-up"),
-        ("short", _("Short"), "triangle-down"),
-    ):
+    # Entries under the bar (long) or over it (short), clear of the candle itself.
+    sides = (
+        ("long", _("Long"), "triangle-up", "low", "#1f4e9c"),
+        ("short", _("Short"), "triangle-down", "high", "#7b2d8e"),
+    )
+    for side, name, symbol, anchor, colour in sides:
         marks = [r for r in rows if r["side"] == side]
         if marks:
             traces.append(
@@ -237,8 +239,8 @@ def _price_chart(candles: pd.DataFrame, rows: list[dict[str, Any]], _: Gettext) 
                     "mode": "markers",
                     "name": name,
                     "x": _stamps(marks),
-                    "y": [r["close"] for r in marks],
-                    "marker": {"symbol": symbol, "size": 9},
+                    "y": [r[anchor] for r in marks],
+                    "marker": {"symbol": symbol, "size": 11, "color": colour},
                 }
             )
     layout = {

@@ -43,6 +43,13 @@ def _number(context: Context, value: Any, digits: int = 2) -> str:
 
 
 @pass_context
+def _measure(context: Context, value: Any, digits: int = 3) -> str:
+    # Counts (trades, rows) read as whole numbers, ratios with ``digits`` decimals.
+    whole = isinstance(value, int | float) and float(value).is_integer()
+    return format_number(value, context["locale"], 0 if whole else digits)
+
+
+@pass_context
 def _share(context: Context, value: Any, digits: int = 1) -> str:
     return format_share(value, context["locale"], digits)
 
@@ -62,7 +69,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=_number, pct=_share, when=_time)
+    env.filters.update(num=_number, measure=_measure, pct=_share, when=_time)
     return env
 
 

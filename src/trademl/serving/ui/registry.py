@@ -68,10 +68,12 @@ def model_view(settings: Settings, name: str) -> ModelView:
     champion = int(row["champion"]) if row.get("champion") is not None else None
     challenger = int(row["challenger"]) if row.get("challenger") is not None else None
     infos = list_versions(name, settings)
+    aliases: dict[str, Any] = row.get("aliases") or {}
     versions = [
         {
             "version": info.version,
-            "aliases": info.aliases,
+            # The registry's search leaves aliases out of versions: the model's own map.
+            "aliases": sorted(a for a, n in aliases.items() if int(n) == info.version),
             "created": info.created,
             "run_id": info.run_id,
             "status": info.tags.get("status", ""),
