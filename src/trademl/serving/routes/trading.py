@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trademl.serving.deps import ApiKey, ApiKeyIfConfigured, ServingState, State
 from trademl.serving.errors import ApiError
 from trademl.serving.routes import errors
-from trademl.trading.journal import ACTIVE_STATES, TradeJournal, journal_url
+from trademl.trading.journal import ACTIVE_STATES, JournalOrder, TradeJournal, journal_url
 
 router = APIRouter(prefix="/api/v1/trading", tags=["trading"])
 
@@ -47,23 +47,6 @@ class PositionItem(BaseModel):
     target: float | None
 
 
-class OrderItem(BaseModel):
-    """An order as journalled (``sending``: the venue's answer not yet recorded)."""
-
-    client_id: str
-    loop: str
-    role: str
-    symbol: str
-    side: str
-    kind: str
-    quantity: float
-    price: float | None
-    stop_price: float | None
-    state: str
-    filled: float
-    average_price: float | None
-
-
 class EventItem(BaseModel):
     """One journal event."""
 
@@ -84,7 +67,7 @@ class Positions(BaseModel):
 class Orders(BaseModel):
     """``GET /api/v1/trading/orders``."""
 
-    orders: list[OrderItem]
+    orders: list[JournalOrder]  # as journalled (``sending``: the venue's answer unknown)
 
 
 class Events(BaseModel):
@@ -172,7 +155,7 @@ def orders(
     journal = open_journal(state, create=False)
     states = (order_state,) if order_state is not None else None
     found = [] if journal is None else journal.orders(loop, states=states, limit=limit)
-    return {"orders": [o.__dict__ for o in found]}
+    return {"orders": found}
 
 
 @router.get(
