@@ -99,3 +99,38 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     assert re.search(r"cycle recorded: MLflow run [0-9a-f]{32} in experiment auto_retraining", text)
     report = re.search(r"monitoring report: (\S+\.html)", text)
     assert report is not None and Path(report[1]).exists()
+
+
+def test_quickstart_offline_names_the_local_way(
+    cli, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port nothing listens on: the archives cannot be reached.
+    monkeypatch.setenv("TRADEML_BINANCE_DATA_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("TRADEML_HTTP_RETRIES", "0")
+    reload_settings()
+    result = cli("quickstart")
+    assert result.code == 4, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "cannot be reached" in text and "trademl quickstart --source PATH" in text
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "message"),
+    [
+        ("missing.csv", (), "no such file or folder"),
+        ("candles.csv", (), "the name does not read SYMBOL_TIMEFRAME"),
+        (".", ("--symbol", "ETHUSDT"), "no ETHUSDT_1h candle file"),
+        ("../../etc/passwd", (), "no such file or folder"),
+    ],
+)
+def test_quickstart_refuses_a_bad_source_before_writing(
+    cli, home: Path, tmp_path: Path, source: str, extra: tuple[str, ...], message: str
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "candles.csv").write_text("timestamp,open,high,low,close,volume\n")
+    (folder / "BTCUSDT_1h.csv").write_text("timestamp,open,high,low,close,volume\n")
+    result = cli("quickstart", "--source", folder / source, *extra)
+    assert result.code == 2, result.stderr
+    assert message in " ".join(result.stderr.split())
+    assert not (home / "market.duckdb").exists()  # nothing stored
