@@ -330,6 +330,8 @@ def run_quickstart(
         first = candles.index[max(0, len(candles) - TRAIN_BARS)]
         span = (first.isoformat(), (candles.index[-1] + pd.Timedelta(seconds=1)).isoformat())
     config = run_config(settings, symbol, timeframe, span, output=folder, deep=deep)
+    if output is None:
+        config["registry"]["name"] = f"{folder_name(symbol, timeframe)}_quickstart"
     training = run_training(config, settings=settings)
     stage(3)
     trades = backtest(

@@ -115,8 +115,8 @@ def print_quickstart(result: QuickstartResult, seconds: float) -> None:
                 f"{_fmt(metrics.get(name), pattern)} (buy & hold {_fmt(held.get(name), pattern)})",
             )
         table.add_section()
-    for name, value in next_steps(result):
-        table.add_row("next", name, value)
+    for n, (name, value) in enumerate(next_steps(result)):
+        table.add_row("next" if n == 0 else "", name, value)
     console.print(table)
     console.print(
         "Out of sample is not the future: the intervals and the deflated Sharpe ratio say how "
@@ -130,6 +130,10 @@ def next_steps(result: QuickstartResult) -> list[tuple[str, str]]:
     settings = get_settings()
     home = f"--home {settings.home} "
     rows = [("features", f"{result.features.shape[1]} columns, {result.features_seconds:.1f}s")]
+    if result.stage_seconds:
+        rows.append(
+            ("stage times", ", ".join(f"{k} {v:.0f}s" for k, v in result.stage_seconds.items()))
+        )
     training = result.training
     if training is not None:
         rows.append(("report", str(training.output / "summary.md")))
