@@ -93,15 +93,15 @@ def test_few_blocks_are_skipped_and_each_says_why() -> None:
     ]
     assert len(skipped) <= MOST_SKIPPED, [f"{p.name}:{b.line}" for p, b in skipped]
     for page, block in skipped:
-        before = page.read_text().splitlines()[: block.line - 1]
-        reason = next((line for line in reversed(before) if line.strip()), "")
-        assert "not run in CI" in reason, f"{page.name}:{block.line} needs a reason above it"
+        above = "\n".join(page.read_text().splitlines()[: block.line - 1]).rstrip()
+        paragraph = " ".join(above.rsplit("\n\n", 1)[-1].split())
+        assert "not run in CI" in paragraph, f"{page.name}:{block.line} needs a reason above it"
 
 
 def test_shown_output_is_checked() -> None:
     markdown = (
         "```python\nprint(1 + 1)\n```\n\n```text\n2\n```\n\n"
-        "```bash skip-ci\ntrademl serve\n```\n```yaml\na: 1\n```\n"
+        "```{.bash .skip-ci}\ntrademl serve\n```\n```yaml\na: 1\n```\n"
     )
     first, second = blocks_of(markdown)
     assert (first.language, first.expected, first.line) == ("python", "2\n", 1)
