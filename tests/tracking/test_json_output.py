@@ -133,3 +133,28 @@ def test_log_format_is_checked(
     monkeypatch.setenv("TRADEML_LOG_FORMAT", "xml")
     with pytest.raises(Exception, match="log_format"):
         reload_settings()
+
+
+def test_tune_as_json(
+    cli: Callable[..., Outcome],
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRADEML_TRACKING", "false")
+    reload_settings()
+    assert cli("data", "import", data_dir / "crypto" / "BTCUSDT_1h.csv").code == 0
+    config = tmp_path / "tune.yaml"
+    run = tiny_run_config(tmp_path / "out", SMALL_LGBM, name="unused", gate={})
+    run["labels"] = {"kinds": ["max_high"], "horizons": ["intraday"]}
+    run["uncertainty"] = {"intervals": "none"}
+    config.write_text(yaml.safe_dump(run))
+    out = _json(cli("tune", config, "--trials", "2", "--json"))
+    assert set(out) == {
+        "target", "metric", "direction", "best_value", "best_kind", "best_params", "n_trials",
+        "n_complete", "n_pruned", "best_residual", "stacked_score", "stack_chosen", "stack_note",
+        "time_limit", "output", "seconds", "trials",
+    }  # fmt: skip
+    assert out["n_trials"] == 2 and len(out["trials"]) == 2 and out["metric"] == "r2"
+    assert out["best_value"] == max(t["value"] for t in out["trials"] if t["value"] is not None)
+    assert Path(out["output"], "best.yaml").is_file()
