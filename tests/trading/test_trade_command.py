@@ -79,6 +79,11 @@ def test_trade_follows_new_bars_and_stops_on_the_switch(
     assert journal.switch() == (True, "drill")
     assert [e for e in journal.events(record.name) if e["kind"] == "kill"]
     assert cli("trade-stop", "--release").stdout.strip() == "kill switch released"
+    # With no loop running, --flatten cancels and closes at the venue itself.
+    flattened = cli("trade-stop", "--flatten", "--reason", "no loop running")
+    assert flattened.code == 0 and "cancelled 0 order(s)" in flattened.stdout
+    assert journal.switch() == (True, "no loop running")
+    assert cli("trade-stop", "--release").code == 0
     journal.close()
 
 
