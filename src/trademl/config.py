@@ -77,8 +77,14 @@ class Settings(BaseSettings):
         "sqlite:///path) shared by tuning workers; None keeps studies in memory. Give Optuna "
         "a database of its own (it keeps an alembic_version table, as MLflow does).",
     )
-    http_timeout_s: float = Field(default=30.0, gt=0)
-    http_retries: int = Field(default=3, ge=0)
+    http_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout of one HTTP request (data sources, exchanges)."
+    )
+    http_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries of a failed network request (data sources, exchanges).",
+    )
     jobs_url: str | None = Field(
         default=None,
         description="Job store: a SQLAlchemy URL (sqlite:///path, postgresql://...) shared by "
@@ -147,9 +153,15 @@ class Settings(BaseSettings):
         default=None,
         description="Where new experiments keep their artifacts; default home/mlflow/artifacts.",
     )
-    mlflow_experiment_training: str = Field(default="model_training")
-    mlflow_experiment_backtests: str = Field(default="backtests")
-    mlflow_experiment_retraining: str = Field(default="auto_retraining")
+    mlflow_experiment_training: str = Field(
+        default="model_training", description="MLflow experiment of training runs."
+    )
+    mlflow_experiment_backtests: str = Field(
+        default="backtests", description="MLflow experiment of backtest runs."
+    )
+    mlflow_experiment_retraining: str = Field(
+        default="auto_retraining", description="MLflow experiment of retraining cycles."
+    )
     mlflow_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest wait for an unreachable tracking backend."
     )
@@ -169,7 +181,7 @@ class Settings(BaseSettings):
         default=1_048_576, gt=0, description="Largest request body the API reads (else 413)."
     )
     serve_host: str = Field(default="127.0.0.1", description="Address `trademl serve` binds.")
-    serve_port: int = Field(default=8000, ge=1, le=65535)
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="Port `trademl serve` binds.")
     serve_workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
     serve_aliases: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["champion"],
