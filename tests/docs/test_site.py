@@ -49,3 +49,10 @@ def test_readme_links_into_the_docs_resolve() -> None:
     targets = re.findall(r"\]\((docs/[^)#\s]+)(?:#[^)]*)?\)", readme)
     for target in targets:
         assert (REPO / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_every_setting_has_a_description_for_the_generated_table() -> None:
+    from trademl.config import Settings
+
+    undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert not undocumented, f"settings without a description: {undocumented}"
