@@ -1,12 +1,17 @@
 """Helpers of the API suites (serving, security): a free port, a ``trademl serve`` process
-waited for until it answers, and a job polled over HTTP until it finishes."""
+waited for until it answers (or any server command, :func:`cli_server`), and a job polled over
+HTTP until it finishes."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -50,3 +55,38 @@ def finished_job(
         if JobState(job["state"]).finished or time.monotonic() > deadline:
             return dict(job)
         time.sleep(0.05)
+
+
+@dataclass
+class CliServer:
+    """A ``trademl`` server command running on 127.0.0.1: its base URL, and its output once it
+    has stopped."""
+
+    url: str
+    output: str = ""
+
+
+@contextmanager
+def cli_server(arguments: list[str], env: Mapping[str, str]) -> Iterator[CliServer]:
+    """Run ``trademl ARGUMENTS --port P`` until the block ends (SIGINT then), waiting until
+    ``/health`` answers; fails when it does not stop cleanly or printed a traceback."""
+    port = free_port()
+    command = "from trademl.cli.app import main; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", command, *arguments, "--port", str(port)],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = CliServer(f"http://127.0.0.1:{port}")
+    try:
+        wait_until_answering(
+            process, f"{server.url}/health", lambda: process.stdout.read() if process.stdout else ""
+        )
+        yield server
+    finally:
+        process.send_signal(signal.SIGINT)
+        server.output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, server.output
+    assert "Traceback" not in server.output, server.output

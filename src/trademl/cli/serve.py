@@ -14,16 +14,18 @@ import typer
 
 from trademl.config import get_settings
 
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Address to bind (TRADEML_SERVE_HOST).")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", min=1, max=65535, help="Port (TRADEML_SERVE_PORT).")
+]
 _UVICORN_LEVELS = {"TRACE": "trace", "DEBUG": "debug", "WARNING": "warning", "ERROR": "error"}
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to bind (TRADEML_SERVE_HOST).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", min=1, max=65535, help="Port (TRADEML_SERVE_PORT).")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     workers: Annotated[
         int | None,
         typer.Option("--workers", min=1, help="Worker processes (TRADEML_SERVE_WORKERS)."),
@@ -75,12 +77,8 @@ def _open_when_answering(url: str, timeout_s: float = 120.0) -> None:
 
 
 def dashboard(
-    host: Annotated[
-        str | None, typer.Option("--host", help="Address to bind (TRADEML_SERVE_HOST).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", min=1, max=65535, help="Port (TRADEML_SERVE_PORT).")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the dashboard in a browser.")
     ] = True,

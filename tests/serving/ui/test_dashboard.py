@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 from tests.serving.ui.conftest import API_KEY, HEADERS, MODEL, Dashboard, after_logged
-from tests.support.api import free_port, wait_until_answering
+from tests.support.api import cli_server
 
 from trademl.cli.serve import dashboard_url
 from trademl.data.ingest import open_default_store
@@ -361,7 +358,6 @@ def test_dashboard_url_reaches_a_wildcard_bind_on_loopback() -> None:
 
 
 def test_dashboard_command_serves_the_pages(dashboard: Dashboard) -> None:
-    port = free_port()
     env = {
         **os.environ,
         "TRADEML_HOME": str(dashboard.home),
@@ -370,24 +366,8 @@ def test_dashboard_command_serves_the_pages(dashboard: Dashboard) -> None:
     }
     for name in ("TRADEML_STORE_URL", "TRADEML_MLFLOW_TRACKING_URI", "TRADEML_JOBS_URL"):
         env.pop(name, None)
-    command = "from trademl.cli.app import main; main()"
-    server = subprocess.Popen(
-        [sys.executable, "-c", command, "dashboard", "--no-open", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(
-            server, f"{base}/health", lambda: server.stdout.read() if server.stdout else ""
-        )
-        market = httpx.get(f"{base}/ui/market", timeout=30, headers={"Accept-Language": "es"})
+    with cli_server(["dashboard", "--no-open"], env) as server:
+        market = httpx.get(f"{server.url}/ui/market", timeout=30, headers={"Accept-Language": "es"})
         assert market.status_code == 200 and '<html lang="es">' in market.text
         assert "Bandas: modelo BTCUSDT_1h_dashboard v1 (champion)" in market.text
-    finally:
-        server.send_signal(signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
-    assert f"dashboard: {base}/ui" in output and "Traceback" not in output
+    assert f"dashboard: {server.url}/ui" in server.output

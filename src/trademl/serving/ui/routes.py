@@ -9,7 +9,7 @@ so, and every other TradeMLError a page with its status.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,9 +21,11 @@ from fastapi.responses import FileResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from trademl.errors import ConfigError, NotFoundError, TradeMLError
+from trademl.features import preset_names
 from trademl.monitoring.assess import MonitoringError
 from trademl.serving.deps import ServingState
 from trademl.serving.errors import ApiError, status_of
+from trademl.serving.ui.i18n import translations
 from trademl.serving.ui.market import DEFAULT_BARS, MAX_BARS, market_view, series_info
 from trademl.serving.ui.pages import render, render_error, request_locale
 from trademl.serving.ui.registry import (
@@ -64,18 +66,35 @@ def _param(request: Request, name: str, default: str | None = None) -> str | Non
     return value
 
 
-async def _page(
-    request: Request, page: str, build: Callable[[], tuple[str, dict[str, Any]]]
-) -> Response:
-    """Build a page off the event loop; a TradeMLError or ApiError becomes an error page."""
-    state = _state(request)
-    try:
-        template, context = await run_in_threadpool(build)
-    except TradeMLError as error:
-        return render_error(request, state, status_of(error), str(error), page)
-    except ApiError as error:
-        return render_error(request, state, error.status, error.message, page)
-    return render(request, state, template, context, page=page)
+PageData = tuple[str, dict[str, Any]]  # a template and its context
+Builder = Callable[[Request, ServingState], PageData]
+
+
+def page(name: str) -> Callable[[Builder], Callable[[Request], Awaitable[Response]]]:
+    """Make ``build`` a page route: run off the event loop after the read guard, a TradeMLError
+    or ApiError rendered as an error page with its status."""
+
+    def wrap(build: Builder) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            state = _state(request)
+
+            def run() -> PageData:
+                _guard_reads(request, state)
+                return build(request, state)
+
+            try:
+                template, context = await run_in_threadpool(run)
+            except TradeMLError as error:
+                return render_error(request, state, status_of(error), str(error), name)
+            except ApiError as error:
+                return render_error(request, state, error.status, error.message, name)
+            return render(request, state, template, context, page=name)
+
+        route.__doc__ = build.__doc__
+        route.__name__ = build.__name__
+        return route
+
+    return wrap
 
 
 def _guard_reads(request: Request, state: ServingState) -> None:
@@ -106,59 +125,45 @@ def _series_choice(state: ServingState, request: Request) -> tuple[str, str]:
 
 
 @router.get("/market")
-async def market(request: Request) -> Response:
+@page("market")
+def market(request: Request, state: ServingState) -> PageData:
     """Candles, indicators of a preset, the served model's bands and signals."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        symbol, timeframe = _series_choice(state, request)
-        bars_text = _param(request, "bars", str(DEFAULT_BARS)) or ""
-        if not bars_text.isdigit() or not 10 <= int(bars_text) <= MAX_BARS:
-            raise ConfigError(f"bars: expected a whole number from 10 to {MAX_BARS}")
-        gettext = _gettext(request)
-        view = market_view(
-            state,
-            symbol,
-            timeframe,
-            preset=_param(request, "preset", DEFAULT_PRESET) or DEFAULT_PRESET,
-            bars=int(bars_text),
-            horizon=_param(request, "horizon"),
-            _=gettext,
-        )
-        view.series = state.store.list_series()
-        from trademl.features import preset_names
-
-        return "market.html", {"view": view, "presets": preset_names(), "bars": int(bars_text)}
-
-    return await _page(request, "market", build)
+    symbol, timeframe = _series_choice(state, request)
+    bars_text = _param(request, "bars", str(DEFAULT_BARS)) or ""
+    if not bars_text.isdigit() or not 10 <= int(bars_text) <= MAX_BARS:
+        raise ConfigError(f"bars: expected a whole number from 10 to {MAX_BARS}")
+    gettext = _gettext(request)
+    view = market_view(
+        state,
+        symbol,
+        timeframe,
+        preset=_param(request, "preset", DEFAULT_PRESET) or DEFAULT_PRESET,
+        bars=int(bars_text),
+        horizon=_param(request, "horizon"),
+        _=gettext,
+    )
+    view.series = state.store.list_series()
+    return "market.html", {"view": view, "presets": preset_names(), "bars": int(bars_text)}
 
 
 @router.get("/live")
-async def live(request: Request) -> Response:
+@page("live")
+def live(request: Request, state: ServingState) -> PageData:
     """Predictions as bars close (over the WebSocket); the current one without JavaScript."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        symbol, timeframe = _series_choice(state, request)
-        info = series_info(state, symbol, timeframe)
-        served = state.host.find(symbol, info.timeframe)
-        prediction = state.predictions.latest(served)
-        body = state.predictions.body(prediction, list(served.pipeline.horizons))
-        return "live.html", {
-            "symbol": symbol,
-            "timeframe": info.timeframe,
-            "prediction": body,
-            "series": state.store.list_series(),
-        }
-
-    return await _page(request, "live", build)
+    symbol, timeframe = _series_choice(state, request)
+    info = series_info(state, symbol, timeframe)
+    served = state.host.find(symbol, info.timeframe)
+    prediction = state.predictions.latest(served)
+    body = state.predictions.body(prediction, list(served.pipeline.horizons))
+    return "live.html", {
+        "symbol": symbol,
+        "timeframe": info.timeframe,
+        "prediction": body,
+        "series": state.store.list_series(),
+    }
 
 
 def _gettext(request: Request) -> Callable[[str], str]:
-    from trademl.serving.ui.i18n import translations
-
     return translations(request_locale(request)).gettext
 
 
@@ -166,45 +171,31 @@ def _gettext(request: Request) -> Callable[[str], str]:
 
 
 @router.get("/backtests")
-async def backtests(request: Request) -> Response:
+@page("backtests")
+def backtests(request: Request, state: ServingState) -> PageData:
     """The recorded backtests, newest first."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        return "backtests.html", {"runs": backtest_runs(state.settings)}
-
-    return await _page(request, "backtests", build)
+    return "backtests.html", {"runs": backtest_runs(state.settings)}
 
 
 @router.get("/backtests/{run_id}")
-async def backtest(request: Request, run_id: str) -> Response:
+@page("backtests")
+def backtest(request: Request, state: ServingState) -> PageData:
     """One backtest: metrics, equity, drawdown, monthly returns, R multiples, trades."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        return "backtest.html", {"view": backtest_view(state.settings, run_id, _gettext(request))}
-
-    return await _page(request, "backtests", build)
+    run_id = str(request.path_params["run_id"])
+    return "backtest.html", {"view": backtest_view(state.settings, run_id, _gettext(request))}
 
 
 # -- models ------------------------------------------------------------------------------------
 
 
 @router.get("/models")
-async def models(request: Request) -> Response:
+@page("models")
+def models(request: Request, state: ServingState) -> PageData:
     """Registered models; with ``?name=`` one model's versions, history and gate numbers."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        overview = models_overview(state.settings)
-        name = _param(request, "name") or (overview[0]["name"] if overview else None)
-        view = model_view(state.settings, name) if name else None
-        return "models.html", {"overview": overview, "view": view, "outcome": None}
-
-    return await _page(request, "models", build)
+    overview = models_overview(state.settings)
+    name = _param(request, "name") or (overview[0]["name"] if overview else None)
+    view = model_view(state.settings, name) if name else None
+    return "models.html", {"overview": overview, "view": view, "outcome": None}
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -280,35 +271,30 @@ async def rollback_model(request: Request, name: str) -> Response:
 
 
 @router.get("/monitoring")
-async def monitoring(request: Request) -> Response:
+@page("monitoring")
+def monitoring(request: Request, state: ServingState) -> PageData:
     """A version's realised metrics against its baseline, coverage, alarms and drift."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        _guard_reads(request, state)
-        overview = models_overview(state.settings)
-        name = _param(request, "model") or (overview[0]["name"] if overview else None)
-        version = check_version(_param(request, "version", "champion") or "champion")
-        context: dict[str, Any] = {
-            "overview": overview,
-            "name": name,
-            "version": version,
-            "report": None,
-            "problem": None,
-        }
-        if name:
-            check_model_name(name)
-            try:
-                report, _, _ = monitor(name, version, settings=state.settings)
-            except MonitoringError as error:
-                context["problem"] = str(error)
-            else:
-                state.metrics.observe_monitoring(report)
-                context["report"] = report.as_dict()
-                context["charts"] = monitoring_charts(context["report"], _gettext(request))
-        return "monitoring.html", context
-
-    return await _page(request, "monitoring", build)
+    overview = models_overview(state.settings)
+    name = _param(request, "model") or (overview[0]["name"] if overview else None)
+    version = check_version(_param(request, "version", "champion") or "champion")
+    context: dict[str, Any] = {
+        "overview": overview,
+        "name": name,
+        "version": version,
+        "report": None,
+        "problem": None,
+    }
+    if name:
+        check_model_name(name)
+        try:
+            report, _, _ = monitor(name, version, settings=state.settings)
+        except MonitoringError as error:
+            context["problem"] = str(error)
+        else:
+            state.metrics.observe_monitoring(report)
+            context["report"] = report.as_dict()
+            context["charts"] = monitoring_charts(context["report"], _gettext(request))
+    return "monitoring.html", context
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -323,25 +309,21 @@ def stored_configs(state: ServingState) -> list[str]:
 
 
 @router.get("/jobs")
-async def jobs(request: Request) -> Response:
+@page("jobs")
+def jobs(request: Request, state: ServingState) -> PageData:
     """Running and finished jobs with their progress, and a form to start training."""
-    state = _state(request)
-
-    def build() -> tuple[str, dict[str, Any]]:
-        # Job reads need the key whenever the server has one, as in the API.
-        signed = state.settings.api_key is None
-        if not signed:
-            signed = session_nonce(state.settings, request) is not None
-        queue = state.job_queue() if signed else None
-        return "jobs.html", {
-            "jobs": queue.list(LISTED_JOBS) if queue else [],
-            "counts": queue.counts() if queue else {},
-            "readable": signed,
-            "configs": stored_configs(state),
-            "started": _param(request, "started"),
-        }
-
-    return await _page(request, "jobs", build)
+    # Job reads need the key whenever the server has one, as in the API.
+    signed = state.settings.api_key is None
+    if not signed:
+        signed = session_nonce(state.settings, request) is not None
+    queue = state.job_queue() if signed else None
+    return "jobs.html", {
+        "jobs": queue.list(LISTED_JOBS) if queue else [],
+        "counts": queue.counts() if queue else {},
+        "readable": signed,
+        "configs": stored_configs(state),
+        "started": _param(request, "started"),
+    }
 
 
 @router.post("/jobs/train")
