@@ -158,3 +158,22 @@ def test_broker_specs(tmp_path: Path) -> None:
     broker = open_broker("paper", Settings(home=tmp_path))
     assert isinstance(broker, PaperBroker)
     broker.close()
+
+
+def test_an_entry_still_open_a_bar_later_is_cancelled(
+    tmp_path: Path, candles: pd.DataFrame
+) -> None:
+    """A real venue's cycle (close, then the next open at the close): an entry the venue has
+    not filled by the next close is cancelled, not chased."""
+    paper = PaperBroker(f"sqlite:///{tmp_path / 'venue.sqlite'}")
+    loop, _ = _loop(tmp_path, broker=NoStops(paper))  # no bars reach this venue: no fill
+    window = candles.iloc[:10]
+    loop.on_bar_close(window)  # bar 10: a long
+    loop.on_bar_open(candles.index[10], float(window["close"].iloc[-1]))
+    (entry,) = loop.journal.orders("t")
+    assert (entry.role, entry.state) == ("entry", "new")
+    loop.on_bar_close(candles.iloc[:11])
+    assert paper.order("BTCUSDT", entry.client_id).status == "canceled"  # type: ignore[union-attr]
+    (intent,) = loop.journal.intents("t")
+    assert (intent.state, intent.reason) == ("skipped", "canceled")
+    assert paper.positions() == []

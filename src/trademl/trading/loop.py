@@ -270,7 +270,7 @@ class TradingLoop:
                 return
         intent = self._active
         if intent is not None and intent.state != "pending":
-            intent = self._sync(intent)
+            intent = self._sync(intent, settle=True)
             if intent is not None and intent.state == "open":
                 intent = self._emulated_exit(intent, candles)
         if intent is None:
@@ -411,23 +411,40 @@ class TradingLoop:
             return self._journalled(intent)
         return orders
 
-    def _fills(self, order: JournalOrder) -> tuple[pd.Timestamp, float]:
+    def _fills(self, order: JournalOrder, since: pd.Timestamp) -> tuple[pd.Timestamp, float]:
         """(time of the first fill, total fee) of a filled order, journalled."""
-        fills = [f for f in self.broker.fills(order.symbol) if f.client_id == order.client_id]
+        found = self.broker.fills(order.symbol, since)
+        fills = [f for f in found if f.client_id == order.client_id]
         for fill in fills:
             self.journal.add_fill(fill, self.config.name)
-        if not fills:
-            raise VenueUnavailableError(f"order {order.client_id} is filled but has no fills")
+        if not fills:  # a venue slow to list its fills: the order's own numbers
+            logger.warning("order {} is filled but the venue lists no fill yet", order.client_id)
+            return pd.Timestamp.now(tz="UTC"), 0.0
         return fills[0].time, math.fsum(f.fee for f in fills)
 
-    def _sync(self, intent: Intent) -> Intent | None:
-        """Bring ``intent`` up to date with its orders; None once it is no longer active."""
+    def _sync(self, intent: Intent, *, settle: bool = False) -> Intent | None:
+        """Bring ``intent`` up to date with its orders; None once it is no longer active.
+        With ``settle`` (a bar has closed since), an entry still open is not chased: its
+        remainder is cancelled and what filled is the position."""
         orders = self._refresh(intent)
-        by_role = {o.role: o for o in orders}
-        entry = by_role.get("entry")
+        entry = next((o for o in orders if o.role == "entry"), None)
+        if (
+            settle
+            and intent.state == "entering"
+            and entry is not None
+            and entry.state
+            in (
+                "new",
+                "partially_filled",
+            )
+        ):
+            self.journal.order_state(self.broker.cancel(entry.symbol, entry.client_id))
+            self._orders = None
+            orders = self._refresh(intent)
+            entry = next((o for o in orders if o.role == "entry"), None)
         if intent.state == "entering" and entry is not None:
-            if entry.state == "filled":
-                time, fee = self._fills(entry)
+            if entry.state == "filled" or (entry.state in _DONE_EMPTY and entry.filled > 0.0):
+                time, fee = self._fills(entry, intent.signal_bar)
                 intent = self._update(
                     intent.id,
                     state="open",
@@ -521,7 +538,7 @@ class TradingLoop:
                 "partially_filled",
             ):
                 self.journal.order_state(self.broker.cancel(order.symbol, order.client_id))
-        time, exit_fee = self._fills(exit_order)
+        time, exit_fee = self._fills(exit_order, intent.signal_bar)
         side, quantity = float(intent.side), float(intent.quantity or 0.0)
         entry_price, exit_price = (
             float(intent.entry_price or 0.0),
