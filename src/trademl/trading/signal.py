@@ -5,8 +5,7 @@ model's prediction for one closed bar into a :class:`BarSignal` through :func:`b
 which applies :func:`~trademl.backtest.strategies.maxmin_signals` (the backtest's own rule) to
 that one bar: what is served is what is traded, and what is traded is what was backtested.
 
->>> import numpy as np
-import pandas as pd
+>>> import pandas as pd
 >>> values = {"intraday__high_log": 0.02, "intraday__low_log": -0.01, "intraday__p_up": 0.6}
 >>> s = bar_signal(values, "intraday", pd.Timestamp("2024-01-01", tz="UTC"), 100.0)
 >>> s.side_name, round(s.stop, 4), round(s.target, 4)
