@@ -84,10 +84,8 @@ def page(name: str) -> Callable[[Builder], Callable[[Request], Awaitable[Respons
 
             try:
                 template, context = await run_in_threadpool(run)
-            except TradeMLError as error:
-                return render_error(request, state, status_of(error), str(error), name)
-            except ApiError as error:
-                return render_error(request, state, error.status, error.message, name)
+            except (ApiError, TradeMLError) as error:
+                return _error_page(request, state, error, name)
             return render(request, state, template, context, page=name)
 
         route.__doc__ = build.__doc__
@@ -210,15 +208,27 @@ async def _form(request: Request) -> dict[str, str]:
     return out
 
 
+async def _signed_form(request: Request, state: ServingState) -> dict[str, str]:
+    """The posted form of a signed-in session carrying its token (else 401/403)."""
+    form = await _form(request)
+    require_session(state.settings, request, form.get("token"))
+    return form
+
+
+def _error_page(
+    request: Request, state: ServingState, error: ApiError | TradeMLError, page: str | None
+) -> Response:
+    if isinstance(error, ApiError):
+        return render_error(request, state, error.status, error.message, page)
+    return render_error(request, state, status_of(error), str(error), page)
+
+
 async def _decide(request: Request, name: str, action: str) -> Response:
     state = _state(request)
     try:
-        form = await _form(request)
-        require_session(state.settings, request, form.get("token"))
-    except ApiError as error:
-        return render_error(request, state, error.status, error.message, "models")
-    except TradeMLError as error:
-        return render_error(request, state, status_of(error), str(error), "models")
+        form = await _signed_form(request, state)
+    except (ApiError, TradeMLError) as error:
+        return _error_page(request, state, error, "models")
 
     def build() -> tuple[str, dict[str, Any]]:
         check_model_name(name)
@@ -251,7 +261,7 @@ async def _decide(request: Request, name: str, action: str) -> Response:
     try:
         template, context = await run_in_threadpool(build)
     except TradeMLError as error:
-        return render_error(request, state, status_of(error), str(error), "models")
+        return _error_page(request, state, error, "models")
     return render(request, state, template, context, status=context["status"], page="models")
 
 
@@ -331,8 +341,7 @@ async def start_training(request: Request) -> Response:
     """Start a training job from a stored config (signed in)."""
     state = _state(request)
     try:
-        form = await _form(request)
-        require_session(state.settings, request, form.get("token"))
+        form = await _signed_form(request, state)
         chosen = form.get("config", "")
         if chosen not in stored_configs(state):
             raise NotFoundError(f"config {chosen[:64]!r} is not one of the stored configs")
@@ -342,10 +351,8 @@ async def start_training(request: Request) -> Response:
             raise ConfigError(f"config {chosen!r} is not a mapping")
         queue = state.job_queue()
         job_id = await anyio.to_thread.run_sync(lambda: queue.submit("train", {"config": config}))
-    except ApiError as error:
-        return render_error(request, state, error.status, error.message, "jobs")
-    except TradeMLError as error:
-        return render_error(request, state, status_of(error), str(error), "jobs")
+    except (ApiError, TradeMLError) as error:
+        return _error_page(request, state, error, "jobs")
     return RedirectResponse(f"/ui/jobs?started={job_id}", status_code=303)
 
 
@@ -377,7 +384,7 @@ async def login(request: Request) -> Response:
             page="login",
         )
     except TradeMLError as error:
-        return render_error(request, state, status_of(error), str(error), "login")
+        return _error_page(request, state, error, "login")
     return response
 
 
@@ -386,10 +393,9 @@ async def logout(request: Request) -> Response:
     """End the session."""
     state = _state(request)
     try:
-        form = await _form(request)
-        require_session(state.settings, request, form.get("token"))
-    except ApiError as error:
-        return render_error(request, state, error.status, error.message)
+        await _signed_form(request, state)
+    except (ApiError, TradeMLError) as error:
+        return _error_page(request, state, error, None)
     response = RedirectResponse("/ui/market", status_code=303)
     sign_out(response)
     return response
