@@ -2,7 +2,8 @@
 
 ``python kill_worker.py JOURNAL_URL PAPER_URL CSV MARKER MODE``: replays the last bars of the
 CSV; with MODE ``before`` or ``after`` the first entry order pauses just before or just after
-the venue accepts it, writes MARKER and waits to be killed; with ``none`` it runs through.
+the venue accepts it (``exits``: just before its stop and target are sent), writes MARKER and
+waits to be killed; with ``none`` it runs through.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(journal_url: str, paper_url: str, csv: str, marker: str, mode: str) -> 
             return order
 
         def submit_oco(self, stop: OrderRequest, target: OrderRequest) -> Any:
+            if mode == "exits":
+                _pause(marker)
             return paper.submit_oco(stop, target)
 
     journal = TradeJournal(journal_url)

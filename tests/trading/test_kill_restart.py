@@ -43,7 +43,9 @@ def _kill_mid_order(args: list[str], marker: Path) -> None:
     process.stderr.close()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("backend", "mode"), [("sqlite", "before"), ("postgresql", "after")])
+@pytest.mark.parametrize(
+    ("backend", "mode"), [("sqlite", "before"), ("postgresql", "after"), ("sqlite", "exits")]
+)
 def test_killed_mid_order_then_restarted_places_exactly_one_order(
     backend: str, mode: str, tmp_path: Path, data_dir: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -69,8 +71,13 @@ def test_killed_mid_order_then_restarted_places_exactly_one_order(
     _kill_mid_order([journal_url, paper_url, csv, str(marker), mode], marker)
 
     journal = TradeJournal(journal_url)
-    (entry,) = [o for o in journal.orders("kill-test") if o.role == "entry"]
-    assert entry.state == "sending"  # the crash came between the two journal writes
+    orders = journal.orders("kill-test")
+    (entry,) = [o for o in orders if o.role == "entry"]
+    # The crash came between the two journal writes of the order (of the exits: before them).
+    assert entry.state == ("filled" if mode == "exits" else "sending")
+    assert [o.state for o in orders if o.role != "entry"] == (
+        ["sending", "sending"] if mode == "exits" else []
+    )
     venue = PaperBroker(paper_url)
     held = venue.order("BTCUSDT", entry.client_id)
     assert (held is None) == (mode == "before")
@@ -94,6 +101,9 @@ def test_killed_mid_order_then_restarted_places_exactly_one_order(
     assert intent.entry_price == entries[0].price
     held = sum(p.quantity for p in venue.positions())
     assert held == (intent.quantity if intent.state == "open" else 0.0)
+    exits = {o.role: o.state for o in journal.orders("kill-test") if o.role != "entry"}
+    assert set(exits) == {"stop", "target"}  # placed once, after the restart if need be
+    assert sorted(exits.values()) in (["canceled", "filled"], ["new", "new"])
     kinds = [
         e["detail"]["state"]
         for e in journal.events("kill-test")

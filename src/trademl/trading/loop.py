@@ -470,6 +470,11 @@ class TradingLoop:
             if exits:
                 self._close(intent, exits[0], orders)
                 return None
+            placed = [o for o in orders if o.role != "entry" and o.state != "not_sent"]
+            if intent.state == "open" and intent.exits != "emulated" and not placed:
+                # A crash before the exits reached the venue: place them (the same ids).
+                self._place_exits(intent)
+                intent = self.journal.intent(intent.id) or intent
             return intent
         return intent if intent.state in ("pending", "entering") else None
 
