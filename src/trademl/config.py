@@ -104,8 +104,15 @@ class Settings(BaseSettings):
     prediction_log_mode: Literal["journal", "commit"] = Field(
         default="journal",
         description="journal: each answer is appended to a local file before it is sent and "
-        "moved into the table within a fraction of a second (a few microseconds a request); "
+        "moved into the tables within a second (a few microseconds a request); "
         "commit: each answer waits for the database commit holding it (group commits).",
+    )
+    monitoring_cache_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds the server answers GET /api/v1/models/{name}/monitoring from the "
+        "report it computed last for the same query (a report reads a whole window; 0 "
+        "computes every request).",
     )
     jobs_heartbeat_s: float = Field(
         default=10.0,

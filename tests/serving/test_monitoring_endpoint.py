@@ -42,6 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator
         MODEL,
         model_reload_s=0,
         store_poll_s=3600,
+        monitoring_cache_s=0,  # every request computes (the cache has its own test)
     )
     with TestClient(create_app(settings)) as client:
         yield Server(settings, client)
@@ -192,3 +193,24 @@ def test_a_target_left_out_of_a_newer_report_loses_its_gauges(server: Server) ->
     # Without a drift table there is no drifted-features count rather than a stale one.
     assert not any(k[0] == "trademl_monitor_drifted_features" for k in samples)
     assert any(k[0] == "trademl_monitor_mature_share" for k in samples)
+
+
+def test_a_repeated_query_is_answered_from_the_report_computed_last(server: Server) -> None:
+    """Anyone who reaches the server may ask for a report that reads a whole window: within
+    TRADEML_MONITORING_CACHE_S the same query gets the computed one (its age in ``Age``),
+    without touching a file; another query is computed."""
+    opened = _Opened([server.settings.home])
+    settings = server.settings.model_copy(update={"monitoring_cache_s": 3600})
+    with TestClient(create_app(settings)) as client:
+        first, paths = opened.during(lambda: client.get(URL, params={"window": 300}))
+        assert first.status_code == 200 and first.headers["age"] == "0" and paths
+        again, paths = opened.during(lambda: client.get(URL, params={"window": 300}))
+        assert again.status_code == 200 and again.json() == first.json()
+        assert paths == [] and int(again.headers["age"]) >= 0
+        other, paths = opened.during(lambda: client.get(URL, params={"window": 320}))
+        assert other.status_code == 200 and other.headers["age"] == "0" and paths
+        assert other.json()["logged"] > first.json()["logged"]
+        # A refusal is not cached: the next identical request is assessed again.
+        for _ in range(2):
+            refused, paths = opened.during(lambda: client.get(URL, params={"window": 20}))
+            assert refused.status_code == 409 and paths

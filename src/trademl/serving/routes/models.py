@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel
 
-from trademl.monitoring.assess import MonitoringError
+from trademl.monitoring.assess import Assessment, MonitoringError
 from trademl.serving.deps import ApiKey, ServingState, State
 from trademl.serving.errors import ApiError
+from trademl.serving.report_cache import ReportCache
 from trademl.serving.routes import errors
 from trademl.serving.schemas import DecisionResponse, ModelList, PromoteRequest, RollbackRequest
 from trademl.tracking.registry import Decision, list_models, promote, rollback
@@ -201,6 +202,8 @@ def monitoring(
             description="An alias (`champion`, `challenger`) or a version number.",
         ),
     ] = "champion",
+    *,
+    response: Response,
 ) -> dict[str, Any]:
     """The monitoring report of a version (the champion by default): its logged predictions
     scored on matured labels beside the baseline, the CUSUM and coverage alarms, and the drift
@@ -208,11 +211,23 @@ def monitoring(
 
     A version that cannot be assessed yet (trained without monitoring reference statistics,
     or with too few matured predictions in the window) is a 409 whose message says why. Each
-    report also sets the server's ``trademl_monitor_*`` gauges of the model.
+    report also sets the server's ``trademl_monitor_*`` gauges of the model. A report is
+    computed at most once per ``TRADEML_MONITORING_CACHE_S`` for the same query; the ``Age``
+    header says how many seconds old the answered one is.
     """
-    try:
+    cache = state.extras.get("monitoring_reports")
+    if not isinstance(cache, ReportCache):
+        cache = state.extras["monitoring_reports"] = ReportCache(state.settings.monitoring_cache_s)
+
+    def assess() -> Assessment:
         report, _, _ = monitor(name, version, window=window, settings=state.settings)
+        state.metrics.observe_monitoring(report)
+        return report
+
+    try:
+        report, age = cache.get((name, version, window), assess)
     except MonitoringError as error:
         raise ApiError(409, str(error), type(error).__name__) from None
-    state.metrics.observe_monitoring(report)
-    return report.as_dict()
+    response.headers["Age"] = str(int(age))
+    answer: dict[str, Any] = report.as_dict()
+    return answer
