@@ -77,14 +77,8 @@ class Settings(BaseSettings):
         "sqlite:///path) shared by tuning workers; None keeps studies in memory. Give Optuna "
         "a database of its own (it keeps an alembic_version table, as MLflow does).",
     )
-    http_timeout_s: float = Field(
-        default=30.0, gt=0, description="Timeout of one HTTP request (data sources, exchanges)."
-    )
-    http_retries: int = Field(
-        default=3,
-        ge=0,
-        description="Retries of a failed network request (data sources, exchanges).",
-    )
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
+    http_retries: int = Field(default=3, ge=0, description="Retries of a failed network request.")
     jobs_url: str | None = Field(
         default=None,
         description="Job store: a SQLAlchemy URL (sqlite:///path, postgresql://...) shared by "
