@@ -106,3 +106,24 @@ def test_refusals_name_what_is_wrong(url: str) -> None:
     with pytest.raises(ConfigError, match="client_id"):
         OrderRequest("../../etc/passwd", "BTCUSDT", "buy", "market", 1.0)
     assert broker.order("ETHUSDT", "x") is None
+
+
+def test_state_on_postgresql(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        for table in ("paper_orders", "paper_fills", "paper_account"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+    broker = PaperBroker(postgres_url, fee_bps=10)
+    _long_with_exits(broker)
+    broker.on_bar("BTCUSDT", T0, 100.0, 101.0, 99.0, 100.0)
+    broker.on_bar("BTCUSDT", T0 + HOUR, 100.0, 110.5, 99.0, 100.0)  # the target
+    broker.close()
+    again = PaperBroker(postgres_url, fee_bps=10)
+    assert again.order("BTCUSDT", "t").status == "filled"  # type: ignore[union-attr]
+    assert again.order("BTCUSDT", "s").status == "canceled"  # type: ignore[union-attr]
+    assert again.positions() == [] and len(again.fills("BTCUSDT")) == 2
+    assert again.balances()[0].free == pytest.approx(100_000.0 + 2 * 10.0 - 0.002 * 210.0)
+    again.close()
