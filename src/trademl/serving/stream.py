@@ -8,7 +8,8 @@ symbol or an invalid timeframe or horizon closes the socket with code 1008 and t
 
 The API key (when ``api_auth_all`` asks for it) travels in the ``X-API-Key`` header or, from a
 browser, as the subprotocol token ``apikey.<KEY>`` beside ``trademl``; the server then answers
-the ``trademl`` subprotocol. A key in the query string is refused: URLs end up in access logs
+the ``trademl`` subprotocol. The dashboard's signed-in session cookie, from a page of this
+server, stands for the key. A key in the query string is refused: URLs end up in access logs
 and proxies. Streams are bounded per process and per client (``ws_max_connections``, 1013;
 ``ws_max_per_client``, 1008), and all sockets of a series share one store poller.
 
@@ -43,6 +44,7 @@ from trademl.serving.errors import ApiError, trademl_error_body
 from trademl.serving.feeds import SeriesFeed, TooManyStreamsError
 from trademl.serving.host import Served
 from trademl.serving.predict import logged
+from trademl.serving.ui.session import signed_in
 
 router = APIRouter()
 
@@ -171,7 +173,9 @@ async def stream(
     try:
         try:
             given = _given_key(websocket, offered)
-            if state.settings.api_auth_all:
+            # A browser cannot set headers on a WebSocket: the dashboard's signed session stands
+            # for the key (same origin only).
+            if state.settings.api_auth_all and (given or not signed_in(state.settings, websocket)):
                 check_api_key(state.settings, given)
             if not timeframe:
                 raise ApiError(422, "the timeframe query parameter is required (?timeframe=1h)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from trademl.config import Settings
 from trademl.serving import create_app
@@ -47,3 +48,29 @@ def test_pages_need_a_session_when_every_endpoint_needs_the_key(guarded: TestCli
     assert out.status_code == 303 and 'trademl_ui=""' in out.headers["set-cookie"]
     guarded.cookies.clear()
     assert guarded.get("/ui/jobs").status_code == 401
+
+
+def closing_reason(client: TestClient, headers: dict[str, str]) -> str:
+    with (
+        client.websocket_connect("/ws/BTCUSDT?timeframe=1h", headers=headers) as socket,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        socket.receive_json()
+    assert closed.value.code == 1008
+    return str(closed.value.reason)
+
+
+def test_live_stream_takes_the_dashboard_session_for_the_key(guarded: TestClient) -> None:
+    assert "missing API key" in closing_reason(guarded, {})
+    signed = guarded.post("/ui/login", data={"key": KEY}, follow_redirects=False)
+    guarded.cookies.clear()
+    cookie = {"cookie": f"trademl_ui={signed.cookies['trademl_ui']}"}
+    # Past the key check: refused only because no model serves BTCUSDT on this empty home.
+    reason = closing_reason(guarded, {**cookie, "origin": "http://testserver"})
+    assert "API key" not in reason and "BTCUSDT" in reason
+    # The same cookie from another site's page (cross-site WebSocket hijacking) is refused.
+    assert "missing API key" in closing_reason(
+        guarded, {**cookie, "origin": "https://evil.example"}
+    )
+    forged = {"cookie": f"trademl_ui={signed.cookies['trademl_ui'][:-2]}00"}
+    assert "missing API key" in closing_reason(guarded, forged)

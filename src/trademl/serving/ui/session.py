@@ -18,6 +18,7 @@ import time
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from starlette.requests import HTTPConnection
 
 from trademl.config import Settings
 from trademl.serving.deps import check_api_key
@@ -47,7 +48,7 @@ def sign_in(settings: Settings, key: str, request: Request, response: Response) 
         SESSION_COOKIE,
         f"{nonce}.{_sign(secret, 'session', nonce)}",
         max_age=SESSION_S,
-        path="/ui",
+        path="/",  # the Live page's WebSocket (/ws) too
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -56,10 +57,10 @@ def sign_in(settings: Settings, key: str, request: Request, response: Response) 
 
 def sign_out(response: Response) -> None:
     """Drop the session cookie."""
-    response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
-def session_nonce(settings: Settings, request: Request) -> str | None:
+def session_nonce(settings: Settings, request: HTTPConnection) -> str | None:
     """The nonce of a valid, unexpired session cookie signed with the server's key, else None."""
     secret = _secret(settings)
     cookie = request.cookies.get(SESSION_COOKIE, "")
@@ -80,15 +81,27 @@ def csrf_token(settings: Settings, nonce: str | None) -> str:
     return _sign(secret, "csrf", nonce) if secret is not None and nonce else ""
 
 
-def check_origin(request: Request) -> None:
-    """Refuse (403) a form posted from another site or an opaque origin; a request without an
-    ``Origin`` header (not a browser's cross-site post) passes."""
-    origin = request.headers.get("origin")
+def same_origin(connection: HTTPConnection) -> bool:
+    """Whether the ``Origin`` header, if any, is this server's own (a WebSocket's ``ws``/``wss``
+    read as ``http``/``https``); no header is not a browser's cross-site request."""
+    origin = connection.headers.get("origin")
     if origin is None:
-        return
+        return True
     parts = urlsplit(origin)
-    if origin == "null" or (parts.scheme, parts.netloc) != (request.url.scheme, request.url.netloc):
+    scheme = {"ws": "http", "wss": "https"}.get(connection.url.scheme, connection.url.scheme)
+    return origin != "null" and (parts.scheme, parts.netloc) == (scheme, connection.url.netloc)
+
+
+def check_origin(request: Request) -> None:
+    """Refuse (403) a form posted from another site or an opaque origin."""
+    if not same_origin(request):
         raise ApiError(403, "a dashboard action from another site is refused")
+
+
+def signed_in(settings: Settings, connection: HTTPConnection) -> bool:
+    """A same-origin connection of a signed-in dashboard session (the Live page's WebSocket
+    when the server asks the key of every endpoint)."""
+    return same_origin(connection) and session_nonce(settings, connection) is not None
 
 
 def require_session(settings: Settings, request: Request, token: str | None) -> None:
