@@ -92,6 +92,7 @@ def test_the_kill_switch_needs_the_key(client: TestClient, settings: Settings) -
         ("/api/v1/trading/orders", {"limit": 10**6}),
         ("/api/v1/trading/journal", {"after": -1}),
         ("/api/v1/trading/positions", {"loop": "x" * 129}),
+        ("/api/v1/trading/orders", {"loop": "a\x00b"}),
     ],
 )
 def test_bad_queries_are_422(client: TestClient, path: str, params: dict[str, object]) -> None:
@@ -101,7 +102,14 @@ def test_bad_queries_are_422(client: TestClient, path: str, params: dict[str, ob
 
 
 def test_hostile_bodies_and_names_change_nothing(client: TestClient, settings: Settings) -> None:
-    for body in ({"reason": "x" * 501}, {"reason": 5}, {"engaged": True}, {"release": "yes"}):
+    bodies = (
+        {"reason": "x" * 501},
+        {"reason": 5},
+        {"reason": "nul\x00byte"},
+        {"engaged": True},
+        {"release": "yes"},
+    )
+    for body in bodies:
         response = client.post("/api/v1/trading/stop", json=body, headers=HEADERS)
         assert response.status_code == 422, body
     injected = "api-loop' OR '1'='1"

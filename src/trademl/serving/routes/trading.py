@@ -29,7 +29,9 @@ router = APIRouter(prefix="/api/v1/trading", tags=["trading"])
 OrderState = Literal[
     "sending", "new", "partially_filled", "filled", "canceled", "rejected", "expired", "not_sent"
 ]
-LoopName = Annotated[str | None, Query(min_length=1, max_length=128)]
+# No control characters: PostgreSQL refuses NUL in text, and nothing legitimate holds them.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+LoopName = Annotated[str | None, Query(min_length=1, max_length=128, pattern=_PRINTABLE)]
 _lock = threading.Lock()
 
 
@@ -80,7 +82,7 @@ class StopRequest(BaseModel):
     """``POST /api/v1/trading/stop``."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, pattern=_PRINTABLE)
     release: bool = False
 
 
