@@ -150,7 +150,8 @@ def replay_parity(
     fee_bps, slippage_bps, risk_fraction, initial_equity : float
         The costs and sizing of both.
     folder : Path, optional
-        Where the paper account and the journal live (a temporary folder by default).
+        Where the paper account and the journal live, replaced by each replay (a temporary
+        folder by default).
     """
     aligned = predictions.reindex(candles.index)
     columns = [aligned[f"{horizon}__{name}"] for name in ("high_log", "low_log", "p_up")]
@@ -166,6 +167,9 @@ def replay_parity(
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(folder or scratch)
         root.mkdir(parents=True, exist_ok=True)
+        for name in ("paper.sqlite", "journal.sqlite"):  # a fresh account and journal each time
+            for path in root.glob(f"{name}*"):
+                path.unlink()
         broker = PaperBroker(
             f"sqlite:///{(root / 'paper.sqlite').as_posix()}",
             fee_bps=fee_bps,
