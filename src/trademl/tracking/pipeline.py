@@ -29,6 +29,7 @@ from trademl.data.candles import COLUMNS
 from trademl.errors import TrackingError
 from trademl.pipeline import PipelineModel, check_feature_contract
 from trademl.tracking.client import connect
+from trademl.tracking.wheel import write_project_wheel
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from trademl.tracking.registry import VersionInfo
 
 PIPELINE_ARTIFACT = "pipeline"
+WHEEL_ARTIFACT = "trademl_wheel"
 LOGGED_MODEL_NAME = "pipeline"
 # What the pyfunc's environment needs, pinned to what trained it (never inferred: the inferred
 # list is noisy and drops torch's +cpu local version).
@@ -87,14 +89,19 @@ def to_model_input(candles: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def requirements(kinds: list[str]) -> list[str]:
-    """Pinned pip requirements of the pyfunc for the given model kinds."""
+def requirements(kinds: list[str], wheel: str | None = None) -> list[str]:
+    """Pinned pip requirements of the pyfunc for the given model kinds.
+
+    ``wheel`` is the logged wheel of trademl, relative to the model's folder (where MLflow
+    installs the requirements from); without one, trademl is pinned by version.
+    """
     names = list(_REQUIREMENTS)
     if "xgb" in kinds:
-        names.append("xgboost-cpu")
+        # Whichever of the two is installed (never both: they share one package).
+        names += ["xgboost-cpu", "xgboost"]
     if set(kinds) & {"gru", "lstm", "transformer", "cnn_lstm"}:
         names.append("torch")
-    pinned = [f"trademl=={__version__}"]
+    pinned = [wheel or f"trademl=={__version__}"]
     for name in names:
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
@@ -119,13 +126,16 @@ def log_pipeline(pipeline: PipelineModel, candles: pd.DataFrame, kinds: list[str
     with tempfile.TemporaryDirectory() as folder, _quiet("mlflow.pyfunc"):
         path = Path(folder) / "pipeline.pkl"
         path.write_bytes(pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+        # The code that trained it, as a wheel beside it: the environment rebuilds from the
+        # model alone (MLflow installs requirements from the model's folder).
+        wheel = write_project_wheel(Path(folder))
         info: ModelInfo = mlflow.pyfunc.log_model(
             name=LOGGED_MODEL_NAME,
             python_model=PipelinePyfunc(),
-            artifacts={PIPELINE_ARTIFACT: str(path)},
+            artifacts={PIPELINE_ARTIFACT: str(path), WHEEL_ARTIFACT: str(wheel)},
             signature=signature,
             input_example=example,
-            pip_requirements=requirements(kinds),
+            pip_requirements=requirements(kinds, f"artifacts/{wheel.name}"),
             metadata={
                 "symbol": pipeline.symbol,
                 "symbols": list(pipeline.served_symbols),
