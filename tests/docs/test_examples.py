@@ -1,7 +1,8 @@
 """Every python and bash block of the documentation runs, and prints what the page shows.
 
 Blocks of one page run in order, in one temporary working folder (holding a copy of
-``examples/``) with a fresh ``TRADEML_HOME``: python blocks share one namespace in this
+``examples/``, with the shared data at ``../shared/data`` as beside a clone) with a fresh
+``TRADEML_HOME``: python blocks share one namespace in this
 process, bash blocks run in ``bash -euo pipefail`` with this venv's ``bin`` first on ``PATH``.
 """
 
@@ -62,6 +63,9 @@ def test_page_examples_run(
 ) -> None:
     work = tmp_path / "work"
     shutil.copytree(REPO / "examples", work / "examples")
+    # As in a clone beside the shared data: pages may read ../shared/data.
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(data_dir, target_is_directory=True)
     monkeypatch.chdir(work)
     monkeypatch.setenv("TRADEML_TEST_DATA", str(data_dir))
     env = _environment(home, data_dir)
