@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import requests
-import vyper
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from loguru import logger
+from tests.support.evm_chain import BTC, USDT, Chain, compile_contracts, deploy_chain
 from tests.support.evm_rpc import json_rpc_server
 from web3 import EthereumTesterProvider, Web3
 
@@ -28,115 +25,15 @@ from trademl.redact import redact
 from trademl.trading.broker import Broker, OrderRequest
 from trademl.trading.dex import DexBroker
 
-BTC, USDT = 10**8, 10**6  # token units per coin (8 and 6 decimals)
-
 
 @pytest.fixture(scope="session")
 def compiled() -> dict[str, dict[str, Any]]:
-    folder = resources.files("trademl.trading") / "contracts"
-    return {
-        name: vyper.compile_code(
-            (folder / f"{name}.vy").read_text(), output_formats=["abi", "bytecode"]
-        )
-        for name in ("token", "pair", "router")
-    }
-
-
-@dataclass
-class Chain:
-    w3: Any
-    admin: str
-    btc: Any
-    usdt: Any
-    pair: Any
-    router: Any
-
-    @property
-    def tester(self) -> Any:
-        return self.w3.provider.ethereum_tester
-
-    def reserves(self) -> tuple[int, int]:
-        """(BTC, USDT) reserves of the pool."""
-        reserve0, reserve1 = self.pair.functions.getReserves().call()
-        if self.pair.functions.token0().call() == self.btc.address:
-            return reserve0, reserve1
-        return reserve1, reserve0
-
-    def holdings(self, address: str) -> tuple[int, int]:
-        return (
-            self.btc.functions.balanceOf(address).call(),
-            self.usdt.functions.balanceOf(address).call(),
-        )
-
-    def fund(self, *, btc: int = 0, usdt: int = 0) -> LocalAccount:
-        """A fresh account with 10 ETH for gas and the given token units."""
-        account: LocalAccount = Account.create()
-        self.w3.eth.send_transaction({"from": self.admin, "to": account.address, "value": 10**19})
-        for token, units in ((self.btc, btc), (self.usdt, usdt)):
-            if units:
-                token.functions.mint(account.address, units).transact({"from": self.admin})
-        return account
-
-    def send_as(self, account: LocalAccount, call: Any) -> bytes:
-        """Sign and send ``call`` from ``account`` (no wait: the caller mines)."""
-        nonce = self.w3.eth.get_transaction_count(account.address)
-        tx = call.build_transaction(
-            {
-                "from": account.address,
-                "nonce": nonce,
-                "gas": 300_000,
-                "chainId": self.w3.eth.chain_id,
-            }
-        )
-        return bytes(self.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
-
-    @contextmanager
-    def manual_mining(self) -> Iterator[None]:
-        """Transactions wait in the pool until the test mines a block (eth-tester's pending
-        nonce ignores the pool: send one transaction per account in between)."""
-        self.tester.disable_auto_mine_transactions()
-        try:
-            yield
-        finally:
-            self.tester.enable_auto_mine_transactions()
-            self.tester.mine_blocks(1)
-
-    def approved(self, token: Any, units: int, **holdings: int) -> LocalAccount:
-        """A funded account that already lets the router spend ``units`` of ``token``."""
-        account = self.fund(**holdings)
-        self.send_as(account, token.functions.approve(self.router.address, units))
-        return account
-
-    @property
-    def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+    return compile_contracts()
 
 
 @pytest.fixture(scope="module")
 def chain(compiled: dict[str, dict[str, Any]]) -> Chain:
-    w3 = Web3(EthereumTesterProvider())
-    admin = w3.eth.accounts[0]
-
-    def deploy(name: str, *args: Any) -> Any:
-        factory = w3.eth.contract(abi=compiled[name]["abi"], bytecode=compiled[name]["bytecode"])
-        receipt = w3.eth.wait_for_transaction_receipt(
-            factory.constructor(*args).transact({"from": admin})
-        )
-        return w3.eth.contract(address=receipt["contractAddress"], abi=compiled[name]["abi"])
-
-    btc = deploy("token", "Wrapped Bitcoin", "BTC", 8)
-    usdt = deploy("token", "Tether USD", "USDT", 6)
-    pair = deploy("pair", btc.address, usdt.address)
-    router = deploy("router")
-    router.functions.registerPair(pair.address).transact({"from": admin})
-    for token, units in ((btc, 100 * BTC), (usdt, 10_000_000 * USDT)):
-        token.functions.mint(admin, units).transact({"from": admin})
-        token.functions.approve(router.address, units).transact({"from": admin})
-    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 600
-    router.functions.addLiquidity(
-        btc.address, usdt.address, 10 * BTC, 600_000 * USDT, 0, 0, admin, deadline
-    ).transact({"from": admin})
-    return Chain(w3, admin, btc, usdt, pair, router)
+    return deploy_chain(compiled)
 
 
 @pytest.fixture
