@@ -451,6 +451,10 @@ class DexBroker:
             base_units = moved.get((base.address, True), 0)
             quote_units = moved.get((quote.address, False), 0)
             fee_units = quote_units * self._fee_bps / (10_000 - self._fee_bps)
+        # The pool keeps its fee out of the amounts swapped; the price is the one before it, so
+        # that, as on an order book, quantity · price ± fee is the quote that moved.
+        fee_int = int(fee_units)
+        before_fee = quote_units - fee_int if row.side == "buy" else quote_units + fee_int
         filled = base.amount(base_units)
         logger.info(
             "dex {}: filled {} at block {}", row.client_id, row.tx_hash, receipt["blockNumber"]
@@ -460,8 +464,8 @@ class DexBroker:
             amount_in=str(quote_units if row.side == "buy" else base_units),
             amount_out=str(base_units if row.side == "buy" else quote_units),
             filled=filled,
-            average_price=quote.amount(quote_units) / filled if filled else None,
-            fee=quote.amount(int(fee_units)),
+            average_price=quote.amount(before_fee) / filled if filled else None,
+            fee=quote.amount(fee_int),
             block_time=mined,
         )
 

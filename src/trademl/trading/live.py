@@ -24,7 +24,13 @@ from trademl.tracking.pipeline import load_pipeline
 from trademl.trading.broker import Broker
 from trademl.trading.brokers import check_spec, open_broker
 from trademl.trading.journal import TradeJournal
-from trademl.trading.loop import LoopConfig, PipelineSignals, TradingLoop, paper_step
+from trademl.trading.loop import (
+    LoopConfig,
+    PipelineSignals,
+    TradingLoop,
+    paper_step,
+    venue_step,
+)
 from trademl.trading.paper import PaperBroker
 from trademl.trading.risk import Flattened, RiskLimits, flatten
 from trademl.trading.signal import signal_params
@@ -214,9 +220,7 @@ def _new_bars(loop: TradingLoop, broker: Broker, settings: Settings, window: int
         if isinstance(broker, PaperBroker):
             paper_step(loop, broker, history)
         else:
-            loop.on_bar_close(history)
-            bar = history.index[-1]
-            loop.on_bar_open(bar + delta, float(history["close"].iloc[-1]))
+            venue_step(loop, history, delta)
         logger.info("{} handled bar {} ({})", loop.config.name, history.index[-1], kind)
     return len(positions)
 

@@ -367,8 +367,11 @@ class TradingLoop:
         self._send(intent, "entry", request)
         self._sync(intent)
 
-    def _send(self, intent: Intent, role: str, request: OrderRequest) -> Order | None:
-        """Journal, send, journal: the venue's answer, or None when refused or unknown."""
+    def _send(
+        self, intent: Intent, role: str, request: OrderRequest, *, raise_rejection: bool = False
+    ) -> Order | None:
+        """Journal, send, journal: the venue's answer, or None when refused (raised again
+        with ``raise_rejection``) or unknown."""
         self._orders = None
         self.journal.sending(self.config.name, intent.id, role, request)
         try:
@@ -376,6 +379,8 @@ class TradingLoop:
         except OrderRejectedError as error:
             self.journal.order_failed(request.client_id, "rejected", str(error))
             logger.warning("order {} rejected: {}", request.client_id, error)
+            if raise_rejection:
+                raise
             return None
         except VenueUnavailableError as error:
             logger.warning(
@@ -478,8 +483,18 @@ class TradingLoop:
             return intent
         return intent if intent.state in ("pending", "entering") else None
 
-    def _place_exits(self, intent: Intent) -> None:
+    def _exit_quantity(self, intent: Intent) -> float:
+        """The position's quantity, but no more than the venue holds: a venue that takes its
+        fee in the asset bought (Binance spot without BNB) holds less than the entry filled,
+        and refuses an exit of the whole fill."""
         quantity = float(intent.quantity or 0.0)
+        held = math.fsum(
+            abs(p.quantity) for p in self.broker.positions() if p.symbol == self.config.symbol
+        )
+        return min(quantity, held) if held > 0.0 else quantity
+
+    def _place_exits(self, intent: Intent) -> None:
+        quantity = self._exit_quantity(intent)
         side: Side = "sell" if intent.side > 0 else "buy"
         symbol, caps = self.config.symbol, self.broker.capabilities
         self._orders = None
@@ -492,22 +507,35 @@ class TradingLoop:
         if caps.oco and isinstance(self.broker, OcoBroker):
             for role, request in (("stop", stop), ("target", target)):
                 self.journal.sending(self.config.name, intent.id, role, request)
+            exits = "oco"
             try:
                 placed: tuple[Order, ...] = self.broker.submit_oco(stop, target)
             except OrderRejectedError as error:
                 for request in (stop, target):
                     self.journal.order_failed(request.client_id, "rejected", str(error))
-                placed = ()
+                placed, exits = (), self._refused_exits(intent, error)
             except VenueUnavailableError:
                 placed = ()
             for order in placed:
                 self.journal.order_state(order)
-            self._update(intent.id, exits="oco")
+            self._update(intent.id, exits=exits)
         elif caps.stop_orders:
-            self._send(intent, "stop", stop)
-            self._update(intent.id, exits="stop")
+            try:
+                self._send(intent, "stop", stop, raise_rejection=True)
+                exits = "stop"
+            except OrderRejectedError as error:
+                exits = self._refused_exits(intent, error)
+            self._update(intent.id, exits=exits)
         else:
             self._update(intent.id, exits="emulated")
+
+    def _refused_exits(self, intent: Intent, error: OrderRejectedError) -> str:
+        """A position whose exits the venue refused is not left unprotected: both levels are
+        watched on closed bars instead."""
+        logger.warning(
+            "the venue refused the exits of {}; stop and target emulated: {}", intent.id, error
+        )
+        return "emulated"
 
     def _emulated_exit(self, intent: Intent, candles: pd.DataFrame) -> Intent | None:
         """Exit at market once the closed bar touched a level the venue does not hold."""
@@ -530,7 +558,7 @@ class TradingLoop:
             self.config.symbol,
             "sell" if long else "buy",
             "market",
-            float(intent.quantity or 0.0),
+            self._exit_quantity(intent),
         )
         intent = self._update(intent.id, state="exiting")
         self._send(intent, role, request)
@@ -571,6 +599,15 @@ def paper_step(loop: TradingLoop, broker: PaperBroker, candles: pd.DataFrame) ->
     closes (the loop tracks and takes the next signal)."""
     prices = tuple(float(candles[c].to_numpy()[-1]) for c in ("open", "high", "low", "close"))
     _paper_bar(loop, broker, candles, *prices)
+
+
+def venue_step(loop: TradingLoop, candles: pd.DataFrame, bar_delta: pd.Timedelta) -> None:
+    """Drive ``loop`` through the last of ``candles``, a closed bar, on a venue that runs on
+    its own clock: the bar closes (the loop tracks and takes the next signal), then the next
+    bar opens, its open taken as this close (a real venue fills at its price of the moment)."""
+    loop.on_bar_close(candles)
+    bar = pd.Timestamp(candles.index[-1])
+    loop.on_bar_open(bar + bar_delta, float(candles["close"].to_numpy()[-1]))
 
 
 def _paper_bar(
