@@ -77,6 +77,9 @@ def test_demo_uses_shared_file(cli, data_dir: Path) -> None:
     # The run folder's own pipeline (no MLflow) predicts what the registered version predicts.
     text = " ".join(result.stdout.split())
     assert "loaded without MLflow, predicts the last bar exactly as the registered version" in text
+    # The demo runs through the quickstart's stages and prints its summary table.
+    assert "trademl quickstart: BTCUSDT 1h, 60,852 bars" in text and "deflated_sharpe_grid" in text
+    assert "[3/5] training" in result.stderr
     assert "dashboard: http://127.0.0.1:8000/ui" in text
     # The champion's predictions through the live loop on the paper broker: the backtest's trades.
     assert re.search(r"live = backtest: 2000 bars .* \d+ trades compared, identical;", text)
