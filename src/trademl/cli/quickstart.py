@@ -58,9 +58,10 @@ def quickstart(
     from trademl.quickstart import run_quickstart
 
     settings = get_settings()
+    # With tracking off nothing is registered, so nothing is replayed through the server.
     if settings.tracking:
         require("mlflow", "tracking", "the quickstart's registry stage")
-    require("fastapi", "serve", "the quickstart's parity check of the server")
+        require("fastapi", "serve", "the quickstart's parity check of the server")
     started = time.perf_counter()
     result = run_quickstart(
         settings,
