@@ -110,7 +110,8 @@ def url_password(url: str) -> str | None:
 
 def register_settings(settings: Any) -> None:
     """Register every secret a :class:`~trademl.config.Settings` holds: the API key, source
-    keys, and the passwords of the store, job store, broker, MLflow and Optuna URLs."""
+    keys, and the passwords of the store, job store, broker, MLflow, Optuna, trade journal,
+    paper account, DEX node and exchange URLs."""
     keys: list[str | None] = []
     for name in (
         "api_key",
@@ -136,6 +137,8 @@ def register_settings(settings: Any) -> None:
             "optuna_storage",
             "dex_rpc_url",
             "exchange_api_url",
+            "trade_journal_url",
+            "paper_url",
         )
     ]
     register_secrets(keys, urls)

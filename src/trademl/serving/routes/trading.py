@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from trademl.redact import redact_url
 from trademl.serving.deps import ApiKey, ApiKeyIfConfigured, ServingState, State
 from trademl.serving.errors import ApiError
 from trademl.serving.routes import errors
@@ -112,6 +115,17 @@ def open_journal(state: ServingState, *, create: bool) -> TradeJournal | None:
     return found
 
 
+@contextmanager
+def _reachable(state: ServingState) -> Iterator[None]:
+    """A journal database that cannot be reached is a 503 naming it (its password masked);
+    the driver's own message stays out of the answer."""
+    try:
+        yield
+    except sa.exc.OperationalError:
+        url = redact_url(journal_url(state.settings))
+        raise ApiError(503, f"trade journal {url} cannot be reached", "Unavailable") from None
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -124,8 +138,9 @@ def _finite(value: float | None) -> float | None:
 )
 def positions(state: State, loop: LoopName = None) -> dict[str, Any]:
     """Open trades of every loop (or of ``loop``), from the journal."""
-    journal = open_journal(state, create=False)
-    found = [] if journal is None else journal.intents(loop, ACTIVE_STATES[1:], limit=1000)
+    with _reachable(state):
+        journal = open_journal(state, create=False)
+        found = [] if journal is None else journal.intents(loop, ACTIVE_STATES[1:], limit=1000)
     return {
         "positions": [
             {
@@ -154,9 +169,10 @@ def orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The latest ``limit`` orders, oldest first (of ``loop``, in ``state``)."""
-    journal = open_journal(state, create=False)
     states = (order_state,) if order_state is not None else None
-    found = [] if journal is None else journal.orders(loop, states=states, limit=limit)
+    with _reachable(state):
+        journal = open_journal(state, create=False)
+        found = [] if journal is None else journal.orders(loop, states=states, limit=limit)
     return {"orders": found}
 
 
@@ -170,8 +186,9 @@ def journal_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Journal events with an id above ``after``, oldest first (page with the last id)."""
-    journal = open_journal(state, create=False)
-    return {"events": [] if journal is None else journal.events(loop, after, limit)}
+    with _reachable(state):
+        journal = open_journal(state, create=False)
+        return {"events": [] if journal is None else journal.events(loop, after, limit)}
 
 
 @router.post(
@@ -180,9 +197,10 @@ def journal_events(
 def stop(body: StopRequest, state: State) -> dict[str, Any]:
     """Engage the kill switch (``release``: release it): running loops cancel their open
     orders, flatten their positions and stop at their next bar; no loop enters meanwhile."""
-    journal = open_journal(state, create=True)
-    if journal is None:  # never: create=True opens it
-        raise ApiError(503, "the trade journal cannot be opened", "Unavailable")
-    journal.set_switch(not body.release, body.reason)
-    engaged, reason = journal.switch()
+    with _reachable(state):
+        journal = open_journal(state, create=True)
+        if journal is None:  # never: create=True opens it
+            raise ApiError(503, "the trade journal cannot be opened", "Unavailable")
+        journal.set_switch(not body.release, body.reason)
+        engaged, reason = journal.switch()
     return {"engaged": engaged, "reason": reason}
