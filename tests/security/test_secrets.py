@@ -33,9 +33,14 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     # of ours ever writes.
     sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG", diagnose=False)
     caplog.set_level(logging.DEBUG)
+    # Standard logging records join the list as they are emitted, so that a test's assertions
+    # see them (adding caplog's records at teardown came after every assertion).
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
     yield lines
+    logging.getLogger().removeHandler(handler)
     logger.remove(sink)
-    lines.extend(record.getMessage() for record in caplog.records)
 
 
 def assert_clean(*texts: str) -> None:
