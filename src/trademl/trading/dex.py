@@ -93,7 +93,8 @@ class DexBroker:
         How long :meth:`submit` waits for the receipt; after it the order is ``new`` and
         :meth:`order` follows it.
     fee_bps : float
-        The pool fee, to report each fill's fee in the quote asset (30 on Uniswap v2).
+        The pool fee (30 on Uniswap v2): each fill reports it in the quote asset and its
+        price before it, as an order book does, so ``quantity · price ± fee`` is what moved.
     allow_mainnet : bool
         Trade on a known mainnet chain id (refused otherwise).
     """
