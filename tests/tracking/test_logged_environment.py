@@ -36,6 +36,14 @@ print(json.dumps({"trademl": trademl.__file__, "out": out.to_json(orient="split"
 """
 
 
+def _run(command: list[str], cwd: Path) -> str:
+    # Outside this checkout: no PYTHONPATH or active venv leaks into the fresh one.
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(command, cwd=cwd, env=clean, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_registered_model_loads_in_a_venv_built_from_its_requirements(
     tmp_path: Path, data_dir: Path
 ) -> None:
@@ -64,16 +72,8 @@ def test_registered_model_loads_in_a_venv_built_from_its_requirements(
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
-        cwd=model_dir,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert installed.returncode == 0, installed.stderr[-3000:]
+    # As MLflow restores an environment: pip in the model's folder, its requirements only.
+    _run([str(python), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"], model_dir)
 
     pipeline, _ = load_pipeline("env_model", result.model_version, settings)
     with open_default_store(settings) as store:
@@ -81,16 +81,8 @@ def test_registered_model_loads_in_a_venv_built_from_its_requirements(
     frame = to_model_input(candles)
     source = tmp_path / "input.json"
     source.write_text(frame.to_json(orient="split", date_format="epoch", date_unit="ns"))
-    loaded = subprocess.run(
-        [str(python), "-c", SCRIPT, str(model_dir), str(source)],
-        cwd=tmp_path,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    answer = json.loads(loaded.stdout.strip().splitlines()[-1])
+    loaded = _run([str(python), "-c", SCRIPT, str(model_dir), str(source)], tmp_path)
+    answer = json.loads(loaded.strip().splitlines()[-1])
     assert answer["trademl"].startswith(str(env))  # the logged wheel, not this checkout
     there = pd.read_json(io.StringIO(answer["out"]), orient="split")
     here = pipeline.predict(candles).reset_index(drop=True)
