@@ -47,7 +47,7 @@ def _run(command: list[str], cwd: Path) -> str:
 def test_registered_model_loads_in_a_venv_built_from_its_requirements(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", tracking=True)
     with open_default_store(settings) as store:
         import_path(data_dir / "crypto" / "BTCUSDT_1h.csv", store)
     config = tiny_run_config(tmp_path / "run", SMALL_LGBM, name="env_model", gate=SHORT_RUN_GATE)
