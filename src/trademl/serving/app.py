@@ -203,7 +203,7 @@ def serve_app() -> FastAPI:
     from trademl.log import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # build_features logs every computation at INFO: one line per prediction is noise and
     # costs throughput in a server.
     logger.disable("trademl.features.engine")
