@@ -57,6 +57,13 @@ def test_backtest_writes_report_metrics_and_trades(cli, trained: Path, tmp_path:
     assert (pd.to_datetime(trades["exit_time"]) >= pd.to_datetime(trades["entry_time"])).all()
     predictions = pd.read_parquet(trained / "predictions.parquet")
     assert pd.to_datetime(trades["entry_time"]).min() > predictions.index.min()
+    # Strategy and buy-and-hold over the same span: the predicted bars and a last trade's
+    # horizon, not the bars the store holds beyond the run's data.end.
+    curves = pd.read_csv(out / "equity.csv", index_col="timestamp", parse_dates=True)
+    horizon = json.loads((out / "metrics.json").read_text())["meta"]["horizon_bars"]
+    assert curves.index[0] == predictions.index[0]
+    assert curves.index[-1] == predictions.index[-1] + pd.Timedelta(hours=horizon + 1)
+    assert curves.index[-1] < pd.Timestamp("2023-10-03", tz="UTC")
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"sharpe", "deflated_sharpe", "max_drawdown", "n_trades"} <= set(metrics["metrics"])
     # The config carries a grid of 6: DSR given 6 trials and the grid's PBO are reported too.

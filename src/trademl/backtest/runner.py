@@ -27,6 +27,7 @@ from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.data.candles import as_candles
 from trademl.data.ingest import open_default_store, read_series
 from trademl.data.sources.base import clip_range
+from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
 from trademl.run_outputs import TrainingRecorder
@@ -98,12 +99,17 @@ def _inputs(
     timeframe = run_config.data.timeframe
     model, horizon_bars = choose_model(cfg, run_config)
     symbol = run_config.data.symbol
+    # The predicted span and the bars a last trade needs to close (entry on the next bar,
+    # then the horizon): bars the store holds beyond would run buy-and-hold on past what the
+    # strategy could trade, and compare two different periods.
+    start = predictions.index[0]
+    end = predictions.index[-1] + Timeframe.parse(timeframe).delta * (horizon_bars + 2)
     if given is None:
         with open_default_store(settings) as store:
-            candles = read_series(store, symbol, timeframe, predictions.index[0], None)
+            candles = read_series(store, symbol, timeframe, start, end)
     else:
         candles = as_candles(given, timeframe, what=f"candles of {symbol}")
-        candles = clip_range(candles, predictions.index[0], None)
+        candles = clip_range(candles, start, end)
     candles.attrs.update(symbol=symbol, timeframe=timeframe)
     years = (candles.index[-1] - candles.index[0]).total_seconds() / (365.25 * 86_400)
     periods = len(candles) / years if years > 0 else float(len(candles))

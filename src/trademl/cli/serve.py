@@ -36,8 +36,10 @@ def serve(
 ) -> None:
     """Serve predictions, signals, indicators, jobs and the registry over HTTP and WebSocket.
 
-    With no arguments it serves, on 127.0.0.1:8000, every model the registry under
-    TRADEML_HOME holds (its champion, else its latest version). API docs at /docs.
+    With no arguments it serves, on 127.0.0.1:8000, every model of the registry under
+    TRADEML_HOME that carries one of TRADEML_SERVE_ALIASES (the first found); a model with
+    none of them is not served unless TRADEML_SERVE_LATEST_UNPROMOTED is set. API docs at
+    /docs, the dashboard at /ui.
     """
     import uvicorn
 

@@ -19,11 +19,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from celery import Celery
-from celery.schedules import crontab, crontab_parser
 from loguru import logger
 
 from trademl.errors import ConfigError
+from trademl.extras import require
+
+# Celery's crontab does the cron arithmetic, for the in-process scheduler as for beat.
+require("celery", "celery", "retraining schedules (cron strings)")
+
+from celery import Celery  # noqa: E402
+from celery.schedules import crontab, crontab_parser  # noqa: E402
 
 RETRAIN_TASK = "trademl.retrain"
 ALIASES = {
