@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TRADEML_TEST_DATA ?= $(abspath ../shared/data)
 export TRADEML_HOME ?= $(abspath .trademl-demo)
+# pytest-xdist workers of `make test` (CI has 2 cores).
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-all lint format bench bench-features bench-train bench-deep bench-backtest bench-panel bench-serve bench-soak bench-skill clean
 
@@ -26,7 +28,7 @@ demo: install
 # The default suite with branch coverage of src/trademl: printed, and failing below the floor
 # ([tool.coverage.report] fail_under in pyproject.toml).
 test: install
-	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report=term:skip-covered
 
 test-all: install
 	$(BIN)/pytest -q -m ''

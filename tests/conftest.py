@@ -18,6 +18,26 @@ collect_ignore = ["example_plugin"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Folders whose conftest builds a session fixture many files share (a registry with trained
+# versions, a worker, a browser): under pytest-xdist each runs on one worker, built once.
+_SHARED_SESSION_FOLDERS = {"serving", "tracking", "jobs"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): a test file's tests run
+    on one worker (its module fixtures built once), a shared folder's files too; the docstring
+    examples of src/ form one group."""
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            parts = item.path.relative_to(root).parts
+        except ValueError:
+            group = "doctests"
+        else:
+            shared = len(parts) > 1 and parts[0] in _SHARED_SESSION_FOLDERS
+            group = parts[0] if shared else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 def market_data_dir() -> Path:
     """Where the shared real market data lives (TRADEML_TEST_DATA, default ../shared/data)."""
