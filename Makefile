@@ -28,7 +28,7 @@ demo: install
 # The default suite with branch coverage of src/trademl: printed, and failing below the floor
 # ([tool.coverage.report] fail_under in pyproject.toml).
 test: install
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --cov --cov-report=term:skip-covered
 
 test-all: install
 	$(BIN)/pytest -q -m ''

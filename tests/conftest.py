@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,20 +24,32 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SHARED_SESSION_FOLDERS = {"serving", "tracking", "jobs"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): a test file's tests run
-    on one worker (its module fixtures built once), a shared folder's files too; the docstring
-    examples of src/ form one group."""
-    root = Path(__file__).parent
-    for item in items:
-        try:
-            parts = item.path.relative_to(root).parts
-        except ValueError:
-            group = "doctests"
-        else:
-            shared = len(parts) > 1 and parts[0] in _SHARED_SESSION_FOLDERS
-            group = parts[0] if shared else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+def xdist_scope(nodeid: str) -> str:
+    """What runs whole on one pytest-xdist worker: a test file (its module fixtures built
+    once), or a whole folder of :data:`_SHARED_SESSION_FOLDERS`.
+
+    >>> xdist_scope("tests/serving/ui/test_dashboard.py::test_a[en]")
+    'tests/serving'
+    >>> xdist_scope("tests/models/test_gbm.py::test_b")
+    'tests/models/test_gbm.py'
+    """
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in _SHARED_SESSION_FOLDERS:
+        return "/".join(parts[:2])
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s ``pytest -n 2``: whole scopes (:func:`xdist_scope`) per worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ScopeScheduling(config, log)
 
 
 def market_data_dir() -> Path:
