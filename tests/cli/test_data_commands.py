@@ -113,6 +113,17 @@ def test_validate_and_gaps(cli, data_dir: Path) -> None:
     assert "2018-02-08 01:00 → 2018-02-09 09:00: 33 bars" in gaps.stdout
 
 
+def test_validate_a_file_named_anyhow(cli, data_dir: Path, tmp_path: Path) -> None:
+    # A name that says neither symbol nor timeframe: --symbol and --timeframe say them.
+    odd = tmp_path / "download (3).csv"
+    odd.write_bytes((data_dir / "fx" / "EURUSD_1h.csv").read_bytes())
+    refused = cli("data", "validate", odd)
+    assert refused.code != 0 and "pass --symbol and --timeframe" in refused.stderr
+    ok = cli("data", "validate", odd, "--symbol", "EURUSD", "--timeframe", "1h")
+    assert ok.code == 0, ok.stderr
+    assert "download (3).csv" in ok.stdout and "1 valid file(s)" in ok.stdout
+
+
 def test_home_option_isolates_state(cli, data_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "other-home"
     assert cli("--home", other, "data", "import", data_dir / "fx" / "EURUSD_1h.csv").code == 0

@@ -201,6 +201,9 @@ def show_command(
 @app.command("validate")
 def validate_command(
     path: Annotated[Path, typer.Argument(help="A candle file or a folder of them.")],
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Symbol (inferred from SYMBOL_TF.csv).")
+    ] = None,
     timeframe: Annotated[
         str | None, typer.Option("--timeframe", help="Timeframe (inferred from SYMBOL_TF.csv).")
     ] = None,
@@ -208,7 +211,7 @@ def validate_command(
 ) -> None:
     """Check files against the Candles contract without storing them; report gaps."""
     files = library.candle_files(path)
-    loaded = library.load_files(files, timeframe=timeframe, tz=tz)
+    loaded = library.load_files(files, symbol=symbol, timeframe=timeframe, tz=tz)
     table = Table(title=f"{len(loaded)} valid file(s) in {path}")
     for column in ("file", "rows", "first", "last", "missing bars", "largest gap"):
         table.add_column(column)
