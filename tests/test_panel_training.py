@@ -14,6 +14,7 @@ import pytest
 
 from trademl.api import train as run
 from trademl.backtest.engine import run_backtest
+from trademl.backtest.outcome import traded_span
 from trademl.backtest.runner import backtest
 from trademl.backtest.strategies import strategy_signals
 from trademl.config import Settings, load_run_config
@@ -285,7 +286,9 @@ def test_panel_run_reports_per_symbol_and_pooled_serves_and_backtests(
     with open_default_store(settings) as store:
         symbol = "ETHUSDT"
         own = predictions.xs(symbol, level="symbol")
-        candles = read_series(store, symbol, "1h", own.index[0], None)
+        candles = read_series(store, symbol, "1h", *traded_span(own.index, "1h", 6))
+    # The backtest reads the predicted span and a last trade's horizon, not the store's tail.
+    assert candles.index[-1] == own.index[-1] + pd.Timedelta(hours=7)
     meta = json.loads((tmp_path / "bt" / "metrics.json").read_text())["meta"]
     alone = run_backtest(
         candles,

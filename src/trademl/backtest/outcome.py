@@ -10,6 +10,7 @@ import pandas as pd
 
 from trademl.backtest.config import BacktestConfig
 from trademl.config import RunConfig
+from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 from trademl.features.horizons import resolve_horizon
 
@@ -40,3 +41,18 @@ def choose_model(cfg: BacktestConfig, run_config: RunConfig) -> tuple[str, int]:
     if model not in names:
         raise ConfigError(f"strategy.model {model!r} is not in the run; models: {', '.join(names)}")
     return model, horizon_bars
+
+
+def traded_span(
+    predicted: pd.Index, timeframe: str, horizon_bars: int
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The bars a backtest of ``predicted`` reads, ``[start, end)``: the predicted span and
+    those a last trade needs to close (entry on the next bar, then the horizon). Bars the store
+    holds beyond would run buy-and-hold on past what the strategy could trade.
+
+    >>> index = pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC")
+    >>> traded_span(index, "1h", 2)
+    (Timestamp('2024-01-01 00:00:00+0000', tz='UTC'), Timestamp('2024-01-01 06:00:00+0000', tz='UTC'))
+    """
+    first, last = pd.Timestamp(predicted[0]), pd.Timestamp(predicted[-1])
+    return first, last + Timeframe.parse(timeframe).delta * (horizon_bars + 2)

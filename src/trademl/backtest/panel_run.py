@@ -21,7 +21,7 @@ from loguru import logger
 from trademl.atomic import atomic_path
 from trademl.backtest.config import BacktestConfig
 from trademl.backtest.metrics import backtest_metrics, buy_and_hold
-from trademl.backtest.outcome import BacktestRun, choose_model
+from trademl.backtest.outcome import BacktestRun, choose_model, traded_span
 from trademl.backtest.panel import PanelSignals, run_backtest_panel
 from trademl.backtest.report import write_metrics_json
 from trademl.backtest.strategies import strategy_signals
@@ -51,7 +51,9 @@ def backtest_panel(cfg: BacktestConfig, run_dir: Path, settings: Settings) -> Ba
         for symbol in symbols:
             own = predictions[predictions.index.get_level_values("symbol") == symbol]
             own = own.droplevel("symbol")
-            frame = read_series(store, symbol, timeframe, own.index[0], None)
+            frame = read_series(
+                store, symbol, timeframe, *traded_span(own.index, timeframe, horizon_bars)
+            )
             frame.attrs.update(symbol=symbol, timeframe=timeframe)
             candles[symbol] = frame
             signals[symbol] = strategy_signals(

@@ -18,7 +18,7 @@ from trademl.atomic import atomic_path
 from trademl.backtest.config import BacktestConfig, load_backtest_config
 from trademl.backtest.engine import run_backtest
 from trademl.backtest.metrics import backtest_metrics, buy_and_hold
-from trademl.backtest.outcome import BacktestRun, choose_model
+from trademl.backtest.outcome import BacktestRun, choose_model, traded_span
 from trademl.backtest.panel_run import backtest_panel
 from trademl.backtest.report import write_metrics_json, write_report
 from trademl.backtest.signals import Signals
@@ -27,7 +27,6 @@ from trademl.config import RunConfig, Settings, get_settings, load_run_config
 from trademl.data.candles import as_candles
 from trademl.data.ingest import open_default_store, read_series
 from trademl.data.sources.base import clip_range
-from trademl.data.timeframes import Timeframe
 from trademl.errors import ConfigError
 from trademl.paths import PathPolicy, output_lock, resolve_backtest_paths
 from trademl.run_outputs import TrainingRecorder
@@ -99,11 +98,7 @@ def _inputs(
     timeframe = run_config.data.timeframe
     model, horizon_bars = choose_model(cfg, run_config)
     symbol = run_config.data.symbol
-    # The predicted span and the bars a last trade needs to close (entry on the next bar,
-    # then the horizon): bars the store holds beyond would run buy-and-hold on past what the
-    # strategy could trade, and compare two different periods.
-    start = predictions.index[0]
-    end = predictions.index[-1] + Timeframe.parse(timeframe).delta * (horizon_bars + 2)
+    start, end = traded_span(predictions.index, timeframe, horizon_bars)
     if given is None:
         with open_default_store(settings) as store:
             candles = read_series(store, symbol, timeframe, start, end)
