@@ -125,10 +125,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# A module's, not the session's: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and every later test of the process that calls asyncio.run() would
+# fail (pytest-xdist runs other folders' files after this one in the same worker).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium under Playwright, one per session; a missing browser fails the run
-    under CI (apt-get install chromium) and skips it elsewhere."""
+    """Debian's Chromium under Playwright, one per test module; a missing browser fails the
+    run under CI (apt-get install chromium) and skips it elsewhere."""
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: apt-get install -y chromium"
         if IN_CI:
