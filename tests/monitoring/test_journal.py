@@ -59,6 +59,20 @@ def test_written_rows_reach_the_table_once_with_their_values(url: str, tmp_path:
     assert rows["logged_at"].notna().all()
 
 
+def test_request_ids_a_client_chose_arrive_as_sent(tmp_path: Path) -> None:
+    # X-Request-ID is the client's: quotes, backslashes, a newline, a forged journal entry and
+    # non-ASCII letters must come back as sent, and never split or add a journal line.
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    ids = ['a"b', "c\\d", "e\nf", '{"r":"x","t":0,"a":"y"}', "idé42", uuid.uuid4().hex]
+    with Journal(PredictionLog(url), tmp_path / "journal") as journal:
+        for hour, request_id in enumerate(ids):
+            journal.append([prediction(request_id, hour)]).result()
+        lines = journal.path.read_bytes().splitlines()
+    assert sum(line.startswith(b'{"r":') for line in lines) == len(ids)
+    with PredictionLog(url) as log:
+        assert log.read("btc")["request_id"].tolist() == ids
+
+
 def test_a_dead_servers_file_is_moved_by_the_next_and_never_twice(url: str, tmp_path: Path) -> None:
     folder = tmp_path / "journal"
     model = f"dead_{uuid.uuid4().hex[:8]}"
