@@ -5,16 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-from trademl.errors import MissingExtraError
-from trademl.extras import require
-
-
-def test_require_names_the_extra() -> None:
-    with pytest.raises(MissingExtraError, match=r"pip install 'trademl\[celery\]'"):
-        require("no_such_module_here", "celery", "retraining schedules")
-
 
 def test_schedules_without_celery_say_which_extra() -> None:
     # A fresh interpreter where celery cannot be imported (as in an install without the extra).
